@@ -1,0 +1,42 @@
+//! Liveness, readiness and metrics: no authentication.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// 200 while the process runs.
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// 200 when the database answers, 503 otherwise.
+pub async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+    match tokio::time::timeout(READY_TIMEOUT, app.store.ping()).await {
+        Ok(Ok(())) => Ok(Json(json!({"status": "ready"}))),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "not ready: database ping failed");
+            Err(ApiError::storage_unavailable())
+        }
+        Err(_) => {
+            tracing::warn!("not ready: database ping timed out");
+            Err(ApiError::storage_unavailable())
+        }
+    }
+}
+
+pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        app.metrics.render(),
+    )
+}

@@ -1,0 +1,120 @@
+//! The HTTP surface: one router, one cheap shared state, cross-cutting layers in one place.
+
+mod error;
+mod health;
+mod sns;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::Request;
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::clock::Clock;
+use crate::config::BasicAuth;
+use crate::metrics::Metrics;
+use crate::sns::verify::Verifier;
+use crate::store::Store;
+
+pub use error::ApiError;
+
+/// Everything a handler needs; cloned per request, so it is one `Arc`.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+pub struct Shared {
+    pub store: Arc<dyn Store>,
+    pub verifier: Verifier,
+    /// For subscription confirmations: no redirects, short timeouts.
+    pub http: reqwest::Client,
+    pub auto_confirm: bool,
+    pub basic_auth: Option<BasicAuth>,
+    pub event_ids: Vec<String>,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// SNS waits 15 s for an answer; no request should outlive that. A request cut short
+/// answers 503, so SNS delivers again.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(14);
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(shared: Shared) -> Router {
+    let state = AppState(Arc::new(shared));
+    // Layers run bottom-up: authentication first, then the announced length, then the
+    // limit on what is actually read.
+    let sns = post(sns::receive)
+        .layer(DefaultBodyLimit::max(sns::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            sns::refuse_announced_oversize,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            sns::require_basic_auth,
+        ));
+    Router::new()
+        .route("/sns", sns)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|request: &Request| {
+                            let request_id = request
+                                .headers()
+                                .get(REQUEST_ID)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default();
+                            tracing::info_span!(
+                                "request",
+                                method = %request.method(),
+                                path = request.uri().path(),
+                                request_id
+                            )
+                        })
+                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                )
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(axum::middleware::from_fn(deadline)),
+        )
+}
+
+/// Ends a request that runs past [`REQUEST_TIMEOUT`] with a 503 in the usual error shape.
+async fn deadline(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!("request timed out");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "the request took too long; retry later",
+            )
+            .into_response()
+        }
+    }
+}

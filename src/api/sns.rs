@@ -1,0 +1,352 @@
+//! `POST /sns`: authenticate a delivery, store it exactly once, then act by type.
+//!
+//! The answer decides what SNS does next: 2xx only once the message is committed, 4xx for
+//! input that will never be acceptable (SNS drops it), 5xx for trouble that a retry may
+//! cure (SNS delivers again).
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use openssl::sha::sha256;
+use serde_json::json;
+use tracing::Instrument;
+use url::Url;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::config::BasicAuth;
+use crate::rds::event::{RdsEvent, SourceType, parse_rds_event};
+use crate::sns::Rejection;
+use crate::sns::confirm::confirm_subscription;
+use crate::sns::message::{MessageType, SnsMessage};
+use crate::store::{
+    Disposition, EventColumns, Inserted, NewMessage, StoreError, SubscriptionStatus,
+    SubscriptionUpdate,
+};
+
+/// SNS messages are at most 256 KiB; JSON escaping can roughly double that.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// A store call that takes longer is abandoned, so SNS hears 503 long before its 15 s limit.
+const STORE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a delivery was not answered 200.
+enum Failure {
+    Rejected(Rejection),
+    Storage(String),
+    Confirmation(String),
+}
+
+impl From<Rejection> for Failure {
+    fn from(r: Rejection) -> Self {
+        Self::Rejected(r)
+    }
+}
+
+struct Handled {
+    message_id: String,
+    disposition: Disposition,
+    duplicate: bool,
+}
+
+pub async fn receive(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match handle(&app, &headers, body).await {
+        Ok(done) => {
+            let result = if done.duplicate {
+                "duplicate"
+            } else {
+                done.disposition.as_str()
+            };
+            tracing::info!(message_id = %done.message_id, result, "SNS message handled");
+            Json(json!({
+                "message_id": done.message_id,
+                "disposition": done.disposition.as_str(),
+                "duplicate": done.duplicate,
+            }))
+            .into_response()
+        }
+        Err(Failure::Rejected(rejection)) => refuse(&app, rejection).into_response(),
+        Err(Failure::Storage(e)) => {
+            tracing::error!(error = %e, "SNS message not stored; answering 503 so SNS retries");
+            app.metrics.sns_refusal("storage_unavailable");
+            ApiError::storage_unavailable().into_response()
+        }
+        Err(Failure::Confirmation(e)) => {
+            tracing::error!(error = %e, "subscription confirmation failed; answering 503 so SNS retries");
+            app.metrics.sns_refusal("confirmation_failed");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "confirmation_failed",
+                "the subscription could not be confirmed; retry later",
+            )
+            .into_response()
+        }
+    }
+}
+
+/// Logs and counts a refusal once, and turns it into the JSON error answer.
+fn refuse(app: &AppState, rejection: Rejection) -> ApiError {
+    tracing::warn!(reason = rejection.code(), detail = %rejection, "SNS delivery refused");
+    app.metrics.sns_refusal(rejection.code());
+    ApiError::new(rejection.status(), rejection.code(), rejection.to_string())
+}
+
+async fn handle(
+    app: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Handled, Failure> {
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => Rejection::BodyTooLarge(MAX_BODY_BYTES),
+        _ => Rejection::Malformed(format!("unreadable body: {e}")),
+    })?;
+    if headers
+        .get("x-amz-sns-rawdelivery")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"true"))
+    {
+        return Err(Rejection::RawDelivery.into());
+    }
+    let msg = SnsMessage::parse(&body).map_err(Rejection::Malformed)?;
+    let span = tracing::info_span!(
+        "sns",
+        message_id = %msg.message_id,
+        topic = %msg.topic_arn,
+        kind = msg.message_type.as_str()
+    );
+    process(app, msg).instrument(span).await
+}
+
+/// Authenticates a parsed message, stores it, and acts on it by type.
+async fn process(app: &AppState, msg: SnsMessage) -> Result<Handled, Failure> {
+    app.verifier.verify(&msg).await?;
+
+    let received_at = app.clock.now();
+    let mut record = NewMessage {
+        message_id: msg.message_id.clone(),
+        message_type: msg.message_type.as_str(),
+        topic_arn: msg.topic_arn.to_string(),
+        subject: msg.subject.clone(),
+        sent_at: msg.timestamp,
+        received_at,
+        signature_version: msg.signature_version.clone(),
+        disposition: Disposition::Ignored,
+        disposition_reason: None,
+        body: msg.message.clone(),
+        event: None,
+    };
+    let subscription = |status, subscribe_url: Option<String>| SubscriptionUpdate {
+        topic_arn: msg.topic_arn.to_string(),
+        status,
+        subscription_arn: None,
+        subscribe_url,
+        message_id: msg.message_id.clone(),
+        error: None,
+        at: received_at,
+    };
+
+    let (disposition, duplicate) = match msg.message_type {
+        MessageType::Notification => {
+            let event = parse_rds_event(&msg.message, &msg.topic_arn);
+            let (disposition, reason) = classify(event.as_ref(), &app.event_ids);
+            record.disposition = disposition;
+            record.disposition_reason = reason;
+            record.event = event.map(|e| EventColumns {
+                event_id: e.event_id,
+                source_type: e.source_type.as_str().to_owned(),
+                source_id: e.source_id,
+                source_arn: e.source_arn,
+                region: e.region,
+                account: e.account,
+            });
+            let inserted = store(app.store.insert_message(&record, None)).await?;
+            (disposition, inserted != Inserted::New)
+        }
+        MessageType::UnsubscribeConfirmation => {
+            // Its SubscribeURL would subscribe the endpoint again: never visit it.
+            tracing::warn!("the endpoint was unsubscribed from the topic");
+            record.disposition = Disposition::Unsubscribed;
+            let update = subscription(SubscriptionStatus::Unsubscribed, None);
+            let inserted = store(app.store.insert_message(&record, Some(&update))).await?;
+            (Disposition::Unsubscribed, inserted != Inserted::New)
+        }
+        MessageType::SubscriptionConfirmation if !app.auto_confirm => {
+            tracing::warn!(
+                "subscription confirmation recorded; RESTOP_SNS_AUTO_CONFIRM is off, so an operator must confirm it"
+            );
+            record.disposition = Disposition::PendingConfirmation;
+            let update = subscription(
+                SubscriptionStatus::PendingConfirmation,
+                msg.subscribe_url.clone(),
+            );
+            let inserted = store(app.store.insert_message(&record, Some(&update))).await?;
+            (Disposition::PendingConfirmation, inserted != Inserted::New)
+        }
+        MessageType::SubscriptionConfirmation => {
+            record.disposition = Disposition::Confirming;
+            let pending = subscription(
+                SubscriptionStatus::PendingConfirmation,
+                msg.subscribe_url.clone(),
+            );
+            match store(app.store.insert_message(&record, Some(&pending))).await? {
+                // An earlier attempt did not finish: this redelivery tries again.
+                Inserted::New
+                | Inserted::Duplicate(Disposition::Confirming | Disposition::ConfirmationFailed) => {
+                    confirm(app, &msg, pending).await?;
+                    (Disposition::Confirmed, false)
+                }
+                Inserted::Duplicate(stored) => (stored, true),
+            }
+        }
+    };
+    app.metrics.sns_message(
+        msg.message_type.as_str(),
+        if duplicate {
+            "duplicate"
+        } else {
+            disposition.as_str()
+        },
+    );
+    Ok(Handled {
+        message_id: msg.message_id,
+        disposition,
+        duplicate,
+    })
+}
+
+/// Visits the SubscribeURL and records the outcome on the message and the subscription.
+async fn confirm(
+    app: &AppState,
+    msg: &SnsMessage,
+    mut update: SubscriptionUpdate,
+) -> Result<(), Failure> {
+    // The verifier has already checked this URL against the SNS host rules.
+    let url = msg
+        .subscribe_url
+        .as_deref()
+        .and_then(|u| Url::parse(u).ok())
+        .ok_or_else(|| Failure::Confirmation("SubscribeURL missing".into()))?;
+    let result = confirm_subscription(&app.http, url, msg.topic_arn.as_str()).await;
+    let disposition = match &result {
+        Ok(arn) => {
+            tracing::info!(subscription_arn = %arn, "subscription confirmed");
+            update.status = SubscriptionStatus::Confirmed;
+            update.subscription_arn = Some(arn.clone());
+            Disposition::Confirmed
+        }
+        Err(e) => {
+            update.status = SubscriptionStatus::ConfirmationFailed;
+            update.error = Some(e.to_string());
+            Disposition::ConfirmationFailed
+        }
+    };
+    let reason = update.error.clone();
+    store(
+        app.store
+            .record_confirmation(disposition, reason.as_deref(), &update),
+    )
+    .await?;
+    result
+        .map(drop)
+        .map_err(|e| Failure::Confirmation(e.to_string()))
+}
+
+/// `accepted` for an event restop acts on, `ignored` with the reason otherwise.
+fn classify(event: Option<&RdsEvent>, event_ids: &[String]) -> (Disposition, Option<String>) {
+    let Some(event) = event else {
+        return (Disposition::Ignored, Some("not an RDS event".into()));
+    };
+    if !event_ids.contains(&event.event_id) {
+        return (
+            Disposition::Ignored,
+            Some(format!("{} is not in RESTOP_EVENT_IDS", event.event_id)),
+        );
+    }
+    match event.source_type {
+        SourceType::DbInstance | SourceType::DbCluster => (Disposition::Accepted, None),
+        SourceType::Other(ref other) => (
+            Disposition::Ignored,
+            Some(format!(
+                "source type {other} is not a DB instance or cluster"
+            )),
+        ),
+    }
+}
+
+async fn store<T>(op: impl Future<Output = Result<T, StoreError>>) -> Result<T, Failure> {
+    match tokio::time::timeout(STORE_TIMEOUT, op).await {
+        Ok(result) => result.map_err(|e| Failure::Storage(e.to_string())),
+        Err(_) => Err(Failure::Storage(format!(
+            "no answer within {}s",
+            STORE_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// Answers 413 from the Content-Length header alone, instead of reading an upload that
+/// can only be refused.
+pub async fn refuse_announced_oversize(
+    State(app): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return refuse(&app, Rejection::BodyTooLarge(MAX_BODY_BYTES)).into_response();
+    }
+    next.run(request).await
+}
+
+/// Middleware for `/sns` when `RESTOP_SNS_BASIC_AUTH` is set: SNS sends the credentials
+/// from the subscription URL after a 401 challenge.
+pub async fn require_basic_auth(
+    State(app): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(expected) = &app.basic_auth else {
+        return next.run(request).await;
+    };
+    if basic_auth_matches(request.headers(), expected) {
+        return next.run(request).await;
+    }
+    let mut response = refuse(&app, Rejection::Unauthorized).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"restop\", charset=\"UTF-8\""),
+    );
+    response
+}
+
+fn basic_auth_matches(headers: &HeaderMap, expected: &BasicAuth) -> bool {
+    let Some(given) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b64| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+        })
+    else {
+        return false;
+    };
+    let wanted = format!("{}:{}", expected.user, expected.password);
+    // Comparing digests keeps the comparison constant-time whatever the lengths.
+    openssl::memcmp::eq(&sha256(&given), &sha256(wanted.as_bytes()))
+}

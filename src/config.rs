@@ -1,0 +1,329 @@
+//! Every setting, typed and validated once at start-up.
+//!
+//! Each setting is a command-line flag and an environment variable. A bad value
+//! stops start-up with clap's message, which names the flag; the flag's `--help`
+//! entry names its environment variable.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::sns::cert_url::ExtraHost;
+use crate::sns::message::TopicArn;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "restop",
+    version,
+    about = "Keeps stopped Amazon RDS databases stopped",
+    long_about = "Receives RDS events from an Amazon SNS HTTP(S) subscription, proves that each \
+                  message comes from SNS, and records it durably."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+// Built once at start-up; boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (applies pending migrations first).
+    Serve(ServeConfig),
+    /// Apply pending database migrations and exit.
+    Migrate(DatabaseConfig),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseConfig {
+    /// Database: `sqlite://PATH` (file created if missing) or `postgres://...`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://restop.db")]
+    pub database_url: DatabaseUrl,
+
+    /// Largest number of pooled database connections.
+    #[arg(long, env = "RESTOP_DB_MAX_CONNECTIONS", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_max_connections: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    #[command(flatten)]
+    pub database: DatabaseConfig,
+
+    /// Address to listen on.
+    #[arg(long, env = "RESTOP_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    #[command(flatten)]
+    pub sns: SnsConfig,
+
+    /// RDS event ids that restop acts on (comma-separated).
+    #[arg(long, env = "RESTOP_EVENT_IDS", value_delimiter = ',',
+          default_value = "RDS-EVENT-0154,RDS-EVENT-0153", value_parser = parse_event_id)]
+    pub event_ids: Vec<String>,
+
+    /// Log format; levels come from RUST_LOG.
+    #[arg(long, env = "RESTOP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SnsConfig {
+    /// Comma-separated SNS topic ARNs allowed; empty allows any topic (logged as a warning).
+    #[arg(long = "topic-arns", env = "RESTOP_TOPIC_ARNS", default_value = "")]
+    pub topic_arns: CommaList<TopicArn>,
+
+    /// Confirm SubscriptionConfirmation messages for allowed topics.
+    #[arg(long, env = "RESTOP_SNS_AUTO_CONFIRM", default_value_t = true,
+          action = clap::ArgAction::Set, value_parser = parse_bool)]
+    pub sns_auto_confirm: bool,
+
+    /// Refuse messages whose Timestamp is older than this (90s, 5m, 1h, 30d).
+    #[arg(long, env = "RESTOP_SNS_MAX_AGE", default_value = "1h", value_parser = parse_duration)]
+    pub sns_max_age: Duration,
+
+    /// Directory of `SimpleNotificationService-<hash>.pem` files used instead of fetching.
+    #[arg(long, env = "RESTOP_SNS_CERT_DIR", value_parser = parse_existing_dir)]
+    pub sns_cert_dir: Option<PathBuf>,
+
+    /// Extra `host[:port]` entries trusted for SigningCertURL and SubscribeURL (emulators, tests).
+    #[arg(long, env = "RESTOP_SNS_EXTRA_HOSTS", default_value = "")]
+    pub sns_extra_hosts: CommaList<ExtraHost>,
+
+    /// `user:password` required as HTTP Basic auth on /sns.
+    #[arg(long, env = "RESTOP_SNS_BASIC_AUTH", hide_env_values = true)]
+    pub sns_basic_auth: Option<BasicAuth>,
+}
+
+impl SnsConfig {
+    /// Messages dated further ahead than this are refused as well.
+    pub const MAX_FUTURE_SKEW: Duration = Duration::from_secs(5 * 60);
+}
+
+/// A comma-separated list in which empty entries are skipped, so an empty variable means
+/// an empty list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommaList<T>(pub Vec<T>);
+
+impl<T: FromStr<Err = String>> FromStr for CommaList<T> {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(T::from_str)
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+impl Cli {
+    /// Parses the command line and environment; on an invalid value, exits with a message
+    /// that names both the flag and its environment variable.
+    pub fn parse_or_exit() -> Self {
+        use clap::CommandFactory;
+        use clap::error::{ContextKind, ContextValue, ErrorKind};
+
+        let error = match Self::try_parse() {
+            Ok(cli) => return cli,
+            Err(error) => error,
+        };
+        if error.kind() == ErrorKind::ValueValidation {
+            let flag = match error.get(ContextKind::InvalidArg) {
+                Some(ContextValue::String(arg)) => arg.split_whitespace().next().map(str::to_owned),
+                _ => None,
+            };
+            let env = flag
+                .as_deref()
+                .and_then(|flag| env_var_of(&Self::command(), flag));
+            if let Some(env) = env {
+                eprintln!(
+                    "restop: invalid setting {env} (--{}):",
+                    flag.unwrap_or_default().trim_start_matches('-')
+                );
+            }
+        }
+        error.exit()
+    }
+}
+
+/// The environment variable behind `--flag`, searching every subcommand.
+fn env_var_of(command: &clap::Command, flag: &str) -> Option<String> {
+    let long = flag.trim_start_matches('-');
+    command
+        .get_arguments()
+        .find(|arg| arg.get_long() == Some(long))
+        .and_then(|arg| arg.get_env())
+        .map(|env| env.to_string_lossy().into_owned())
+        .or_else(|| {
+            command
+                .get_subcommands()
+                .find_map(|sub| env_var_of(sub, flag))
+        })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The database URL, with the backend chosen from its scheme.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Postgres(String),
+    Sqlite(String),
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            Ok(Self::Postgres(s.to_owned()))
+        } else if s.starts_with("sqlite:") {
+            Ok(Self::Sqlite(s.to_owned()))
+        } else {
+            Err("expected a URL starting with sqlite:// or postgres://".into())
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    /// Hides the password that a Postgres URL may carry.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite(url) => write!(f, "{url}"),
+            Self::Postgres(url) => match url::Url::parse(url) {
+                Ok(mut parsed) if parsed.password().is_some() => {
+                    let _ = parsed.set_password(Some("REDACTED"));
+                    write!(f, "{parsed}")
+                }
+                _ => write!(f, "{url}"),
+            },
+        }
+    }
+}
+
+/// Credentials for HTTP Basic auth; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BasicAuth {
+    pub user: String,
+    pub password: String,
+}
+
+impl FromStr for BasicAuth {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once(':') {
+            Some((user, password)) if !user.is_empty() && !password.is_empty() => Ok(Self {
+                user: user.to_owned(),
+                password: password.to_owned(),
+            }),
+            _ => Err("expected user:password, both non-empty".into()),
+        }
+    }
+}
+
+impl fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BasicAuth({}:REDACTED)", self.user)
+    }
+}
+
+/// Parses durations written like `90s`, `5m`, `1h` or `30d`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let err = || format!("'{s}' is not a duration like 90s, 5m, 1h or 30d");
+    let unit_at = s.find(|c: char| !c.is_ascii_digit()).ok_or_else(err)?;
+    let (number, unit) = s.split_at(unit_at);
+    let number: u64 = number.parse().map_err(|_| err())?;
+    let seconds_per_unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(err()),
+    };
+    number
+        .checked_mul(seconds_per_unit)
+        .map(Duration::from_secs)
+        .ok_or_else(err)
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" => Ok(false),
+        _ => Err(format!("'{s}' is not true or false")),
+    }
+}
+
+fn parse_event_id(s: &str) -> Result<String, String> {
+    let digits = s.strip_prefix("RDS-EVENT-").unwrap_or("");
+    if digits.len() == 4 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("'{s}' is not an RDS event id like RDS-EVENT-0154"))
+    }
+}
+
+fn parse_existing_dir(s: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(s);
+    if path.is_dir() {
+        Ok(path)
+    } else {
+        Err(format!("'{s}' is not a directory"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_every_unit() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+    }
+
+    #[test]
+    fn malformed_durations_are_refused() {
+        for bad in [
+            "",
+            "h",
+            "5",
+            "5x",
+            "1.5h",
+            "-1h",
+            "1h30m",
+            "99999999999999999999d",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn event_ids_are_checked() {
+        assert!(parse_event_id("RDS-EVENT-0154").is_ok());
+        assert!(parse_event_id("RDS-EVENT-154").is_err());
+        assert!(parse_event_id("rds-event-0154").is_err());
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let auth: BasicAuth = "ops:hunter2".parse().unwrap();
+        assert!(!format!("{auth:?}").contains("hunter2"));
+        let url: DatabaseUrl = "postgres://restop:hunter2@db/restop".parse().unwrap();
+        assert!(!format!("{url:?}").contains("hunter2"));
+        assert!("mysql://db".parse::<DatabaseUrl>().is_err());
+    }
+}

@@ -1,0 +1,47 @@
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use restop::clock::SystemClock;
+use restop::config::{Cli, Command, LogFormat};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse_or_exit();
+    let result = match cli.command {
+        Command::Serve(config) => {
+            restop::telemetry::init(config.log_format);
+            match tokio::net::TcpListener::bind(config.listen).await {
+                Ok(listener) => {
+                    restop::serve(config, listener, Arc::new(SystemClock), shutdown_signal()).await
+                }
+                Err(e) => Err(anyhow::anyhow!("RESTOP_LISTEN {}: {e}", config.listen)),
+            }
+        }
+        Command::Migrate(config) => {
+            restop::telemetry::init(LogFormat::Text);
+            restop::store::connect_and_migrate(&config)
+                .await
+                .map(|_| tracing::info!("migrations applied"))
+                .map_err(|e| anyhow::anyhow!("DATABASE_URL {:?}: {e}", config.database_url))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("restop: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
+        _ = sigterm.recv() => tracing::info!("SIGTERM received, shutting down"),
+    }
+}

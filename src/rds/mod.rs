@@ -1,0 +1,3 @@
+//! Amazon RDS: the events that announce a forced start.
+
+pub mod event;
