@@ -62,6 +62,9 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub sns: SnsConfig,
 
+    #[command(flatten)]
+    pub engine: EngineConfig,
+
     /// RDS event ids that restop acts on (comma-separated).
     #[arg(long, env = "RESTOP_EVENT_IDS", value_delimiter = ',',
           default_value = "RDS-EVENT-0154,RDS-EVENT-0153", value_parser = parse_event_id)]
@@ -98,6 +101,55 @@ pub struct SnsConfig {
     /// `user:password` required as HTTP Basic auth on /sns.
     #[arg(long, env = "RESTOP_SNS_BASIC_AUTH", hide_env_values = true)]
     pub sns_basic_auth: Option<BasicAuth>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EngineConfig {
+    /// Tag key that marks a database as protected (exact match).
+    #[arg(
+        long,
+        env = "RESTOP_TAG_KEY",
+        default_value = "auto-restart-protection"
+    )]
+    pub tag_key: String,
+
+    /// Tag value that turns protection on (compared case-insensitively).
+    #[arg(long, env = "RESTOP_TAG_VALUE", default_value = "yes")]
+    pub tag_value: String,
+
+    /// How often to look at a database while waiting for it.
+    #[arg(long, env = "RESTOP_POLL_INTERVAL", default_value = "5m", value_parser = parse_duration)]
+    pub poll_interval: Duration,
+
+    /// After the event, how long `stopped` may still be the forced start not yet visible.
+    #[arg(long, env = "RESTOP_START_GRACE", default_value = "15m", value_parser = parse_duration)]
+    pub start_grace: Duration,
+
+    /// An execution not finished after this ends as failed / timeout.
+    #[arg(long, env = "RESTOP_MAX_DURATION", default_value = "24h", value_parser = parse_duration)]
+    pub max_duration: Duration,
+
+    /// Decide everything but never call StopDBInstance / StopDBCluster.
+    #[arg(long, env = "RESTOP_DRY_RUN", default_value_t = false,
+          action = clap::ArgAction::Set, value_parser = parse_bool)]
+    pub dry_run: bool,
+
+    /// Run executions as this AWS Step Functions state machine instead of internally.
+    #[arg(long, env = "RESTOP_STATE_MACHINE_ARN", value_parser = parse_state_machine_arn)]
+    pub state_machine_arn: Option<String>,
+
+    /// POST a JSON summary here when an execution ends.
+    #[arg(long, env = "RESTOP_NOTIFY_URL", value_parser = parse_http_url)]
+    pub notify_url: Option<url::Url>,
+
+    /// How long a replica holds a job it works on; another replica takes over after that.
+    #[arg(long, env = "RESTOP_JOB_LEASE", default_value = "60s", value_parser = parse_duration)]
+    pub job_lease: Duration,
+
+    /// Run the protection engine in this process (turn off for API-only replicas).
+    #[arg(long, env = "RESTOP_ENGINE", default_value_t = true,
+          action = clap::ArgAction::Set, value_parser = parse_bool)]
+    pub engine_enabled: bool,
 }
 
 impl SnsConfig {
@@ -271,6 +323,37 @@ fn parse_event_id(s: &str) -> Result<String, String> {
         Ok(s.to_owned())
     } else {
         Err(format!("'{s}' is not an RDS event id like RDS-EVENT-0154"))
+    }
+}
+
+fn parse_state_machine_arn(s: &str) -> Result<String, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    match parts[..] {
+        [
+            "arn",
+            partition,
+            "states",
+            region,
+            account,
+            "stateMachine",
+            name,
+        ] if partition.starts_with("aws")
+            && crate::sns::message::is_region(region)
+            && account.len() == 12
+            && !name.is_empty() =>
+        {
+            Ok(s.to_owned())
+        }
+        _ => Err(format!(
+            "'{s}' is not a state machine ARN (arn:aws:states:REGION:ACCOUNT:stateMachine:NAME)"
+        )),
+    }
+}
+
+fn parse_http_url(s: &str) -> Result<url::Url, String> {
+    match url::Url::parse(s) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(url),
+        _ => Err(format!("'{s}' is not an http(s) URL")),
     }
 }
 

@@ -1,8 +1,6 @@
-use std::process::ExitCode;
-use std::sync::Arc;
-
-use restop::clock::SystemClock;
+use restop::Runtime;
 use restop::config::{Cli, Command, LogFormat};
+use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -12,7 +10,7 @@ async fn main() -> ExitCode {
             restop::telemetry::init(config.log_format);
             match tokio::net::TcpListener::bind(config.listen).await {
                 Ok(listener) => {
-                    restop::serve(config, listener, Arc::new(SystemClock), shutdown_signal()).await
+                    restop::serve(config, listener, Runtime::production(), shutdown_signal()).await
                 }
                 Err(e) => Err(anyhow::anyhow!("RESTOP_LISTEN {}: {e}", config.listen)),
             }

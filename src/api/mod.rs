@@ -21,6 +21,7 @@ use tracing::Level;
 
 use crate::clock::Clock;
 use crate::config::BasicAuth;
+use crate::engine::Launcher;
 use crate::metrics::Metrics;
 use crate::sns::verify::Verifier;
 use crate::store::Store;
@@ -41,6 +42,7 @@ pub struct Shared {
     pub event_ids: Vec<String>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
+    pub launcher: Launcher,
 }
 
 impl std::ops::Deref for AppState {

@@ -23,7 +23,9 @@ use url::Url;
 use super::AppState;
 use super::error::ApiError;
 use crate::config::BasicAuth;
-use crate::rds::event::{RdsEvent, SourceType, parse_rds_event};
+use crate::engine::Trigger;
+use crate::rds::event::{RdsEvent, parse_rds_event};
+use crate::rds::resource::ResourceArn;
 use crate::sns::Rejection;
 use crate::sns::confirm::confirm_subscription;
 use crate::sns::message::{MessageType, SnsMessage};
@@ -55,6 +57,8 @@ struct Handled {
     message_id: String,
     disposition: Disposition,
     duplicate: bool,
+    /// The execution an accepted event started or joined.
+    execution_id: Option<String>,
 }
 
 pub async fn receive(
@@ -74,6 +78,7 @@ pub async fn receive(
                 "message_id": done.message_id,
                 "disposition": done.disposition.as_str(),
                 "duplicate": done.duplicate,
+                "execution_id": done.execution_id,
             }))
             .into_response()
         }
@@ -145,6 +150,7 @@ async fn process(app: &AppState, msg: SnsMessage) -> Result<Handled, Failure> {
         disposition_reason: None,
         body: msg.message.clone(),
         event: None,
+        execution: None,
     };
     let subscription = |status, subscribe_url: Option<String>| SubscriptionUpdate {
         topic_arn: msg.topic_arn.to_string(),
@@ -156,22 +162,52 @@ async fn process(app: &AppState, msg: SnsMessage) -> Result<Handled, Failure> {
         at: received_at,
     };
 
+    let mut execution_id = None;
     let (disposition, duplicate) = match msg.message_type {
         MessageType::Notification => {
             let event = parse_rds_event(&msg.message, &msg.topic_arn);
-            let (disposition, reason) = classify(event.as_ref(), &app.event_ids);
+            let (disposition, reason, resource) = classify(event.as_ref(), &app.event_ids);
             record.disposition = disposition;
             record.disposition_reason = reason;
-            record.event = event.map(|e| EventColumns {
-                event_id: e.event_id,
-                source_type: e.source_type.as_str().to_owned(),
-                source_id: e.source_id,
-                source_arn: e.source_arn,
-                region: e.region,
-                account: e.account,
-            });
-            let inserted = store(app.store.insert_message(&record, None)).await?;
-            (disposition, inserted != Inserted::New)
+            if let Some(event) = event {
+                if let Some(resource) = resource {
+                    record.execution = Some(app.launcher.execution(
+                        &resource,
+                        Trigger {
+                            kind: "sns",
+                            message_id: Some(msg.message_id.clone()),
+                            event_id: Some(event.event_id.clone()),
+                            event_at: msg.timestamp,
+                            dry_run: false,
+                            skip_tag_check: false,
+                        },
+                        received_at,
+                    ));
+                }
+                record.event = Some(EventColumns {
+                    event_id: event.event_id,
+                    source_type: event.source_type.as_str().to_owned(),
+                    source_id: event.source_id,
+                    source_arn: event.source_arn,
+                    region: event.region,
+                    account: event.account,
+                });
+            }
+            match store(app.store.insert_message(&record, None)).await? {
+                Inserted::New { execution } => {
+                    if let Some(link) = execution {
+                        if link.joined {
+                            tracing::info!(execution_id = %link.id, "joined the resource's active execution");
+                        } else {
+                            tracing::info!(execution_id = %link.id, "execution started");
+                            app.launcher.wake();
+                        }
+                        execution_id = Some(link.id);
+                    }
+                    (disposition, false)
+                }
+                Inserted::Duplicate(stored) => (stored, true),
+            }
         }
         MessageType::UnsubscribeConfirmation => {
             // Its SubscribeURL would subscribe the endpoint again: never visit it.
@@ -179,7 +215,10 @@ async fn process(app: &AppState, msg: SnsMessage) -> Result<Handled, Failure> {
             record.disposition = Disposition::Unsubscribed;
             let update = subscription(SubscriptionStatus::Unsubscribed, None);
             let inserted = store(app.store.insert_message(&record, Some(&update))).await?;
-            (Disposition::Unsubscribed, inserted != Inserted::New)
+            (
+                Disposition::Unsubscribed,
+                matches!(inserted, Inserted::Duplicate(_)),
+            )
         }
         MessageType::SubscriptionConfirmation if !app.auto_confirm => {
             tracing::warn!(
@@ -191,7 +230,10 @@ async fn process(app: &AppState, msg: SnsMessage) -> Result<Handled, Failure> {
                 msg.subscribe_url.clone(),
             );
             let inserted = store(app.store.insert_message(&record, Some(&update))).await?;
-            (Disposition::PendingConfirmation, inserted != Inserted::New)
+            (
+                Disposition::PendingConfirmation,
+                matches!(inserted, Inserted::Duplicate(_)),
+            )
         }
         MessageType::SubscriptionConfirmation => {
             record.disposition = Disposition::Confirming;
@@ -201,7 +243,7 @@ async fn process(app: &AppState, msg: SnsMessage) -> Result<Handled, Failure> {
             );
             match store(app.store.insert_message(&record, Some(&pending))).await? {
                 // An earlier attempt did not finish: this redelivery tries again.
-                Inserted::New
+                Inserted::New { .. }
                 | Inserted::Duplicate(Disposition::Confirming | Disposition::ConfirmationFailed) => {
                     confirm(app, &msg, pending).await?;
                     (Disposition::Confirmed, false)
@@ -222,6 +264,7 @@ async fn process(app: &AppState, msg: SnsMessage) -> Result<Handled, Failure> {
         message_id: msg.message_id,
         disposition,
         duplicate,
+        execution_id,
     })
 }
 
@@ -262,25 +305,22 @@ async fn confirm(
         .map_err(|e| Failure::Confirmation(e.to_string()))
 }
 
-/// `accepted` for an event restop acts on, `ignored` with the reason otherwise.
-fn classify(event: Option<&RdsEvent>, event_ids: &[String]) -> (Disposition, Option<String>) {
+/// `accepted` (with the resource to protect) for an event restop acts on, `ignored` with
+/// the reason otherwise.
+fn classify(
+    event: Option<&RdsEvent>,
+    event_ids: &[String],
+) -> (Disposition, Option<String>, Option<ResourceArn>) {
+    let ignored = |reason: String| (Disposition::Ignored, Some(reason), None);
     let Some(event) = event else {
-        return (Disposition::Ignored, Some("not an RDS event".into()));
+        return ignored("not an RDS event".into());
     };
     if !event_ids.contains(&event.event_id) {
-        return (
-            Disposition::Ignored,
-            Some(format!("{} is not in RESTOP_EVENT_IDS", event.event_id)),
-        );
+        return ignored(format!("{} is not in RESTOP_EVENT_IDS", event.event_id));
     }
-    match event.source_type {
-        SourceType::DbInstance | SourceType::DbCluster => (Disposition::Accepted, None),
-        SourceType::Other(ref other) => (
-            Disposition::Ignored,
-            Some(format!(
-                "source type {other} is not a DB instance or cluster"
-            )),
-        ),
+    match event.resource() {
+        Ok(resource) => (Disposition::Accepted, None, Some(resource)),
+        Err(reason) => ignored(reason),
     }
 }
 

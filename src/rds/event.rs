@@ -4,6 +4,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::rds::resource::{ResourceArn, ResourceKind};
 use crate::sns::message::TopicArn;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +38,31 @@ pub struct RdsEvent {
     pub region: String,
     pub account: String,
     pub message: Option<String>,
+}
+
+impl RdsEvent {
+    /// The DB instance or cluster this event is about, if it is about one.
+    pub fn resource(&self) -> Result<ResourceArn, String> {
+        let expected = match self.source_type {
+            SourceType::DbInstance => ResourceKind::DbInstance,
+            SourceType::DbCluster => ResourceKind::DbCluster,
+            SourceType::Other(ref other) => {
+                return Err(format!(
+                    "source type {other} is not a DB instance or cluster"
+                ));
+            }
+        };
+        let arn = self.source_arn.as_deref().unwrap_or_default();
+        let resource: ResourceArn = arn.parse()?;
+        if resource.kind != expected || resource.identifier != self.source_id {
+            return Err(format!(
+                "Source ARN {arn} does not name the {} {}",
+                expected.as_str(),
+                self.source_id
+            ));
+        }
+        Ok(resource)
+    }
 }
 
 /// Parses an SNS `Message` as an RDS event. `None` means "not an RDS event": such messages

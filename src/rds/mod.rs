@@ -1,3 +1,5 @@
 //! Amazon RDS: the events that announce a forced start.
 
 pub mod event;
+pub mod resource;
+pub mod status;

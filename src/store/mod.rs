@@ -13,6 +13,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::config::{DatabaseConfig, DatabaseUrl};
+use crate::engine::decide::{Outcome, Phase, Status};
+use crate::rds::resource::ResourceKind;
 
 /// How long a request waits for a pooled connection before the database counts as down.
 /// SNS abandons a delivery after 15 s; answering 503 well before lets it retry.
@@ -118,6 +120,8 @@ pub struct NewMessage {
     /// The SNS `Message` field.
     pub body: String,
     pub event: Option<EventColumns>,
+    /// For an accepted event: the execution to start, unless one is active for the resource.
+    pub execution: Option<NewExecution>,
 }
 
 /// A change to what is known of a topic's subscription.
@@ -132,11 +136,113 @@ pub struct SubscriptionUpdate {
     pub at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inserted {
-    New,
+    New {
+        /// The execution the message started or joined.
+        execution: Option<ExecutionLink>,
+    },
     /// A redelivery: nothing was written. Carries the stored disposition.
     Duplicate(Disposition),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionLink {
+    pub id: String,
+    /// True when an active execution for the resource already existed.
+    pub joined: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Internal,
+    StepFunctions,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Internal => "internal",
+            Self::StepFunctions => "step_functions",
+        }
+    }
+}
+
+/// An execution about to be created.
+#[derive(Debug, Clone)]
+pub struct NewExecution {
+    pub id: String,
+    pub kind: ResourceKind,
+    pub resource_id: String,
+    pub resource_arn: String,
+    pub region: String,
+    pub account: String,
+    pub trigger: &'static str,
+    pub message_id: Option<String>,
+    pub event_id: Option<String>,
+    pub mode: Mode,
+    pub dry_run: bool,
+    pub skip_tag_check: bool,
+    pub event_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub deadline_at: DateTime<Utc>,
+}
+
+/// An execution claimed by a worker, with the lease token its commit must carry.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: String,
+    pub kind: ResourceKind,
+    pub resource_id: String,
+    pub resource_arn: String,
+    pub region: String,
+    pub account: String,
+    pub trigger: String,
+    pub message_id: Option<String>,
+    pub event_id: Option<String>,
+    pub mode: Mode,
+    pub dry_run: bool,
+    pub skip_tag_check: bool,
+    pub status: Status,
+    pub outcome: Option<Outcome>,
+    pub reason: Option<String>,
+    pub phase: Phase,
+    pub retries: u32,
+    pub sfn_execution_arn: Option<String>,
+    pub event_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub deadline_at: DateTime<Utc>,
+    pub notify_state: Option<String>,
+    pub notify_attempts: u32,
+    pub lease_token: i64,
+}
+
+/// One step of an execution's history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRecord {
+    pub at: DateTime<Utc>,
+    pub step: String,
+    pub rds_status: Option<String>,
+    pub action: String,
+    pub error: Option<String>,
+}
+
+/// The state a step leaves its execution in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobUpdate {
+    pub status: Status,
+    pub outcome: Option<Outcome>,
+    pub reason: Option<String>,
+    pub phase: Phase,
+    pub retries: u32,
+    pub sfn_execution_arn: Option<String>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub notify_state: Option<String>,
+    pub notify_attempts: u32,
+    pub notify_error: Option<String>,
+    /// `None`: nothing left to do.
+    pub next_run_at: Option<DateTime<Utc>>,
 }
 
 #[async_trait]
@@ -159,6 +265,34 @@ pub trait Store: Send + Sync + 'static {
         reason: Option<&str>,
         subscription: &SubscriptionUpdate,
     ) -> Result<(), StoreError>;
+
+    /// Leases up to `limit` due jobs to `owner` until `now + lease`. Jobs leased by another
+    /// owner are skipped until that lease expires. Pending executions become running.
+    async fn claim_jobs(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<Job>, StoreError>;
+
+    /// Leases one job again if it is due and not leased: for a step that follows at once.
+    async fn claim_job(
+        &self,
+        id: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<Job>, StoreError>;
+
+    /// Appends `step` and applies `update` in one transaction, if `job`'s lease token is
+    /// still current. `Ok(false)`: the job was taken over or cancelled; nothing was written.
+    async fn complete_step(
+        &self,
+        job: &Job,
+        step: &StepRecord,
+        update: &JobUpdate,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Connects to the configured backend and applies its pending migrations.

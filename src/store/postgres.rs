@@ -23,4 +23,4 @@ impl PgStore {
     }
 }
 
-super::sql::impl_store!(PgStore, Postgres);
+super::sql::impl_store!(PgStore, Postgres, claim_lock = "FOR UPDATE SKIP LOCKED");

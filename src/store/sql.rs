@@ -1,15 +1,101 @@
 //! The queries both backends share. Postgres and SQLite accept the same SQL here
-//! (`$n` placeholders, `ON CONFLICT ... DO UPDATE`), so one text serves both; the macro
-//! instantiates it for each backend's sqlx types.
+//! (`$n` placeholders, `ON CONFLICT ... DO UPDATE`, partial indexes, `RETURNING`), so one
+//! text serves both; the macro instantiates it for each backend's sqlx types. The one
+//! difference is passed in: how the job claim locks rows.
+
+use chrono::{DateTime, Utc};
+
+use super::{Job, Mode};
+use crate::engine::decide::{Outcome, Phase, Status};
+
+/// An `executions` row as stored.
+#[derive(sqlx::FromRow)]
+pub(super) struct JobRow {
+    id: String,
+    resource_type: String,
+    resource_id: String,
+    resource_arn: String,
+    region: String,
+    account_id: String,
+    trigger: String,
+    message_id: Option<String>,
+    event_id: Option<String>,
+    mode: String,
+    dry_run: bool,
+    skip_tag_check: bool,
+    status: String,
+    outcome: Option<String>,
+    reason: Option<String>,
+    phase: String,
+    retries: i32,
+    sfn_execution_arn: Option<String>,
+    event_at: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+    deadline_at: DateTime<Utc>,
+    notify_state: Option<String>,
+    notify_attempts: i32,
+    lease_token: i64,
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = sqlx::Error;
+
+    fn try_from(row: JobRow) -> Result<Self, Self::Error> {
+        let bad = |column: &str, value: &str| {
+            sqlx::Error::Decode(format!("executions.{column} has unknown value '{value}'").into())
+        };
+        Ok(Job {
+            kind: row
+                .resource_type
+                .parse()
+                .map_err(|_| bad("resource_type", &row.resource_type))?,
+            mode: match row.mode.as_str() {
+                "internal" => Mode::Internal,
+                "step_functions" => Mode::StepFunctions,
+                other => return Err(bad("mode", other)),
+            },
+            status: Status::parse(&row.status).ok_or_else(|| bad("status", &row.status))?,
+            outcome: match &row.outcome {
+                Some(o) => Some(Outcome::parse(o).ok_or_else(|| bad("outcome", o))?),
+                None => None,
+            },
+            phase: Phase::parse(&row.phase).ok_or_else(|| bad("phase", &row.phase))?,
+            retries: row.retries.max(0) as u32,
+            notify_attempts: row.notify_attempts.max(0) as u32,
+            id: row.id,
+            resource_id: row.resource_id,
+            resource_arn: row.resource_arn,
+            region: row.region,
+            account: row.account_id,
+            trigger: row.trigger,
+            message_id: row.message_id,
+            event_id: row.event_id,
+            dry_run: row.dry_run,
+            skip_tag_check: row.skip_tag_check,
+            reason: row.reason,
+            sfn_execution_arn: row.sfn_execution_arn,
+            event_at: row.event_at,
+            created_at: row.created_at,
+            finished_at: row.finished_at,
+            deadline_at: row.deadline_at,
+            notify_state: row.notify_state,
+            lease_token: row.lease_token,
+        })
+    }
+}
 
 macro_rules! impl_store {
-    ($store:ident, $db:ty) => {
+    ($store:ident, $db:ty, claim_lock = $claim_lock:literal) => {
         use async_trait::async_trait;
+        use chrono::{DateTime, Utc};
         use sqlx::Transaction;
 
+        use super::sql::JobRow;
         use super::{
-            Disposition, Inserted, NewMessage, Store, StoreError, SubscriptionStatus,
-            SubscriptionUpdate, disposition_from_db,
+            Disposition, ExecutionLink, Inserted, Job, JobUpdate, NewExecution, NewMessage,
+            StepRecord, Store, StoreError, SubscriptionStatus, SubscriptionUpdate,
+            disposition_from_db,
         };
 
         async fn upsert_subscription(
@@ -41,6 +127,60 @@ macro_rules! impl_store {
             .execute(&mut **tx)
             .await?;
             Ok(())
+        }
+
+        /// Starts `e` unless an execution for the resource is active; either way returns the
+        /// execution that now handles the resource.
+        async fn start_or_join(
+            tx: &mut Transaction<'_, $db>,
+            e: &NewExecution,
+        ) -> Result<ExecutionLink, sqlx::Error> {
+            // Two tries: an active execution may finish between the insert and the lookup.
+            for _ in 0..2 {
+                let inserted = sqlx::query(
+                    "INSERT INTO executions (id, resource_type, resource_id, resource_arn, region,
+                         account_id, trigger, message_id, event_id, mode, dry_run, skip_tag_check,
+                         status, phase, event_at, created_at, updated_at, deadline_at, next_run_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending',
+                         'check_protection', $13, $14, $14, $15, $14)
+                     ON CONFLICT (resource_arn) WHERE status IN ('pending', 'running') DO NOTHING",
+                )
+                .bind(&e.id)
+                .bind(e.kind.as_str())
+                .bind(&e.resource_id)
+                .bind(&e.resource_arn)
+                .bind(&e.region)
+                .bind(&e.account)
+                .bind(e.trigger)
+                .bind(&e.message_id)
+                .bind(&e.event_id)
+                .bind(e.mode.as_str())
+                .bind(e.dry_run)
+                .bind(e.skip_tag_check)
+                .bind(e.event_at)
+                .bind(e.created_at)
+                .bind(e.deadline_at)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if inserted {
+                    return Ok(ExecutionLink { id: e.id.clone(), joined: false });
+                }
+                let active: Option<String> = sqlx::query_scalar(
+                    "SELECT id FROM executions
+                     WHERE resource_arn = $1 AND status IN ('pending', 'running')",
+                )
+                .bind(&e.resource_arn)
+                .fetch_optional(&mut **tx)
+                .await?;
+                if let Some(id) = active {
+                    return Ok(ExecutionLink { id, joined: true });
+                }
+            }
+            Err(sqlx::Error::Protocol(
+                "could not start or join an execution for the resource".into(),
+            ))
         }
 
         #[async_trait]
@@ -85,18 +225,31 @@ macro_rules! impl_store {
                 .rows_affected()
                     == 1;
                 if !inserted {
-                    let stored: String =
-                        sqlx::query_scalar("SELECT disposition FROM sns_messages WHERE message_id = $1")
-                            .bind(&m.message_id)
-                            .fetch_one(&mut *tx)
-                            .await?;
+                    let stored: String = sqlx::query_scalar(
+                        "SELECT disposition FROM sns_messages WHERE message_id = $1",
+                    )
+                    .bind(&m.message_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
                     return Ok(Inserted::Duplicate(disposition_from_db(&stored)));
                 }
                 if let Some(subscription) = subscription {
                     upsert_subscription(&mut tx, subscription).await?;
                 }
+                let execution = match &m.execution {
+                    Some(new) => {
+                        let link = start_or_join(&mut tx, new).await?;
+                        sqlx::query("UPDATE sns_messages SET execution_id = $2 WHERE message_id = $1")
+                            .bind(&m.message_id)
+                            .bind(&link.id)
+                            .execute(&mut *tx)
+                            .await?;
+                        Some(link)
+                    }
+                    None => None,
+                };
                 tx.commit().await?;
-                Ok(Inserted::New)
+                Ok(Inserted::New { execution })
             }
 
             async fn record_confirmation(
@@ -118,6 +271,140 @@ macro_rules! impl_store {
                 upsert_subscription(&mut tx, subscription).await?;
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn claim_jobs(
+                &self,
+                owner: &str,
+                now: DateTime<Utc>,
+                lease: std::time::Duration,
+                limit: u32,
+            ) -> Result<Vec<Job>, StoreError> {
+                let lease_until = now + lease;
+                let rows: Vec<JobRow> = sqlx::query_as(concat!(
+                    "UPDATE executions SET
+                         lease_owner = $1,
+                         lease_expires_at = $3,
+                         lease_token = lease_token + 1,
+                         status = CASE WHEN status = 'pending' THEN 'running' ELSE status END,
+                         started_at = COALESCE(started_at, $2),
+                         updated_at = $2
+                     WHERE id IN (
+                         SELECT id FROM executions
+                         WHERE next_run_at <= $2
+                           AND (lease_expires_at IS NULL OR lease_expires_at < $2)
+                         ORDER BY next_run_at
+                         LIMIT $4 ",
+                    $claim_lock,
+                    ")
+                     RETURNING *"
+                ))
+                .bind(owner)
+                .bind(now)
+                .bind(lease_until)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter()
+                    .map(|row| Job::try_from(row).map_err(StoreError::from))
+                    .collect()
+            }
+
+            async fn claim_job(
+                &self,
+                id: &str,
+                owner: &str,
+                now: DateTime<Utc>,
+                lease: std::time::Duration,
+            ) -> Result<Option<Job>, StoreError> {
+                let row: Option<JobRow> = sqlx::query_as(
+                    "UPDATE executions SET lease_owner = $2, lease_expires_at = $4,
+                         lease_token = lease_token + 1, updated_at = $3
+                     WHERE id = $1 AND next_run_at <= $3
+                       AND (lease_expires_at IS NULL OR lease_expires_at < $3)
+                     RETURNING *",
+                )
+                .bind(id)
+                .bind(owner)
+                .bind(now)
+                .bind(now + lease)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(Job::try_from).transpose()?)
+            }
+
+            async fn complete_step(
+                &self,
+                job: &Job,
+                step: &StepRecord,
+                u: &JobUpdate,
+            ) -> Result<bool, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let fenced = sqlx::query(
+                    "UPDATE executions SET status = $3, outcome = $4, reason = $5, phase = $6,
+                         retries = $7, sfn_execution_arn = $8, finished_at = $9,
+                         notify_state = $10, notify_attempts = $11, notify_error = $12,
+                         next_run_at = $13, updated_at = $14,
+                         lease_owner = NULL, lease_expires_at = NULL
+                     WHERE id = $1 AND lease_token = $2",
+                )
+                .bind(&job.id)
+                .bind(job.lease_token)
+                .bind(u.status.as_str())
+                .bind(u.outcome.map(|o| o.as_str()))
+                .bind(&u.reason)
+                .bind(u.phase.as_str())
+                .bind(u.retries as i32)
+                .bind(&u.sfn_execution_arn)
+                .bind(u.finished_at)
+                .bind(&u.notify_state)
+                .bind(u.notify_attempts as i32)
+                .bind(&u.notify_error)
+                .bind(u.next_run_at)
+                .bind(step.at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !fenced {
+                    return Ok(false);
+                }
+                // The same observation as last time extends that row instead of adding one.
+                let repeated = sqlx::query(
+                    "UPDATE execution_steps SET repeats = repeats + 1, last_at = $2
+                     WHERE execution_id = $1
+                       AND seq = (SELECT MAX(seq) FROM execution_steps WHERE execution_id = $1)
+                       AND step = $3 AND action = $4
+                       AND rds_status IS NOT DISTINCT FROM $5 AND error IS NOT DISTINCT FROM $6",
+                )
+                .bind(&job.id)
+                .bind(step.at)
+                .bind(&step.step)
+                .bind(&step.action)
+                .bind(&step.rds_status)
+                .bind(&step.error)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !repeated {
+                    sqlx::query(
+                        "INSERT INTO execution_steps (execution_id, seq, at, last_at, step,
+                             rds_status, action, error)
+                         SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $2, $3, $4, $5, $6
+                         FROM execution_steps WHERE execution_id = $1",
+                    )
+                    .bind(&job.id)
+                    .bind(step.at)
+                    .bind(&step.step)
+                    .bind(&step.rds_status)
+                    .bind(&step.action)
+                    .bind(&step.error)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(true)
             }
         }
     };

@@ -37,4 +37,5 @@ impl SqliteStore {
     }
 }
 
-super::sql::impl_store!(SqliteStore, Sqlite);
+// One process owns a SQLite database, and its writes are serialised: no row locks needed.
+super::sql::impl_store!(SqliteStore, Sqlite, claim_lock = "");

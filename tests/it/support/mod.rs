@@ -1,14 +1,18 @@
 //! Shared test helpers: databases, a fake SNS, and restop itself on a real socket.
 
 pub mod db;
+pub mod fake_aws;
+pub mod moto;
 pub mod proxy;
 pub mod sns;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use restop::Runtime;
 use restop::clock::{Clock, SystemClock};
-use restop::config::{CommaList, DatabaseConfig, LogFormat, ServeConfig, SnsConfig};
+use restop::config::{CommaList, DatabaseConfig, EngineConfig, LogFormat, ServeConfig, SnsConfig};
+use restop::engine::aws::Aws;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -20,7 +24,8 @@ pub struct TestApp {
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
-/// Settings as an operator would leave them, trusting `extra_host` (the fake SNS).
+/// Settings as an operator would leave them, trusting `extra_host` (the fake SNS), with
+/// the engine off: SNS tests look at what is stored, not at AWS.
 pub fn config(database_url: &str, extra_host: Option<&str>) -> ServeConfig {
     ServeConfig {
         database: DatabaseConfig {
@@ -38,6 +43,18 @@ pub fn config(database_url: &str, extra_host: Option<&str>) -> ServeConfig {
             ),
             sns_basic_auth: None,
         },
+        engine: EngineConfig {
+            tag_key: "auto-restart-protection".into(),
+            tag_value: "yes".into(),
+            poll_interval: Duration::from_secs(1),
+            start_grace: Duration::from_secs(5),
+            max_duration: Duration::from_secs(120),
+            dry_run: false,
+            state_machine_arn: None,
+            notify_url: None,
+            job_lease: Duration::from_secs(10),
+            engine_enabled: false,
+        },
         event_ids: vec!["RDS-EVENT-0154".into(), "RDS-EVENT-0153".into()],
         log_format: LogFormat::Text,
     }
@@ -45,10 +62,18 @@ pub fn config(database_url: &str, extra_host: Option<&str>) -> ServeConfig {
 
 impl TestApp {
     pub async fn spawn(config: ServeConfig) -> Self {
-        Self::spawn_with_clock(config, Arc::new(SystemClock)).await
+        Self::spawn_with(config, Arc::new(SystemClock), None).await
     }
 
     pub async fn spawn_with_clock(config: ServeConfig, clock: Arc<dyn Clock>) -> Self {
+        Self::spawn_with(config, clock, None).await
+    }
+
+    pub async fn spawn_with(
+        config: ServeConfig,
+        clock: Arc<dyn Clock>,
+        aws: Option<Arc<dyn Aws>>,
+    ) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter("restop=debug,info")
             .with_test_writer()
@@ -56,9 +81,14 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(restop::serve(config, listener, clock, async {
-            let _ = rx.await;
-        }));
+        let server = tokio::spawn(restop::serve(
+            config,
+            listener,
+            Runtime { clock, aws },
+            async {
+                let _ = rx.await;
+            },
+        ));
         let app = Self {
             base,
             client: reqwest::Client::new(),

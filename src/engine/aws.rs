@@ -1,0 +1,350 @@
+//! The AWS calls the engine makes, behind a trait so the engine can be driven by a fake in
+//! tests and benchmarks. The real implementation builds RDS and Step Functions clients once
+//! per region from the standard AWS configuration chain.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_rds::config::http::HttpResponse;
+use aws_sdk_rds::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_sfn::types::ExecutionStatus;
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
+
+use super::decide::{AwsFailure, StateMachineRun};
+use crate::rds::resource::{ResourceArn, ResourceFacts, ResourceKind};
+
+#[async_trait]
+pub trait Aws: Send + Sync + 'static {
+    async fn list_tags(&self, resource: &ResourceArn) -> Result<Vec<(String, String)>, AwsFailure>;
+    async fn describe(&self, resource: &ResourceArn) -> Result<ResourceFacts, AwsFailure>;
+    async fn stop(&self, resource: &ResourceArn) -> Result<(), AwsFailure>;
+    /// Starts (or, for the same name and input, finds) a state machine execution; returns its ARN.
+    async fn start_state_machine(
+        &self,
+        state_machine_arn: &str,
+        name: &str,
+        input: &str,
+    ) -> Result<String, AwsFailure>;
+    async fn describe_state_machine_run(
+        &self,
+        execution_arn: &str,
+    ) -> Result<StateMachineRun, AwsFailure>;
+}
+
+/// AWS through the SDK.
+pub struct SdkAws {
+    base: aws_config::SdkConfig,
+    rds: Mutex<HashMap<String, aws_sdk_rds::Client>>,
+    sfn: Mutex<HashMap<String, aws_sdk_sfn::Client>>,
+}
+
+impl SdkAws {
+    /// Loads credentials and endpoint settings the standard way (environment, profile,
+    /// container or instance role). Regions come from each resource's ARN.
+    pub async fn from_environment() -> Self {
+        Self::new(Self::loader().load().await)
+    }
+
+    /// The configuration restop uses: its own HTTP client (rustls with ring), three
+    /// attempts per call, and timeouts well inside a job's lease.
+    pub fn loader() -> aws_config::ConfigLoader {
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+            .build_https();
+        aws_config::defaults(BehaviorVersion::latest())
+            .http_client(http)
+            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(10))
+                    .operation_timeout(Duration::from_secs(25))
+                    .build(),
+            )
+    }
+
+    pub fn new(base: aws_config::SdkConfig) -> Self {
+        Self {
+            base,
+            rds: Mutex::default(),
+            sfn: Mutex::default(),
+        }
+    }
+
+    fn rds(&self, region: &str) -> aws_sdk_rds::Client {
+        self.rds
+            .lock()
+            .expect("client cache")
+            .entry(region.to_owned())
+            .or_insert_with(|| {
+                let config = aws_sdk_rds::config::Builder::from(&self.base)
+                    .region(aws_sdk_rds::config::Region::new(region.to_owned()))
+                    .build();
+                aws_sdk_rds::Client::from_conf(config)
+            })
+            .clone()
+    }
+
+    fn sfn(&self, region: &str) -> aws_sdk_sfn::Client {
+        self.sfn
+            .lock()
+            .expect("client cache")
+            .entry(region.to_owned())
+            .or_insert_with(|| {
+                let config = aws_sdk_sfn::config::Builder::from(&self.base)
+                    .region(aws_sdk_sfn::config::Region::new(region.to_owned()))
+                    .build();
+                aws_sdk_sfn::Client::from_conf(config)
+            })
+            .clone()
+    }
+}
+
+/// The region in an ARN (`arn:PARTITION:SERVICE:REGION:...`).
+fn arn_region(arn: &str) -> &str {
+    arn.split(':').nth(3).unwrap_or_default()
+}
+
+#[async_trait]
+impl Aws for SdkAws {
+    async fn list_tags(&self, r: &ResourceArn) -> Result<Vec<(String, String)>, AwsFailure> {
+        let out = self
+            .rds(&r.region)
+            .list_tags_for_resource()
+            .resource_name(&r.arn)
+            .send()
+            .await
+            .map_err(|e| failure(e, "rds:ListTagsForResource"))?;
+        Ok(out
+            .tag_list()
+            .iter()
+            .map(|t| {
+                (
+                    t.key().unwrap_or_default().to_owned(),
+                    t.value().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect())
+    }
+
+    async fn describe(&self, r: &ResourceArn) -> Result<ResourceFacts, AwsFailure> {
+        let client = self.rds(&r.region);
+        match r.kind {
+            ResourceKind::DbInstance => {
+                let out = client
+                    .describe_db_instances()
+                    .db_instance_identifier(&r.identifier)
+                    .send()
+                    .await
+                    .map_err(|e| failure(e, "rds:DescribeDBInstances"))?;
+                let db = out.db_instances().first().ok_or(AwsFailure::NotFound)?;
+                let mut replicas: Vec<String> = db.read_replica_db_instance_identifiers().to_vec();
+                replicas.extend(db.read_replica_db_cluster_identifiers().iter().cloned());
+                Ok(ResourceFacts {
+                    status: db.db_instance_status().unwrap_or_default().to_owned(),
+                    engine: db.engine().unwrap_or_default().to_owned(),
+                    multi_az: db.multi_az().unwrap_or(false),
+                    cluster_id: db.db_cluster_identifier().map(str::to_owned),
+                    replica_source: db
+                        .read_replica_source_db_instance_identifier()
+                        .or(db.read_replica_source_db_cluster_identifier())
+                        .map(str::to_owned),
+                    replicas,
+                    engine_mode: None,
+                })
+            }
+            ResourceKind::DbCluster => {
+                let out = client
+                    .describe_db_clusters()
+                    .db_cluster_identifier(&r.identifier)
+                    .send()
+                    .await
+                    .map_err(|e| failure(e, "rds:DescribeDBClusters"))?;
+                let cluster = out.db_clusters().first().ok_or(AwsFailure::NotFound)?;
+                Ok(ResourceFacts {
+                    status: cluster.status().unwrap_or_default().to_owned(),
+                    engine: cluster.engine().unwrap_or_default().to_owned(),
+                    multi_az: cluster.multi_az().unwrap_or(false),
+                    cluster_id: None,
+                    replica_source: cluster.replication_source_identifier().map(str::to_owned),
+                    replicas: cluster.read_replica_identifiers().to_vec(),
+                    engine_mode: cluster.engine_mode().map(str::to_owned),
+                })
+            }
+        }
+    }
+
+    async fn stop(&self, r: &ResourceArn) -> Result<(), AwsFailure> {
+        let client = self.rds(&r.region);
+        match r.kind {
+            ResourceKind::DbInstance => client
+                .stop_db_instance()
+                .db_instance_identifier(&r.identifier)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| failure(e, "rds:StopDBInstance")),
+            ResourceKind::DbCluster => client
+                .stop_db_cluster()
+                .db_cluster_identifier(&r.identifier)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| failure(e, "rds:StopDBCluster")),
+        }
+    }
+
+    async fn start_state_machine(
+        &self,
+        state_machine_arn: &str,
+        name: &str,
+        input: &str,
+    ) -> Result<String, AwsFailure> {
+        let client = self.sfn(arn_region(state_machine_arn));
+        let started = client
+            .start_execution()
+            .state_machine_arn(state_machine_arn)
+            .name(name)
+            .input(input)
+            .send()
+            .await;
+        match started {
+            Ok(out) => Ok(out.execution_arn().to_owned()),
+            // A redelivered event after the first execution closed: the same name and the
+            // same input is the same execution.
+            Err(e) if e.code() == Some("ExecutionAlreadyExists") => {
+                let execution_arn = execution_arn_for(state_machine_arn, name);
+                let existing = client
+                    .describe_execution()
+                    .execution_arn(&execution_arn)
+                    .send()
+                    .await
+                    .map_err(|e| failure(e, "states:DescribeExecution"))?;
+                if existing.input() == Some(input) {
+                    Ok(execution_arn)
+                } else {
+                    Err(AwsFailure::Other(format!(
+                        "a different execution named {name} already exists"
+                    )))
+                }
+            }
+            Err(e) => Err(failure(e, "states:StartExecution")),
+        }
+    }
+
+    async fn describe_state_machine_run(
+        &self,
+        execution_arn: &str,
+    ) -> Result<StateMachineRun, AwsFailure> {
+        let out = self
+            .sfn(arn_region(execution_arn))
+            .describe_execution()
+            .execution_arn(execution_arn)
+            .send()
+            .await
+            .map_err(|e| failure(e, "states:DescribeExecution"))?;
+        Ok(match out.status() {
+            ExecutionStatus::Succeeded => StateMachineRun::Succeeded {
+                output: out.output().map(str::to_owned),
+            },
+            ExecutionStatus::Failed => StateMachineRun::Failed {
+                error: out.error().map(str::to_owned),
+                cause: out.cause().map(str::to_owned),
+            },
+            ExecutionStatus::TimedOut => StateMachineRun::TimedOut,
+            ExecutionStatus::Aborted => StateMachineRun::Aborted,
+            _ => StateMachineRun::Running,
+        })
+    }
+}
+
+/// `arn:aws:states:R:A:stateMachine:SM` + name -> `arn:aws:states:R:A:execution:SM:name`.
+fn execution_arn_for(state_machine_arn: &str, name: &str) -> String {
+    format!(
+        "{}:{name}",
+        state_machine_arn.replacen(":stateMachine:", ":execution:", 1)
+    )
+}
+
+/// Sorts an SDK error by what the engine should do about it. `action` names the IAM
+/// action, for AccessDenied messages.
+fn failure<E>(error: SdkError<E, HttpResponse>, action: &str) -> AwsFailure
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    if matches!(
+        error,
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
+    ) {
+        return AwsFailure::Transient(format!("{action}: {}", error_chain(&error)));
+    }
+    let http_status = error.raw_response().map(|r| r.status().as_u16());
+    let message = error.message().unwrap_or_default();
+    let Some(code) = error.code() else {
+        return match http_status {
+            Some(status) if status >= 500 => {
+                AwsFailure::Transient(format!("{action}: HTTP {status}"))
+            }
+            _ => AwsFailure::Other(format!("{action}: {}", error_chain(&error))),
+        };
+    };
+    let described = format!("{action}: {code}: {message}");
+    match code {
+        "Throttling"
+        | "ThrottlingException"
+        | "RequestLimitExceeded"
+        | "TooManyRequestsException" => AwsFailure::Transient(described),
+        "InvalidDBInstanceState" | "InvalidDBInstanceStateFault" | "InvalidDBClusterStateFault" => {
+            AwsFailure::InvalidState(described)
+        }
+        "DBInstanceNotFound"
+        | "DBInstanceNotFoundFault"
+        | "DBClusterNotFoundFault"
+        | "DBClusterNotFound" => AwsFailure::NotFound,
+        "InvalidParameterCombination" => AwsFailure::InvalidParameterCombination(described),
+        "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation" => {
+            AwsFailure::AccessDenied {
+                action: action.to_owned(),
+                message: described,
+            }
+        }
+        _ if http_status.is_some_and(|s| s >= 500) => AwsFailure::Transient(described),
+        _ => AwsFailure::Other(described),
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn execution_arns_follow_the_state_machine() {
+        assert_eq!(
+            execution_arn_for(
+                "arn:aws:states:us-east-1:123456789012:stateMachine:restop",
+                "m-1"
+            ),
+            "arn:aws:states:us-east-1:123456789012:execution:restop:m-1"
+        );
+        assert_eq!(
+            arn_region("arn:aws:states:eu-west-1:123456789012:stateMachine:x"),
+            "eu-west-1"
+        );
+    }
+}

@@ -1,0 +1,500 @@
+//! The protection logic as a pure function: given where an execution is, what AWS just
+//! said, and how much time has passed, what happens next. No I/O, no clock: the worker
+//! gathers the inputs and carries out the decision.
+
+use std::time::Duration;
+
+use crate::rds::resource::{ResourceFacts, ResourceKind, not_stoppable_reason};
+use crate::rds::status::{StatusClass, classify};
+
+/// Where an execution is in its work. Stored as text, so names are stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Read the resource's tags.
+    CheckProtection,
+    /// Poll until the resource is `available`.
+    WaitAvailable,
+    /// Call StopDBInstance / StopDBCluster.
+    Stop,
+    /// Poll until the resource is `stopped`.
+    WaitStopped,
+    /// Step Functions mode: StartExecution.
+    StartStateMachine,
+    /// Step Functions mode: DescribeExecution until it ends.
+    FollowStateMachine,
+    /// Finished; only a pending notification may remain.
+    Done,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 7] = [
+        Phase::CheckProtection,
+        Phase::WaitAvailable,
+        Phase::Stop,
+        Phase::WaitStopped,
+        Phase::StartStateMachine,
+        Phase::FollowStateMachine,
+        Phase::Done,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CheckProtection => "check_protection",
+            Self::WaitAvailable => "wait_available",
+            Self::Stop => "stop",
+            Self::WaitStopped => "wait_stopped",
+            Self::StartStateMachine => "start_state_machine",
+            Self::FollowStateMachine => "follow_state_machine",
+            Self::Done => "done",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    Skipped,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Pending,
+        Status::Running,
+        Status::Succeeded,
+        Status::Failed,
+        Status::Cancelled,
+        Status::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::Pending | Self::Running)
+    }
+}
+
+/// Why an execution ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Stopped,
+    AlreadyStopped,
+    Gone,
+    NotProtected,
+    NotStoppable,
+    DryRun,
+    Timeout,
+    AccessDenied,
+    Cancelled,
+    /// Step Functions mode cannot reach a resource outside the state machine's region.
+    Unsupported,
+    Error,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 11] = [
+        Outcome::Stopped,
+        Outcome::AlreadyStopped,
+        Outcome::Gone,
+        Outcome::NotProtected,
+        Outcome::NotStoppable,
+        Outcome::DryRun,
+        Outcome::Timeout,
+        Outcome::AccessDenied,
+        Outcome::Cancelled,
+        Outcome::Unsupported,
+        Outcome::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stopped => "stopped",
+            Self::AlreadyStopped => "already_stopped",
+            Self::Gone => "gone",
+            Self::NotProtected => "not_protected",
+            Self::NotStoppable => "not_stoppable",
+            Self::DryRun => "dry_run",
+            Self::Timeout => "timeout",
+            Self::AccessDenied => "access_denied",
+            Self::Cancelled => "cancelled",
+            Self::Unsupported => "unsupported",
+            Self::Error => "error",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// The status an execution that ends this way has.
+    pub fn status(self) -> Status {
+        match self {
+            Self::Stopped | Self::AlreadyStopped | Self::Gone | Self::DryRun => Status::Succeeded,
+            Self::NotProtected | Self::NotStoppable | Self::Unsupported => Status::Skipped,
+            Self::Cancelled => Status::Cancelled,
+            Self::Timeout | Self::AccessDenied | Self::Error => Status::Failed,
+        }
+    }
+}
+
+/// An AWS call's failure, sorted by what restop should do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AwsFailure {
+    /// Throttling, 5xx, network trouble: retry with backoff.
+    Transient(String),
+    /// The resource's state changed under us (InvalidDBInstanceState / InvalidDBClusterStateFault).
+    InvalidState(String),
+    /// The resource does not exist (any more).
+    NotFound,
+    /// RDS refuses the operation for this kind of resource (e.g. an Aurora member instance).
+    InvalidParameterCombination(String),
+    /// Missing IAM permission for the named action.
+    AccessDenied { action: String, message: String },
+    /// Anything else: not worth retrying.
+    Other(String),
+}
+
+/// Final states of a Step Functions execution, plus "still running".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateMachineRun {
+    Running,
+    /// The state machine's JSON output: `{"outcome": "...", "reason": "..."}`.
+    Succeeded {
+        output: Option<String>,
+    },
+    Failed {
+        error: Option<String>,
+        cause: Option<String>,
+    },
+    TimedOut,
+    Aborted,
+}
+
+/// What the worker observed in this step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observation {
+    /// Tag check bypassed (manual trigger with `skip_tag_check`).
+    ProtectionSkipped,
+    Tags(Vec<(String, String)>),
+    Described(ResourceFacts),
+    StopRequested,
+    /// Dry run: the stop call was deliberately not made.
+    StopSkipped,
+    StateMachineStarted {
+        execution_arn: String,
+    },
+    StateMachine(StateMachineRun),
+    Failed(AwsFailure),
+}
+
+/// The settings decisions depend on.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub tag_key: String,
+    pub tag_value: String,
+    pub poll_interval: Duration,
+    pub start_grace: Duration,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+}
+
+/// The execution as the decision sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Situation {
+    pub phase: Phase,
+    pub kind: ResourceKind,
+    pub step_functions: bool,
+    pub dry_run: bool,
+    /// Time since the event (or the manual trigger).
+    pub since_event: Duration,
+    /// RESTOP_MAX_DURATION has passed.
+    pub past_deadline: bool,
+    /// Consecutive transient failures so far.
+    pub retries: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Record the step and run the next one after `after`.
+    Continue {
+        phase: Phase,
+        after: Duration,
+        /// A transient failure: counts towards the backoff.
+        retry: bool,
+        action: String,
+    },
+    Finish {
+        outcome: Outcome,
+        reason: String,
+    },
+}
+
+impl Decision {
+    fn go(phase: Phase, after: Duration, action: impl Into<String>) -> Self {
+        Self::Continue {
+            phase,
+            after,
+            retry: false,
+            action: action.into(),
+        }
+    }
+
+    fn finish(outcome: Outcome, reason: impl Into<String>) -> Self {
+        Self::Finish {
+            outcome,
+            reason: reason.into(),
+        }
+    }
+
+    /// The words recorded as the step's action.
+    pub fn action(&self) -> String {
+        match self {
+            Self::Continue { action, .. } => action.clone(),
+            Self::Finish { outcome, .. } => format!("finish: {}", outcome.as_str()),
+        }
+    }
+}
+
+/// The next move. `jitter` in [0, 1) spreads retries; tests pass fixed values.
+pub fn decide(
+    situation: &Situation,
+    observation: &Observation,
+    policy: &Policy,
+    jitter: f64,
+) -> Decision {
+    let decision = decide_ignoring_deadline(situation, observation, policy, jitter);
+    match decision {
+        Decision::Continue { .. } if situation.past_deadline => Decision::finish(
+            Outcome::Timeout,
+            format!(
+                "not finished within RESTOP_MAX_DURATION (last step: {})",
+                decision.action()
+            ),
+        ),
+        decision => decision,
+    }
+}
+
+fn decide_ignoring_deadline(
+    s: &Situation,
+    observation: &Observation,
+    policy: &Policy,
+    jitter: f64,
+) -> Decision {
+    let poll = policy.poll_interval;
+    if let Observation::Failed(failure) = observation {
+        return on_failure(s, failure, policy, jitter);
+    }
+    match (s.phase, observation) {
+        (Phase::CheckProtection, Observation::ProtectionSkipped) => {
+            after_protection(s, "tag check skipped by request")
+        }
+        (Phase::CheckProtection, Observation::Tags(tags)) => {
+            match tags.iter().find(|(key, _)| *key == policy.tag_key) {
+                Some((_, value)) if value.eq_ignore_ascii_case(&policy.tag_value) => {
+                    after_protection(s, "protected")
+                }
+                Some((_, value)) => Decision::finish(
+                    Outcome::NotProtected,
+                    format!(
+                        "tag {} is '{value}', not '{}'",
+                        policy.tag_key, policy.tag_value
+                    ),
+                ),
+                None => {
+                    Decision::finish(Outcome::NotProtected, format!("no tag {}", policy.tag_key))
+                }
+            }
+        }
+        (Phase::WaitAvailable | Phase::WaitStopped, Observation::Described(facts)) => {
+            on_status(s, facts, policy)
+        }
+        (Phase::Stop, Observation::StopRequested) => {
+            Decision::go(Phase::WaitStopped, poll, "stop requested")
+        }
+        (Phase::Stop, Observation::StopSkipped) => Decision::finish(
+            Outcome::DryRun,
+            "dry run: the database is available and would have been stopped",
+        ),
+        (Phase::StartStateMachine, Observation::StateMachineStarted { .. }) => {
+            Decision::go(Phase::FollowStateMachine, poll, "state machine started")
+        }
+        (Phase::FollowStateMachine, Observation::StateMachine(run)) => on_state_machine(run, poll),
+        (phase, observation) => Decision::finish(
+            Outcome::Error,
+            format!(
+                "internal error: {observation:?} is not expected in phase {}",
+                phase.as_str()
+            ),
+        ),
+    }
+}
+
+fn after_protection(s: &Situation, why: &str) -> Decision {
+    if s.step_functions {
+        Decision::go(
+            Phase::StartStateMachine,
+            Duration::ZERO,
+            format!("{why}: start the state machine"),
+        )
+    } else {
+        Decision::go(
+            Phase::WaitAvailable,
+            Duration::ZERO,
+            format!("{why}: check status"),
+        )
+    }
+}
+
+fn on_status(s: &Situation, facts: &ResourceFacts, policy: &Policy) -> Decision {
+    let poll = policy.poll_interval;
+    if s.phase == Phase::WaitAvailable {
+        if let Some(reason) = not_stoppable_reason(s.kind, facts) {
+            return Decision::finish(Outcome::NotStoppable, reason);
+        }
+    }
+    let status = facts.status.as_str();
+    match (classify(status), s.phase) {
+        (StatusClass::Available, Phase::WaitAvailable) => {
+            Decision::go(Phase::Stop, Duration::ZERO, "available: stop it")
+        }
+        // Started again after our stop (or the stop is not visible yet): stop again.
+        (StatusClass::Available, _) => {
+            Decision::go(Phase::Stop, Duration::ZERO, "available again: stop it")
+        }
+        (StatusClass::Stopping, _) => Decision::go(Phase::WaitStopped, poll, "stopping: wait"),
+        (StatusClass::Stopped, Phase::WaitStopped) => Decision::finish(Outcome::Stopped, "stopped"),
+        (StatusClass::Stopped, _) if s.since_event < policy.start_grace => Decision::go(
+            Phase::WaitAvailable,
+            poll,
+            "stopped, but the forced start may not be visible yet: wait",
+        ),
+        (StatusClass::Stopped, _) => Decision::finish(
+            Outcome::AlreadyStopped,
+            "stopped by someone else after the start grace period",
+        ),
+        (StatusClass::Deleting, _) => Decision::finish(Outcome::Gone, format!("status {status}")),
+        (StatusClass::Trouble, _) => Decision::finish(
+            Outcome::Error,
+            format!("status {status}: waiting will not make it stoppable"),
+        ),
+        (StatusClass::MayRecover, phase) => {
+            Decision::go(phase, poll, format!("{status}: needs attention; wait"))
+        }
+        (StatusClass::Unknown, phase) => {
+            Decision::go(phase, poll, format!("unknown status {status}: wait"))
+        }
+        (StatusClass::Transitional, phase) => Decision::go(phase, poll, format!("{status}: wait")),
+    }
+}
+
+fn on_failure(s: &Situation, failure: &AwsFailure, policy: &Policy, jitter: f64) -> Decision {
+    match failure {
+        AwsFailure::Transient(message) => Decision::Continue {
+            phase: s.phase,
+            after: backoff(s.retries, policy, jitter),
+            retry: true,
+            action: format!("retry after transient error: {message}"),
+        },
+        AwsFailure::NotFound => Decision::finish(Outcome::Gone, "not found"),
+        AwsFailure::InvalidState(message) if s.phase == Phase::Stop => Decision::go(
+            Phase::WaitAvailable,
+            policy.poll_interval,
+            format!("status changed ({message}): wait"),
+        ),
+        AwsFailure::InvalidParameterCombination(message) if s.phase == Phase::Stop => {
+            Decision::finish(Outcome::NotStoppable, message.clone())
+        }
+        AwsFailure::AccessDenied { action, message } => Decision::finish(
+            Outcome::AccessDenied,
+            format!("IAM permission {action} is missing: {message}"),
+        ),
+        AwsFailure::InvalidState(message)
+        | AwsFailure::InvalidParameterCombination(message)
+        | AwsFailure::Other(message) => Decision::finish(Outcome::Error, message.clone()),
+    }
+}
+
+fn on_state_machine(run: &StateMachineRun, poll: Duration) -> Decision {
+    match run {
+        StateMachineRun::Running => Decision::go(
+            Phase::FollowStateMachine,
+            poll,
+            "state machine running: wait",
+        ),
+        StateMachineRun::Succeeded { output } => {
+            let parsed = output
+                .as_deref()
+                .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok());
+            let field = |name: &str| {
+                parsed
+                    .as_ref()
+                    .and_then(|v| v.get(name))
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+            };
+            match field("outcome").as_deref().and_then(Outcome::parse) {
+                Some(outcome) => Decision::finish(
+                    outcome,
+                    field("reason").unwrap_or_else(|| "reported by the state machine".into()),
+                ),
+                None => {
+                    Decision::finish(Outcome::Error, "state machine output has no known outcome")
+                }
+            }
+        }
+        StateMachineRun::Failed { error, cause } => {
+            let error = error.as_deref().unwrap_or("unknown error");
+            let outcome = match error {
+                "States.Timeout" | "Timeout" => Outcome::Timeout,
+                "AccessDenied" | "Rds.AccessDeniedException" | "States.AccessDenied" => {
+                    Outcome::AccessDenied
+                }
+                _ => Outcome::Error,
+            };
+            Decision::finish(
+                outcome,
+                format!(
+                    "state machine failed: {error}: {}",
+                    cause.as_deref().unwrap_or("")
+                ),
+            )
+        }
+        StateMachineRun::TimedOut => Decision::finish(Outcome::Timeout, "state machine timed out"),
+        StateMachineRun::Aborted => {
+            Decision::finish(Outcome::Error, "state machine execution aborted")
+        }
+    }
+}
+
+/// Exponential backoff with jitter: base * 2^retries, capped, then scaled into [1/2, 1].
+pub fn backoff(retries: u32, policy: &Policy, jitter: f64) -> Duration {
+    let exponential = policy
+        .retry_base
+        .saturating_mul(2u32.saturating_pow(retries.min(20)));
+    let capped = exponential.min(policy.retry_max);
+    capped.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,456 @@
+use super::*;
+
+const MIN: Duration = Duration::from_secs(60);
+
+fn policy() -> Policy {
+    Policy {
+        tag_key: "auto-restart-protection".into(),
+        tag_value: "yes".into(),
+        poll_interval: 5 * MIN,
+        start_grace: 15 * MIN,
+        retry_base: Duration::from_secs(2),
+        retry_max: 5 * MIN,
+    }
+}
+
+fn situation(phase: Phase) -> Situation {
+    Situation {
+        phase,
+        kind: ResourceKind::DbInstance,
+        step_functions: false,
+        dry_run: false,
+        since_event: MIN,
+        past_deadline: false,
+        retries: 0,
+    }
+}
+
+fn described(status: &str) -> Observation {
+    Observation::Described(ResourceFacts {
+        status: status.into(),
+        engine: "postgres".into(),
+        ..ResourceFacts::default()
+    })
+}
+
+fn tags(pairs: &[(&str, &str)]) -> Observation {
+    Observation::Tags(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
+}
+
+fn run(s: &Situation, o: &Observation) -> Decision {
+    decide(s, o, &policy(), 0.5)
+}
+
+fn next_phase(d: &Decision) -> Option<(Phase, Duration)> {
+    match d {
+        Decision::Continue { phase, after, .. } => Some((*phase, *after)),
+        Decision::Finish { .. } => None,
+    }
+}
+
+fn outcome(d: &Decision) -> Option<Outcome> {
+    match d {
+        Decision::Finish { outcome, .. } => Some(*outcome),
+        Decision::Continue { .. } => None,
+    }
+}
+
+#[test]
+fn protection_needs_the_exact_key_and_a_case_insensitive_value() {
+    let s = situation(Phase::CheckProtection);
+    for value in ["yes", "YES", "Yes"] {
+        let d = run(&s, &tags(&[("auto-restart-protection", value)]));
+        assert_eq!(
+            next_phase(&d),
+            Some((Phase::WaitAvailable, Duration::ZERO)),
+            "{value}"
+        );
+    }
+    for t in [
+        tags(&[]),
+        tags(&[("auto-restart-protection", "no")]),
+        tags(&[("auto-restart-protection", "yes please")]),
+        tags(&[("auto-restart-protection", "")]),
+        tags(&[("not-auto-restart-protection", "yes")]),
+        tags(&[("auto-restart-protection-x", "yes")]),
+        tags(&[("Auto-Restart-Protection", "yes")]),
+    ] {
+        assert_eq!(outcome(&run(&s, &t)), Some(Outcome::NotProtected), "{t:?}");
+    }
+    let sfn = Situation {
+        step_functions: true,
+        ..s.clone()
+    };
+    let d = run(&sfn, &tags(&[("auto-restart-protection", "yes")]));
+    assert_eq!(
+        next_phase(&d),
+        Some((Phase::StartStateMachine, Duration::ZERO))
+    );
+    let d = run(&s, &Observation::ProtectionSkipped);
+    assert_eq!(next_phase(&d), Some((Phase::WaitAvailable, Duration::ZERO)));
+}
+
+#[test]
+fn waiting_for_available() {
+    let s = situation(Phase::WaitAvailable);
+    let poll = policy().poll_interval;
+    assert_eq!(
+        next_phase(&run(&s, &described("available"))),
+        Some((Phase::Stop, Duration::ZERO))
+    );
+    for busy in [
+        "starting",
+        "backing-up",
+        "modifying",
+        "storage-optimization",
+        "configuring-log-exports",
+    ] {
+        assert_eq!(
+            next_phase(&run(&s, &described(busy))),
+            Some((Phase::WaitAvailable, poll)),
+            "{busy}"
+        );
+    }
+    for recoverable in [
+        "incompatible-network",
+        "incompatible-parameters",
+        "brand-new-status",
+    ] {
+        assert_eq!(
+            next_phase(&run(&s, &described(recoverable))),
+            Some((Phase::WaitAvailable, poll))
+        );
+    }
+    assert_eq!(
+        next_phase(&run(&s, &described("stopping"))),
+        Some((Phase::WaitStopped, poll))
+    );
+    assert_eq!(
+        outcome(&run(&s, &described("deleting"))),
+        Some(Outcome::Gone)
+    );
+    for trouble in [
+        "failed",
+        "storage-full",
+        "inaccessible-encryption-credentials",
+        "restore-error",
+    ] {
+        let d = run(&s, &described(trouble));
+        assert_eq!(outcome(&d), Some(Outcome::Error), "{trouble}");
+        let Decision::Finish { reason, .. } = d else {
+            unreachable!()
+        };
+        assert!(reason.contains(trouble), "the status is named: {reason}");
+    }
+}
+
+#[test]
+fn stopped_within_the_grace_period_is_not_yet_the_end() {
+    let early = Situation {
+        since_event: 14 * MIN,
+        ..situation(Phase::WaitAvailable)
+    };
+    assert_eq!(
+        next_phase(&run(&early, &described("stopped"))),
+        Some((Phase::WaitAvailable, 5 * MIN))
+    );
+    let late = Situation {
+        since_event: 15 * MIN,
+        ..early.clone()
+    };
+    assert_eq!(
+        outcome(&run(&late, &described("stopped"))),
+        Some(Outcome::AlreadyStopped)
+    );
+    // Once restop has asked for the stop, `stopped` is success whenever it shows.
+    let ours = Situation {
+        phase: Phase::WaitStopped,
+        ..early
+    };
+    assert_eq!(
+        outcome(&run(&ours, &described("stopped"))),
+        Some(Outcome::Stopped)
+    );
+}
+
+#[test]
+fn waiting_for_stopped() {
+    let s = situation(Phase::WaitStopped);
+    assert_eq!(
+        next_phase(&run(&s, &described("stopping"))),
+        Some((Phase::WaitStopped, 5 * MIN))
+    );
+    assert_eq!(
+        next_phase(&run(&s, &described("available"))),
+        Some((Phase::Stop, Duration::ZERO))
+    );
+    assert_eq!(
+        next_phase(&run(&s, &described("backing-up"))),
+        Some((Phase::WaitStopped, 5 * MIN))
+    );
+    assert_eq!(
+        outcome(&run(&s, &Observation::Failed(AwsFailure::NotFound))),
+        Some(Outcome::Gone)
+    );
+}
+
+#[test]
+fn stop_results() {
+    let s = situation(Phase::Stop);
+    assert_eq!(
+        next_phase(&run(&s, &Observation::StopRequested)),
+        Some((Phase::WaitStopped, 5 * MIN))
+    );
+    assert_eq!(
+        outcome(&run(&s, &Observation::StopSkipped)),
+        Some(Outcome::DryRun)
+    );
+    let moved = Observation::Failed(AwsFailure::InvalidState("InvalidDBInstanceState".into()));
+    assert_eq!(
+        next_phase(&run(&s, &moved)),
+        Some((Phase::WaitAvailable, 5 * MIN))
+    );
+    let member = Observation::Failed(AwsFailure::InvalidParameterCombination(
+        "member of a cluster".into(),
+    ));
+    assert_eq!(outcome(&run(&s, &member)), Some(Outcome::NotStoppable));
+    let denied = Observation::Failed(AwsFailure::AccessDenied {
+        action: "rds:StopDBInstance".into(),
+        message: "not authorized".into(),
+    });
+    let d = run(&s, &denied);
+    assert_eq!(outcome(&d), Some(Outcome::AccessDenied));
+    assert!(
+        matches!(d, Decision::Finish { ref reason, .. } if reason.contains("rds:StopDBInstance"))
+    );
+    assert_eq!(
+        outcome(&run(
+            &s,
+            &Observation::Failed(AwsFailure::Other("boom".into()))
+        )),
+        Some(Outcome::Error)
+    );
+}
+
+#[test]
+fn not_stoppable_resources_are_skipped_before_any_stop() {
+    let s = situation(Phase::WaitAvailable);
+    let replica = Observation::Described(ResourceFacts {
+        status: "available".into(),
+        replica_source: Some("primary".into()),
+        ..ResourceFacts::default()
+    });
+    let d = run(&s, &replica);
+    assert_eq!(outcome(&d), Some(Outcome::NotStoppable));
+    assert_eq!(Outcome::NotStoppable.status(), Status::Skipped);
+}
+
+#[test]
+fn transient_failures_back_off_in_every_phase() {
+    for phase in Phase::ALL.into_iter().filter(|p| *p != Phase::Done) {
+        for retries in 0..12 {
+            let s = Situation {
+                retries,
+                ..situation(phase)
+            };
+            let d = run(
+                &s,
+                &Observation::Failed(AwsFailure::Transient("Throttling".into())),
+            );
+            let Decision::Continue {
+                phase: next,
+                after,
+                retry,
+                ..
+            } = d
+            else {
+                panic!("{phase:?}: transient failure ended the execution");
+            };
+            assert_eq!(next, phase);
+            assert!(retry);
+            assert!(
+                after >= Duration::from_secs(1) && after <= policy().retry_max,
+                "{after:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn backoff_grows_and_is_capped_and_jittered() {
+    let p = policy();
+    assert_eq!(backoff(0, &p, 1.0), Duration::from_secs(2));
+    assert_eq!(backoff(1, &p, 1.0), Duration::from_secs(4));
+    assert_eq!(backoff(3, &p, 1.0), Duration::from_secs(16));
+    assert_eq!(backoff(30, &p, 1.0), p.retry_max);
+    assert_eq!(backoff(3, &p, 0.0), Duration::from_secs(8));
+    assert!(backoff(3, &p, 0.5) > backoff(3, &p, 0.0));
+}
+
+#[test]
+fn the_deadline_turns_any_further_wait_into_a_timeout() {
+    for phase in Phase::ALL {
+        for observation in [
+            described("starting"),
+            described("stopping"),
+            described("available"),
+            Observation::Failed(AwsFailure::Transient("503".into())),
+            Observation::StateMachine(StateMachineRun::Running),
+            Observation::StopRequested,
+        ] {
+            let s = Situation {
+                past_deadline: true,
+                ..situation(phase)
+            };
+            let d = run(&s, &observation);
+            assert!(
+                next_phase(&d).is_none(),
+                "{phase:?} {observation:?} continued past the deadline"
+            );
+        }
+    }
+    // A final answer still counts at the deadline.
+    let s = Situation {
+        past_deadline: true,
+        ..situation(Phase::WaitStopped)
+    };
+    assert_eq!(
+        outcome(&run(&s, &described("stopped"))),
+        Some(Outcome::Stopped)
+    );
+}
+
+#[test]
+fn step_functions_results() {
+    let s = situation(Phase::StartStateMachine);
+    let started = Observation::StateMachineStarted {
+        execution_arn: "arn:x".into(),
+    };
+    assert_eq!(
+        next_phase(&run(&s, &started)),
+        Some((Phase::FollowStateMachine, 5 * MIN))
+    );
+
+    let s = situation(Phase::FollowStateMachine);
+    let sm = |run: StateMachineRun| Observation::StateMachine(run);
+    assert_eq!(
+        next_phase(&run(&s, &sm(StateMachineRun::Running))),
+        Some((Phase::FollowStateMachine, 5 * MIN))
+    );
+    for (output, expected) in [
+        (r#"{"outcome":"stopped"}"#, Outcome::Stopped),
+        (
+            r#"{"outcome":"not_stoppable","reason":"read replica"}"#,
+            Outcome::NotStoppable,
+        ),
+        (r#"{"outcome":"gone"}"#, Outcome::Gone),
+        (r#"{"outcome":"made-up"}"#, Outcome::Error),
+        ("not json", Outcome::Error),
+    ] {
+        let d = run(
+            &s,
+            &sm(StateMachineRun::Succeeded {
+                output: Some(output.into()),
+            }),
+        );
+        assert_eq!(outcome(&d), Some(expected), "{output}");
+    }
+    let failed = |error: &str| {
+        sm(StateMachineRun::Failed {
+            error: Some(error.into()),
+            cause: None,
+        })
+    };
+    assert_eq!(
+        outcome(&run(&s, &failed("States.Timeout"))),
+        Some(Outcome::Timeout)
+    );
+    assert_eq!(
+        outcome(&run(&s, &failed("Rds.AccessDeniedException"))),
+        Some(Outcome::AccessDenied)
+    );
+    assert_eq!(
+        outcome(&run(&s, &failed("States.TaskFailed"))),
+        Some(Outcome::Error)
+    );
+    assert_eq!(
+        outcome(&run(&s, &sm(StateMachineRun::TimedOut))),
+        Some(Outcome::Timeout)
+    );
+    assert_eq!(
+        outcome(&run(&s, &sm(StateMachineRun::Aborted))),
+        Some(Outcome::Error)
+    );
+}
+
+#[test]
+fn an_observation_that_cannot_happen_in_a_phase_ends_in_error_not_a_loop() {
+    let s = situation(Phase::CheckProtection);
+    assert_eq!(
+        outcome(&run(&s, &Observation::StopRequested)),
+        Some(Outcome::Error)
+    );
+}
+
+/// Every phase, every status class, grace and deadline on both sides: the decision is
+/// always defined, never continues past the deadline, and only stops from `available`.
+#[test]
+fn exhaustive_over_phases_statuses_and_times() {
+    let statuses = [
+        "available",
+        "starting",
+        "stopping",
+        "stopped",
+        "deleting",
+        "failed",
+        "storage-full",
+        "incompatible-network",
+        "backing-up",
+        "whatever",
+    ];
+    for phase in [Phase::WaitAvailable, Phase::WaitStopped] {
+        for status in statuses {
+            for since_event in [Duration::ZERO, 14 * MIN, 15 * MIN, 48 * 60 * MIN] {
+                for past_deadline in [false, true] {
+                    for kind in [ResourceKind::DbInstance, ResourceKind::DbCluster] {
+                        let s = Situation {
+                            since_event,
+                            past_deadline,
+                            kind,
+                            ..situation(phase)
+                        };
+                        let d = run(&s, &described(status));
+                        if past_deadline {
+                            assert!(next_phase(&d).is_none());
+                        }
+                        if next_phase(&d).is_some_and(|(p, _)| p == Phase::Stop) {
+                            assert_eq!(status, "available", "stop requested from {status}");
+                        }
+                        if let Some(o) = outcome(&d) {
+                            assert_ne!(o.status(), Status::Running);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn names_round_trip() {
+    for p in Phase::ALL {
+        assert_eq!(Phase::parse(p.as_str()), Some(p));
+    }
+    for s in Status::ALL {
+        assert_eq!(Status::parse(s.as_str()), Some(s));
+    }
+    for o in Outcome::ALL {
+        assert_eq!(Outcome::parse(o.as_str()), Some(o));
+        assert!(!o.status().is_active());
+    }
+}

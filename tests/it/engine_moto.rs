@@ -1,0 +1,701 @@
+//! The protection engine end to end: a signed RDS event over HTTP, restop's engine with the
+//! real AWS SDK, and moto with statuses that change over time. Every test runs on Postgres
+//! and on SQLite, each with a moto server of its own.
+
+use std::time::Duration;
+
+use aws_sdk_rds::types::Tag;
+use serde_json::{Value, json};
+
+use crate::on_both_backends;
+use crate::support::db::TestDb;
+use crate::support::moto::{Moto, cluster_arn, instance_arn};
+use crate::support::sns::SnsStub;
+use crate::support::{TestApp, config};
+use restop::config::ServeConfig;
+
+on_both_backends!(
+    a_forced_start_of_an_instance_is_stopped_again,
+    a_forced_start_of_a_cluster_is_stopped_again,
+    unprotected_databases_are_left_alone,
+    the_tag_value_is_compared_case_insensitively,
+    read_replicas_and_aurora_members_are_not_stoppable,
+    an_instance_deleted_midway_ends_as_gone,
+    stopped_during_the_grace_period_is_watched_then_stopped,
+    stopped_by_someone_else_after_the_grace_period,
+    a_busy_period_is_waited_out,
+    throttling_beyond_the_sdk_retries_is_backed_off,
+    missing_permission_fails_naming_the_action,
+    timeout_ends_a_wait_that_never_ends,
+    dry_run_never_stops,
+    duplicate_and_second_events_join_one_execution,
+);
+
+struct World {
+    db: TestDb,
+    moto: Moto,
+    stub: SnsStub,
+    app: TestApp,
+    rds: aws_sdk_rds::Client,
+}
+
+async fn world(db: TestDb, adjust: impl FnOnce(&mut ServeConfig)) -> Option<World> {
+    let moto = Moto::start().await?;
+    let stub = SnsStub::start().await;
+    let mut cfg = config(&db.url, Some(&stub.host));
+    cfg.engine.engine_enabled = true;
+    adjust(&mut cfg);
+    let app = TestApp::spawn_with(
+        cfg,
+        std::sync::Arc::new(restop::clock::SystemClock),
+        Some(moto.aws().await),
+    )
+    .await;
+    let rds = moto.rds().await;
+    Some(World {
+        db,
+        moto,
+        stub,
+        app,
+        rds,
+    })
+}
+
+fn tags(pairs: &[(&str, &str)]) -> Vec<Tag> {
+    pairs
+        .iter()
+        .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+        .collect()
+}
+
+const PROTECTED: &[(&str, &str)] = &[("auto-restart-protection", "yes")];
+
+impl World {
+    async fn create_instance(&self, id: &str, tag_pairs: &[(&str, &str)]) {
+        self.rds
+            .create_db_instance()
+            .db_instance_identifier(id)
+            .db_instance_class("db.t3.micro")
+            .engine("postgres")
+            .allocated_storage(20)
+            .master_username("admin")
+            .master_user_password("password123")
+            .set_tags(Some(tags(tag_pairs)))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn create_cluster(&self, id: &str, tag_pairs: &[(&str, &str)]) {
+        self.rds
+            .create_db_cluster()
+            .db_cluster_identifier(id)
+            .engine("aurora-postgresql")
+            .master_username("admin")
+            .master_user_password("password123")
+            .set_tags(Some(tags(tag_pairs)))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn add_tags(&self, arn: &str, pairs: &[(&str, &str)]) {
+        self.rds
+            .add_tags_to_resource()
+            .resource_name(arn)
+            .set_tags(Some(tags(pairs)))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn instance_status(&self, id: &str) -> String {
+        let out = self
+            .rds
+            .describe_db_instances()
+            .db_instance_identifier(id)
+            .send()
+            .await
+            .unwrap();
+        out.db_instances()[0]
+            .db_instance_status()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn cluster_status(&self, id: &str) -> String {
+        let out = self
+            .rds
+            .describe_db_clusters()
+            .db_cluster_identifier(id)
+            .send()
+            .await
+            .unwrap();
+        out.db_clusters()[0].status().unwrap().to_owned()
+    }
+
+    async fn wait_for_instance(&self, id: &str, status: &str) {
+        for _ in 0..100 {
+            if self.instance_status(id).await == status {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{id} never became {status}");
+    }
+
+    /// What AWS does after 7 days: a stopped instance is started.
+    async fn stop_then_force_start(&self, id: &str) {
+        self.rds
+            .stop_db_instance()
+            .db_instance_identifier(id)
+            .send()
+            .await
+            .unwrap();
+        self.wait_for_instance(id, "stopped").await;
+        self.rds
+            .start_db_instance()
+            .db_instance_identifier(id)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Posts a signed RDS event; returns the execution it started or joined.
+    async fn event(&self, event_id: &str, source: &str, id: &str) -> String {
+        let msg = self.stub.rds_notification(event_id, source, id);
+        self.post(&msg).await
+    }
+
+    async fn post(&self, msg: &Value) -> String {
+        let (status, body) = self.app.post_sns(msg).await;
+        assert_eq!(status, 200, "{body}");
+        body["execution_id"]
+            .as_str()
+            .expect("an execution")
+            .to_owned()
+    }
+
+    async fn column(&self, execution: &str, column: &str) -> Option<String> {
+        self.db
+            .text(
+                &format!("SELECT {column} FROM executions WHERE id = $1"),
+                execution,
+            )
+            .await
+    }
+
+    /// Waits for the execution to end; returns (status, outcome, reason).
+    async fn finished(&self, execution: &str) -> (String, String, String) {
+        for _ in 0..600 {
+            let status = self.column(execution, "status").await.unwrap();
+            if status != "pending" && status != "running" {
+                return (
+                    status,
+                    self.column(execution, "outcome").await.unwrap_or_default(),
+                    self.column(execution, "reason").await.unwrap_or_default(),
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "execution {execution} did not finish; steps: {:?}",
+            self.steps(execution).await
+        );
+    }
+
+    /// The history as "step/rds_status/action" strings.
+    async fn steps(&self, execution: &str) -> Vec<String> {
+        let count = self
+            .db
+            .count(&format!(
+                "SELECT COUNT(*) FROM execution_steps WHERE execution_id = '{execution}'"
+            ))
+            .await;
+        let mut steps = Vec::new();
+        for seq in 1..=count {
+            let field = |c: &str| {
+                format!("SELECT {c} FROM execution_steps WHERE execution_id = $1 AND seq = {seq}")
+            };
+            steps.push(format!(
+                "{}/{}/{}{}",
+                self.db.text(&field("step"), execution).await.unwrap(),
+                self.db
+                    .text(&field("rds_status"), execution)
+                    .await
+                    .unwrap_or_default(),
+                self.db.text(&field("action"), execution).await.unwrap(),
+                self.db
+                    .text(&field("error"), execution)
+                    .await
+                    .map(|e| format!(" [{e}]"))
+                    .unwrap_or_default(),
+            ));
+        }
+        steps
+    }
+}
+
+async fn a_forced_start_of_an_instance_is_stopped_again(db: TestDb) {
+    let Some(w) = world(db, |_| {}).await else {
+        return;
+    };
+    w.create_instance(
+        "orders",
+        &[
+            ("auto-restart-protection", "yes"),
+            ("moto:start-seconds", "2"),
+        ],
+    )
+    .await;
+    w.stop_then_force_start("orders").await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "orders").await;
+
+    let (status, outcome, _) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("succeeded", "stopped"),
+        "{:?}",
+        w.steps(&execution).await
+    );
+    assert_eq!(w.instance_status("orders").await, "stopped");
+    let steps = w.steps(&execution).await;
+    assert!(
+        steps[0].starts_with("check_protection//protected"),
+        "{steps:?}"
+    );
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.starts_with("wait_available/starting/")),
+        "{steps:?}"
+    );
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.starts_with("wait_available/available/available: stop it")),
+        "{steps:?}"
+    );
+    assert!(
+        steps.iter().any(|s| s.starts_with("stop//stop requested")),
+        "{steps:?}"
+    );
+    assert!(
+        steps
+            .last()
+            .unwrap()
+            .starts_with("wait_stopped/stopped/finish: stopped"),
+        "{steps:?}"
+    );
+    let stops = w
+        .moto
+        .calls_for("orders")
+        .await
+        .iter()
+        .filter(|a| *a == "StopDBInstance")
+        .count();
+    assert_eq!(stops, 2, "the test's own stop and restop's");
+    assert_eq!(
+        w.column(&execution, "resource_type").await.as_deref(),
+        Some("db-instance")
+    );
+    assert_eq!(
+        w.column(&execution, "trigger").await.as_deref(),
+        Some("sns")
+    );
+    assert_eq!(
+        w.column(&execution, "mode").await.as_deref(),
+        Some("internal")
+    );
+    assert_eq!(
+        w.column(&execution, "resource_arn").await,
+        Some(instance_arn("orders"))
+    );
+}
+
+async fn a_forced_start_of_a_cluster_is_stopped_again(db: TestDb) {
+    let Some(w) = world(db, |_| {}).await else {
+        return;
+    };
+    w.create_cluster(
+        "aurora",
+        &[
+            ("auto-restart-protection", "yes"),
+            ("moto:start-seconds", "2"),
+        ],
+    )
+    .await;
+    w.rds
+        .stop_db_cluster()
+        .db_cluster_identifier("aurora")
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..50 {
+        if w.cluster_status("aurora").await == "stopped" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    w.rds
+        .start_db_cluster()
+        .db_cluster_identifier("aurora")
+        .send()
+        .await
+        .unwrap();
+    let execution = w.event("RDS-EVENT-0153", "db-cluster", "aurora").await;
+
+    let (status, outcome, _) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("succeeded", "stopped"),
+        "{:?}",
+        w.steps(&execution).await
+    );
+    assert_eq!(w.cluster_status("aurora").await, "stopped");
+    assert_eq!(
+        w.column(&execution, "resource_arn").await,
+        Some(cluster_arn("aurora"))
+    );
+    assert!(
+        w.moto
+            .calls_for("aurora")
+            .await
+            .contains(&"StopDBCluster".to_owned())
+    );
+}
+
+async fn unprotected_databases_are_left_alone(db: TestDb) {
+    let Some(w) = world(db, |_| {}).await else {
+        return;
+    };
+    let cases: [(&str, &[(&str, &str)]); 4] = [
+        ("untagged", &[]),
+        ("tag-no", &[("auto-restart-protection", "no")]),
+        ("other-key", &[("not-auto-restart-protection", "yes")]),
+        ("substring-value", &[("auto-restart-protection", "yes-ish")]),
+    ];
+    for (id, tag_pairs) in cases {
+        w.create_instance(id, tag_pairs).await;
+        let execution = w.event("RDS-EVENT-0154", "db-instance", id).await;
+        let (status, outcome, reason) = w.finished(&execution).await;
+        assert_eq!(
+            (status.as_str(), outcome.as_str()),
+            ("skipped", "not_protected"),
+            "{id}: {reason}"
+        );
+        // Nothing after the tag check.
+        assert_eq!(
+            w.moto.calls_for(id).await,
+            ["CreateDBInstance", "ListTagsForResource"],
+            "{id}"
+        );
+        assert_eq!(w.instance_status(id).await, "available");
+    }
+}
+
+async fn the_tag_value_is_compared_case_insensitively(db: TestDb) {
+    let Some(w) = world(db, |_| {}).await else {
+        return;
+    };
+    w.create_instance("shouting", &[("auto-restart-protection", "YES")])
+        .await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "shouting").await;
+    assert_eq!(w.finished(&execution).await.1, "stopped");
+}
+
+async fn read_replicas_and_aurora_members_are_not_stoppable(db: TestDb) {
+    let Some(w) = world(db, |_| {}).await else {
+        return;
+    };
+    w.create_instance("primary", PROTECTED).await;
+    w.rds
+        .create_db_instance_read_replica()
+        .db_instance_identifier("replica")
+        .source_db_instance_identifier("primary")
+        .set_tags(Some(tags(PROTECTED)))
+        .send()
+        .await
+        .unwrap();
+    w.create_cluster("aurora", PROTECTED).await;
+    w.rds
+        .create_db_instance()
+        .db_instance_identifier("aurora-member")
+        .db_cluster_identifier("aurora")
+        .engine("aurora-postgresql")
+        .db_instance_class("db.r5.large")
+        .set_tags(Some(tags(PROTECTED)))
+        .send()
+        .await
+        .unwrap();
+
+    for (id, expected) in [
+        ("replica", "read replica of primary"),
+        ("primary", "has read replicas: replica"),
+        ("aurora-member", "Aurora member instance of cluster aurora"),
+    ] {
+        let execution = w.event("RDS-EVENT-0154", "db-instance", id).await;
+        let (status, outcome, reason) = w.finished(&execution).await;
+        assert_eq!(
+            (status.as_str(), outcome.as_str()),
+            ("skipped", "not_stoppable"),
+            "{id}"
+        );
+        assert!(reason.contains(expected), "{id}: {reason}");
+        assert!(
+            !w.moto
+                .calls_for(id)
+                .await
+                .contains(&"StopDBInstance".to_owned()),
+            "{id}"
+        );
+    }
+}
+
+async fn an_instance_deleted_midway_ends_as_gone(db: TestDb) {
+    let Some(w) = world(db, |_| {}).await else {
+        return;
+    };
+    w.create_instance(
+        "doomed",
+        &[
+            ("auto-restart-protection", "yes"),
+            ("moto:start-seconds", "60"),
+        ],
+    )
+    .await;
+    w.stop_then_force_start("doomed").await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "doomed").await;
+    // Let the engine see it starting, then delete it.
+    for _ in 0..50 {
+        if w.steps(&execution)
+            .await
+            .iter()
+            .any(|s| s.starts_with("wait_available/starting"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    w.rds
+        .delete_db_instance()
+        .db_instance_identifier("doomed")
+        .skip_final_snapshot(true)
+        .send()
+        .await
+        .unwrap();
+    let (status, outcome, _) = w.finished(&execution).await;
+    assert_eq!((status.as_str(), outcome.as_str()), ("succeeded", "gone"));
+}
+
+async fn stopped_during_the_grace_period_is_watched_then_stopped(db: TestDb) {
+    let Some(w) = world(db, |c| c.engine.start_grace = Duration::from_secs(8)).await else {
+        return;
+    };
+    w.create_instance("late-start", PROTECTED).await;
+    w.rds
+        .stop_db_instance()
+        .db_instance_identifier("late-start")
+        .send()
+        .await
+        .unwrap();
+    w.wait_for_instance("late-start", "stopped").await;
+    // The event arrives before the start shows.
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "late-start").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        w.column(&execution, "status").await.as_deref(),
+        Some("running")
+    );
+    w.rds
+        .start_db_instance()
+        .db_instance_identifier("late-start")
+        .send()
+        .await
+        .unwrap();
+
+    let (status, outcome, _) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("succeeded", "stopped"),
+        "{:?}",
+        w.steps(&execution).await
+    );
+    assert!(
+        w.steps(&execution)
+            .await
+            .iter()
+            .any(|s| s.starts_with("wait_available/stopped/stopped, but"))
+    );
+}
+
+async fn stopped_by_someone_else_after_the_grace_period(db: TestDb) {
+    let Some(w) = world(db, |c| c.engine.start_grace = Duration::from_secs(3)).await else {
+        return;
+    };
+    w.create_instance("already", PROTECTED).await;
+    w.rds
+        .stop_db_instance()
+        .db_instance_identifier("already")
+        .send()
+        .await
+        .unwrap();
+    w.wait_for_instance("already", "stopped").await;
+    let started = std::time::Instant::now();
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "already").await;
+    let (status, outcome, _) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("succeeded", "already_stopped")
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "ended before the grace period"
+    );
+    assert!(
+        !w.moto
+            .calls_for("already")
+            .await
+            .iter()
+            .skip(2)
+            .any(|a| a == "StopDBInstance")
+    );
+}
+
+async fn a_busy_period_is_waited_out(db: TestDb) {
+    let Some(w) = world(db, |_| {}).await else {
+        return;
+    };
+    w.create_instance("busy", PROTECTED).await;
+    w.add_tags(
+        &instance_arn("busy"),
+        &[("moto:force-status", "backing-up:3")],
+    )
+    .await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "busy").await;
+    let (status, outcome, _) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("succeeded", "stopped")
+    );
+    let steps = w.steps(&execution).await;
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.starts_with("wait_available/backing-up/backing-up: wait")),
+        "{steps:?}"
+    );
+}
+
+async fn throttling_beyond_the_sdk_retries_is_backed_off(db: TestDb) {
+    let Some(w) = world(db, |_| {}).await else {
+        return;
+    };
+    w.create_instance("throttled", PROTECTED).await;
+    // The SDK makes three attempts per call: five failures reach restop's own backoff.
+    w.moto
+        .fault(json!({"action": "DescribeDBInstances", "count": 5, "code": "Throttling", "resource": "throttled"}))
+        .await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "throttled").await;
+    let (status, outcome, _) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("succeeded", "stopped")
+    );
+    let steps = w.steps(&execution).await;
+    assert!(
+        steps.iter().any(
+            |s| s.starts_with("wait_available//retry after transient error")
+                && s.contains("Throttling")
+        ),
+        "{steps:?}"
+    );
+}
+
+async fn missing_permission_fails_naming_the_action(db: TestDb) {
+    let Some(w) = world(db, |_| {}).await else {
+        return;
+    };
+    w.create_instance("locked", PROTECTED).await;
+    w.moto
+        .fault(json!({"action": "StopDBInstance", "count": 1, "code": "AccessDenied", "status": 403,
+                      "message": "User is not authorized to perform: rds:StopDBInstance", "resource": "locked"}))
+        .await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "locked").await;
+    let (status, outcome, reason) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("failed", "access_denied")
+    );
+    assert!(reason.contains("rds:StopDBInstance"), "{reason}");
+}
+
+async fn timeout_ends_a_wait_that_never_ends(db: TestDb) {
+    let Some(w) = world(db, |c| c.engine.max_duration = Duration::from_secs(3)).await else {
+        return;
+    };
+    w.create_instance(
+        "stuck",
+        &[
+            ("auto-restart-protection", "yes"),
+            ("moto:force-status", "storage-optimization:600"),
+        ],
+    )
+    .await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "stuck").await;
+    let (status, outcome, _) = w.finished(&execution).await;
+    assert_eq!((status.as_str(), outcome.as_str()), ("failed", "timeout"));
+}
+
+async fn dry_run_never_stops(db: TestDb) {
+    let Some(w) = world(db, |c| c.engine.dry_run = true).await else {
+        return;
+    };
+    w.create_instance("rehearsal", PROTECTED).await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "rehearsal").await;
+    let (status, outcome, _) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("succeeded", "dry_run")
+    );
+    assert_eq!(w.instance_status("rehearsal").await, "available");
+    assert!(
+        !w.moto
+            .calls_for("rehearsal")
+            .await
+            .contains(&"StopDBInstance".to_owned())
+    );
+}
+
+async fn duplicate_and_second_events_join_one_execution(db: TestDb) {
+    let Some(w) = world(db, |_| {}).await else {
+        return;
+    };
+    w.create_instance(
+        "twice",
+        &[
+            ("auto-restart-protection", "yes"),
+            ("moto:force-status", "backing-up:3"),
+        ],
+    )
+    .await;
+    let first = w
+        .stub
+        .rds_notification("RDS-EVENT-0154", "db-instance", "twice");
+    let execution = w.post(&first).await;
+    // SNS redelivers the same message: stored once, no second execution.
+    let (status, body) = w.app.post_sns(&first).await;
+    assert_eq!((status, &body["duplicate"]), (200, &json!(true)));
+    // A second event for the same resource while the first execution is active joins it.
+    let second = w.event("RDS-EVENT-0154", "db-instance", "twice").await;
+    assert_eq!(second, execution);
+    assert_eq!(w.finished(&execution).await.1, "stopped");
+    assert_eq!(w.db.count("SELECT COUNT(*) FROM executions").await, 1);
+    assert_eq!(
+        w.db.count(&format!(
+            "SELECT COUNT(*) FROM sns_messages WHERE execution_id = '{execution}'"
+        ))
+        .await,
+        2
+    );
+}

@@ -1,0 +1,137 @@
+//! moto, the AWS emulator, one server per test: tests/moto/launcher.py adds RDS status
+//! transitions over time, fault injection and a call log.
+
+use std::process::Stdio;
+use std::sync::Arc;
+
+use aws_sdk_rds::config::{Credentials, Region};
+use restop::engine::aws::SdkAws;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+pub const REGION: &str = "us-east-1";
+pub const ACCOUNT: &str = "123456789012";
+
+pub struct Moto {
+    pub url: String,
+    http: reqwest::Client,
+    _server: Child,
+}
+
+impl Moto {
+    /// Starts a server, or returns `None` outside CI when the test command did not set one
+    /// up (in CI that is a failure).
+    pub async fn start() -> Option<Self> {
+        let python = match std::env::var("RESTOP_TEST_MOTO_PYTHON") {
+            Ok(python) => python,
+            Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("RESTOP_TEST_MOTO_PYTHON is not set: run the tests with scripts/test")
+            }
+            Err(_) => {
+                eprintln!("SKIPPED: RESTOP_TEST_MOTO_PYTHON is not set (run scripts/test)");
+                return None;
+            }
+        };
+        let launcher = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/moto/launcher.py");
+        let mut server = Command::new(python)
+            .args([launcher, "--host", "127.0.0.1", "--port", "0"])
+            .env("MOTO_RDS_START_SECONDS", "1")
+            .env("MOTO_RDS_STOP_SECONDS", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start the moto launcher");
+        let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+        let port = loop {
+            let line = lines
+                .next_line()
+                .await
+                .unwrap()
+                .expect("moto exited before READY");
+            if let Some(port) = line.strip_prefix("READY ") {
+                break port.trim().to_owned();
+            }
+        };
+        Some(Self {
+            url: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            _server: server,
+        })
+    }
+
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        SdkAws::loader()
+            .endpoint_url(&self.url)
+            .region(Region::new(REGION))
+            .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
+            .load()
+            .await
+    }
+
+    /// What restop's engine uses: the real SDK client, pointed at this server.
+    pub async fn aws(&self) -> Arc<SdkAws> {
+        Arc::new(SdkAws::new(self.sdk_config().await))
+    }
+
+    /// An RDS client for setting up and inspecting resources.
+    pub async fn rds(&self) -> aws_sdk_rds::Client {
+        aws_sdk_rds::Client::new(&self.sdk_config().await)
+    }
+
+    /// Arms faults: see tests/moto/README.md.
+    pub async fn fault(&self, fault: Value) {
+        let response = self
+            .http
+            .post(format!("{}/restop-test/faults", self.url))
+            .json(&fault)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{}",
+            response.text().await.unwrap()
+        );
+    }
+
+    /// Every AWS action received, in order, with the resource it named.
+    pub async fn calls(&self) -> Vec<(String, String)> {
+        let calls: Vec<Value> = self
+            .http
+            .get(format!("{}/restop-test/calls", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        calls
+            .iter()
+            .map(|c| {
+                (
+                    c["action"].as_str().unwrap_or_default().to_owned(),
+                    c["resource"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    pub async fn calls_for(&self, resource: &str) -> Vec<String> {
+        self.calls()
+            .await
+            .into_iter()
+            .filter(|(_, r)| r == resource || r.ends_with(&format!(":{resource}")))
+            .map(|(action, _)| action)
+            .collect()
+    }
+}
+
+pub fn instance_arn(id: &str) -> String {
+    format!("arn:aws:rds:{REGION}:{ACCOUNT}:db:{id}")
+}
+
+pub fn cluster_arn(id: &str) -> String {
+    format!("arn:aws:rds:{REGION}:{ACCOUNT}:cluster:{id}")
+}
