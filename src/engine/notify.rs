@@ -13,9 +13,10 @@ use crate::store::{Job, JobUpdate, StepRecord};
 pub const PENDING: &str = "pending";
 const SENT: &str = "sent";
 const FAILED: &str = "failed";
-/// Attempts before giving up: with the backoff below, about an hour of trying.
-const MAX_ATTEMPTS: u32 = 8;
-const FIRST_RETRY: Duration = Duration::from_secs(15);
+/// Attempts before giving up: with the backoff below (the engine's retry base, doubling,
+/// at most an hour apart) about two and a half hours of trying.
+const MAX_ATTEMPTS: u32 = 12;
+const LONGEST_WAIT: Duration = Duration::from_secs(3600);
 
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
@@ -92,7 +93,12 @@ impl Engine {
             update.notify_state = Some(FAILED.into());
             (step(now, "gave up", Some(error)), update)
         } else {
-            let delay = FIRST_RETRY.saturating_mul(2u32.pow(job.notify_attempts));
+            let delay = self
+                .settings
+                .policy
+                .retry_base
+                .saturating_mul(2u32.saturating_pow(job.notify_attempts))
+                .min(LONGEST_WAIT);
             update.notify_state = Some(PENDING.into());
             update.next_run_at = Some(now + delay);
             (step(now, "retry", Some(error)), update)

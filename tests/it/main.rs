@@ -1,6 +1,7 @@
 //! One integration test binary: it links once and shares its support code.
 
 mod cli;
+mod engine_durability;
 mod engine_moto;
 mod engine_replicas;
 mod genuine_messages;

@@ -1,0 +1,329 @@
+//! Benchmark of the protection engine at scale: many active executions, each waiting for a
+//! database that stays `starting`, against an in-process fake RDS. Prints CPU time per
+//! second of wall time, database work per poll, and resident memory.
+//!
+//! cargo run --release --example engine_bench -- [--executions 10000] [--poll-seconds 60]
+//!     [--measure-seconds 120] [--database-url postgres://postgres@127.0.0.1:5432/postgres]
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use clap::Parser;
+use restop::clock::SystemClock;
+use restop::config::DatabaseConfig;
+use restop::engine::decide::Policy;
+use restop::engine::{Engine, EngineSettings, Launcher, Trigger};
+use restop::store::{Disposition, Mode, NewMessage, Store, connect_and_migrate};
+use sqlx::ConnectOptions;
+use sqlx::postgres::PgConnectOptions;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+// The same fake the integration tests use; the benchmark needs only part of it.
+#[allow(dead_code)]
+#[path = "../tests/it/support/fake_aws.rs"]
+mod fake_aws;
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value_t = 10_000)]
+    executions: usize,
+    #[arg(long, default_value_t = 60)]
+    poll_seconds: u64,
+    /// Steady-state measurement window, after every execution has been polled once.
+    #[arg(long, default_value_t = 120)]
+    measure_seconds: u64,
+    /// A Postgres server (a throwaway database is created on it) or a sqlite:// URL.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    database_url: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let (url, admin) = fresh_database(&args.database_url).await?;
+    let store = connect_and_migrate(&DatabaseConfig {
+        database_url: url.parse().map_err(anyhow::Error::msg)?,
+        db_max_connections: 16,
+    })
+    .await?;
+
+    let aws = Arc::new(fake_aws::FakeAws::default());
+    let started = Instant::now();
+    for i in 0..args.executions {
+        let arn = format!("arn:aws:rds:us-east-1:123456789012:db:bench-{i}");
+        aws.add(&arn, "starting", &[("auto-restart-protection", "yes")]);
+        accept(&store, &arn).await?;
+    }
+    println!(
+        "created {} executions in {:.1} s",
+        args.executions,
+        started.elapsed().as_secs_f64()
+    );
+
+    let poll = Duration::from_secs(args.poll_seconds);
+    let settings = EngineSettings {
+        policy: Policy {
+            tag_key: "auto-restart-protection".into(),
+            tag_value: "yes".into(),
+            poll_interval: poll,
+            start_grace: Duration::from_secs(900),
+            retry_base: Duration::from_secs(2),
+            retry_max: poll,
+        },
+        max_duration: Duration::from_secs(86_400),
+        dry_run: false,
+        state_machine_arn: None,
+        notify_url: None,
+        lease: Duration::from_secs(60),
+        owner: "bench".into(),
+    };
+    let engine = Engine::new(
+        store.clone(),
+        aws,
+        settings,
+        Arc::new(SystemClock),
+        Arc::new(Notify::new()),
+    );
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(engine.run(stop.clone()));
+
+    // Warm-up: the first pass over every execution, then one full poll cycle to settle.
+    let warm = Instant::now();
+    while pending_first_poll(&admin, &url).await? > 0 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!(
+        "first pass over all executions: {:.1} s",
+        warm.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(poll).await;
+
+    let before = Sample::take(&admin, &url).await?;
+    tokio::time::sleep(Duration::from_secs(args.measure_seconds)).await;
+    let after = Sample::take(&admin, &url).await?;
+    stop.cancel();
+    task.await?;
+
+    let wall = after.at.duration_since(before.at).as_secs_f64();
+    let cpu = after.cpu_seconds - before.cpu_seconds;
+    let polls = (after.polls - before.polls) as f64;
+    println!();
+    println!(
+        "executions:        {} active, poll every {} s",
+        args.executions, args.poll_seconds
+    );
+    println!(
+        "window:            {wall:.0} s, {polls:.0} polls ({:.1}/s)",
+        polls / wall
+    );
+    println!(
+        "engine CPU:        {:.1}% of one core ({cpu:.2} s CPU)",
+        100.0 * cpu / wall
+    );
+    if let (Some(b), Some(a)) = (before.pg, after.pg) {
+        println!(
+            "database per poll: {:.2} transactions, {:.2} rows updated, {:.2} rows inserted, {:.2} rows read",
+            (a.commits - b.commits) as f64 / polls,
+            (a.updated - b.updated) as f64 / polls,
+            (a.inserted - b.inserted) as f64 / polls,
+            (a.fetched - b.fetched) as f64 / polls,
+        );
+    }
+    println!(
+        "memory:            RSS {:.1} MB, peak {:.1} MB",
+        after.rss_mb, after.peak_mb
+    );
+    drop_database(&admin, &url).await;
+    Ok(())
+}
+
+async fn accept(store: &Arc<dyn Store>, arn: &str) -> anyhow::Result<()> {
+    let launcher = Launcher {
+        mode: Mode::Internal,
+        max_duration: Duration::from_secs(86_400),
+        wakeup: Arc::new(Notify::new()),
+    };
+    let now = Utc::now();
+    let message_id = uuid::Uuid::new_v4().to_string();
+    let execution = launcher.execution(
+        &arn.parse().map_err(anyhow::Error::msg)?,
+        Trigger {
+            kind: "sns",
+            message_id: Some(message_id.clone()),
+            event_id: Some("RDS-EVENT-0154".into()),
+            event_at: now,
+            dry_run: false,
+            skip_tag_check: false,
+        },
+        now,
+    );
+    store
+        .insert_message(
+            &NewMessage {
+                message_id,
+                message_type: "Notification",
+                topic_arn: "arn:aws:sns:us-east-1:123456789012:rds-events".into(),
+                subject: None,
+                sent_at: now,
+                received_at: now,
+                signature_version: "2".into(),
+                disposition: Disposition::Accepted,
+                disposition_reason: None,
+                body: "{}".into(),
+                event: None,
+                execution: Some(execution),
+            },
+            None,
+        )
+        .await?;
+    Ok(())
+}
+
+/// A throwaway database: `(its URL, the admin URL)`.
+async fn fresh_database(url: &str) -> anyhow::Result<(String, Option<String>)> {
+    if url.starts_with("sqlite:") {
+        let path = std::env::temp_dir().join(format!("restop-bench-{}.db", std::process::id()));
+        return Ok((format!("sqlite://{}", path.display()), None));
+    }
+    let name = format!("restop_bench_{}", std::process::id());
+    let mut conn = PgConnectOptions::from_str(url)?.connect().await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
+    let mut parsed = url::Url::parse(url)?;
+    parsed.set_path(&name);
+    Ok((parsed.to_string(), Some(url.to_owned())))
+}
+
+async fn drop_database(admin: &Option<String>, url: &str) {
+    match admin {
+        Some(admin) => {
+            let name = url.rsplit('/').next().unwrap_or_default();
+            if let Ok(mut conn) = PgConnectOptions::from_str(admin).unwrap().connect().await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        }
+        None => {
+            let _ = std::fs::remove_file(url.trim_start_matches("sqlite://"));
+        }
+    }
+}
+
+/// Executions that have not been polled yet (their only step is the tag check).
+async fn pending_first_poll(_admin: &Option<String>, url: &str) -> anyhow::Result<i64> {
+    let sql = "SELECT COUNT(*) FROM executions e WHERE NOT EXISTS
+               (SELECT 1 FROM execution_steps s WHERE s.execution_id = e.id AND s.step = 'wait_available')";
+    Ok(if url.starts_with("sqlite:") {
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::from_str(url)?
+            .connect()
+            .await?;
+        sqlx::query_scalar(sql).fetch_one(&mut conn).await?
+    } else {
+        let mut conn = PgConnectOptions::from_str(url)?.connect().await?;
+        sqlx::query_scalar(sql).fetch_one(&mut conn).await?
+    })
+}
+
+struct PgCounters {
+    commits: i64,
+    updated: i64,
+    inserted: i64,
+    fetched: i64,
+}
+
+struct Sample {
+    at: Instant,
+    cpu_seconds: f64,
+    polls: i64,
+    rss_mb: f64,
+    peak_mb: f64,
+    pg: Option<PgCounters>,
+}
+
+impl Sample {
+    async fn take(admin: &Option<String>, url: &str) -> anyhow::Result<Self> {
+        // Every poll of a waiting execution bumps `repeats` of its latest step by one.
+        let polls_sql = "SELECT CAST(COALESCE(SUM(repeats), 0) AS BIGINT) FROM execution_steps";
+        let (polls, pg) = if url.starts_with("sqlite:") {
+            let mut conn = sqlx::sqlite::SqliteConnectOptions::from_str(url)?
+                .connect()
+                .await?;
+            (
+                sqlx::query_scalar(polls_sql).fetch_one(&mut conn).await?,
+                None,
+            )
+        } else {
+            let mut conn = PgConnectOptions::from_str(url)?.connect().await?;
+            let polls = sqlx::query_scalar(polls_sql).fetch_one(&mut conn).await?;
+            let name = url.rsplit('/').next().unwrap_or_default();
+            let mut admin_conn = PgConnectOptions::from_str(admin.as_deref().unwrap_or(url))?
+                .connect()
+                .await?;
+            let (commits, updated, inserted, fetched): (i64, i64, i64, i64) = sqlx::query_as(
+                "SELECT xact_commit, tup_updated, tup_inserted, tup_fetched
+                 FROM pg_stat_database WHERE datname = $1",
+            )
+            .bind(name)
+            .fetch_one(&mut admin_conn)
+            .await?;
+            (
+                polls,
+                Some(PgCounters {
+                    commits,
+                    updated,
+                    inserted,
+                    fetched,
+                }),
+            )
+        };
+        let (rss_mb, peak_mb) = memory();
+        Ok(Self {
+            at: Instant::now(),
+            cpu_seconds: cpu_seconds(),
+            polls,
+            rss_mb,
+            peak_mb,
+            pg,
+        })
+    }
+}
+
+/// User + system CPU time of this process, from /proc/self/stat (clock ticks of 1/100 s).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn memory() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (kb("VmRSS:") / 1024.0, kb("VmHWM:") / 1024.0)
+}

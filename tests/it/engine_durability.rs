@@ -1,0 +1,328 @@
+//! What survives: restop killed with SIGKILL mid-execution, and end-of-execution
+//! notifications that fail before they succeed.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_rds::types::Tag;
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::Value;
+
+use crate::on_both_backends;
+use crate::support::db::TestDb;
+use crate::support::moto::Moto;
+use crate::support::sns::{SnsStub, TOPIC};
+use crate::support::{TestApp, config};
+
+on_both_backends!(
+    sigkill_mid_execution_loses_nothing_and_repeats_no_step,
+    a_failed_notification_is_retried_and_never_changes_the_outcome,
+);
+
+/// `restop serve` as a child process.
+struct Process {
+    child: tokio::process::Child,
+    base: String,
+}
+
+impl Process {
+    async fn start(db: &TestDb, stub: &SnsStub, moto: &Moto) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_restop"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("RESTOP_") || key.starts_with("AWS_") || key == "DATABASE_URL" {
+                command.env_remove(key);
+            }
+        }
+        let child = command
+            .arg("serve")
+            .env("DATABASE_URL", &db.url)
+            .env("RESTOP_LISTEN", format!("127.0.0.1:{port}"))
+            .env("RESTOP_TOPIC_ARNS", TOPIC)
+            .env("RESTOP_SNS_EXTRA_HOSTS", &stub.host)
+            .env("RESTOP_POLL_INTERVAL", "1s")
+            .env("RESTOP_START_GRACE", "5s")
+            .env("RESTOP_JOB_LEASE", "2s")
+            .env("AWS_ENDPOINT_URL", &moto.url)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env("RUST_LOG", "restop=debug")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        for _ in 0..200 {
+            if reqwest::get(format!("{base}/readyz"))
+                .await
+                .is_ok_and(|r| r.status() == 200)
+            {
+                return Self { child, base };
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("restop serve did not become ready");
+    }
+
+    async fn kill(mut self) {
+        self.child.start_kill().unwrap(); // SIGKILL
+        self.child.wait().await.unwrap();
+    }
+}
+
+async fn steps(db: &TestDb, execution: &str) -> Vec<String> {
+    let count = db
+        .count(&format!(
+            "SELECT COUNT(*) FROM execution_steps WHERE execution_id = '{execution}'"
+        ))
+        .await;
+    let mut out = Vec::new();
+    for seq in 1..=count {
+        let sql = |c: &str| {
+            format!("SELECT {c} FROM execution_steps WHERE execution_id = $1 AND seq = {seq}")
+        };
+        out.push(format!(
+            "{} {}",
+            db.text(&sql("step"), execution).await.unwrap(),
+            db.text(&sql("action"), execution).await.unwrap()
+        ));
+    }
+    out
+}
+
+async fn wait_for_step(db: &TestDb, execution: &str, prefix: &str) {
+    for _ in 0..200 {
+        if steps(db, execution)
+            .await
+            .iter()
+            .any(|s| s.starts_with(prefix))
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no step {prefix}: {:?}", steps(db, execution).await);
+}
+
+async fn sigkill_mid_execution_loses_nothing_and_repeats_no_step(db: TestDb) {
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
+    let stub = SnsStub::start().await;
+    let rds = moto.rds().await;
+    let tags = [
+        ("auto-restart-protection", "yes"),
+        ("moto:start-seconds", "3"),
+        ("moto:stop-seconds", "4"),
+    ]
+    .map(|(k, v)| Tag::builder().key(k).value(v).build());
+    rds.create_db_instance()
+        .db_instance_identifier("survivor")
+        .db_instance_class("db.t3.micro")
+        .engine("postgres")
+        .allocated_storage(20)
+        .master_username("admin")
+        .master_user_password("password123")
+        .set_tags(Some(tags.to_vec()))
+        .send()
+        .await
+        .unwrap();
+    rds.stop_db_instance()
+        .db_instance_identifier("survivor")
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    rds.start_db_instance()
+        .db_instance_identifier("survivor")
+        .send()
+        .await
+        .unwrap();
+
+    // First process: killed while it waits for `available`.
+    let first = Process::start(&db, &stub, &moto).await;
+    let msg = stub.rds_notification("RDS-EVENT-0154", "db-instance", "survivor");
+    let response = reqwest::Client::new()
+        .post(format!("{}/sns", first.base))
+        .body(msg.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let execution = response.json::<Value>().await.unwrap()["execution_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_for_step(&db, &execution, "wait_available starting").await;
+    first.kill().await;
+
+    // Second process: takes over after the lease, killed once the stop is under way.
+    let second = Process::start(&db, &stub, &moto).await;
+    wait_for_step(&db, &execution, "stop stop requested").await;
+    second.kill().await;
+
+    // Third process: finishes it.
+    let third = Process::start(&db, &stub, &moto).await;
+    for _ in 0..300 {
+        let status = db
+            .text("SELECT status FROM executions WHERE id = $1", &execution)
+            .await
+            .unwrap();
+        if status == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    third.kill().await;
+
+    let outcome = db
+        .text("SELECT outcome FROM executions WHERE id = $1", &execution)
+        .await;
+    let history = steps(&db, &execution).await;
+    assert_eq!(outcome.as_deref(), Some("stopped"), "{history:?}");
+    let once = |prefix: &str| history.iter().filter(|s| s.starts_with(prefix)).count();
+    assert_eq!(once("check_protection"), 1, "{history:?}");
+    assert_eq!(once("stop stop requested"), 1, "{history:?}");
+    assert_eq!(once("wait_stopped finish: stopped"), 1, "{history:?}");
+    assert_eq!(history.last().unwrap(), "wait_stopped finish: stopped");
+    // No row repeats its predecessor: identical observations are merged, never re-inserted.
+    assert!(history.windows(2).all(|w| w[0] != w[1]), "{history:?}");
+    assert_eq!(db.count("SELECT COUNT(*) FROM executions").await, 1);
+}
+
+#[derive(Default)]
+struct Receiver {
+    answers: Vec<u16>,
+    received: Vec<Value>,
+}
+
+async fn receive(State(state): State<Arc<Mutex<Receiver>>>, Json(body): Json<Value>) -> StatusCode {
+    let mut state = state.lock().unwrap();
+    state.received.push(body);
+    let answer = if state.answers.is_empty() {
+        200
+    } else {
+        state.answers.remove(0)
+    };
+    StatusCode::from_u16(answer).unwrap()
+}
+
+async fn a_failed_notification_is_retried_and_never_changes_the_outcome(db: TestDb) {
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
+    let stub = SnsStub::start().await;
+    let receiver = Arc::new(Mutex::new(Receiver {
+        answers: vec![500, 503],
+        ..Receiver::default()
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let notify_url = format!("http://{}/hooks/restop", listener.local_addr().unwrap());
+    let hook = axum::Router::new()
+        .route("/hooks/restop", axum::routing::post(receive))
+        .with_state(receiver.clone());
+    tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
+
+    let mut cfg = config(&db.url, Some(&stub.host));
+    cfg.engine.engine_enabled = true;
+    cfg.engine.notify_url = Some(notify_url.parse().unwrap());
+    let app = TestApp::spawn_with(
+        cfg,
+        Arc::new(restop::clock::SystemClock),
+        Some(moto.aws().await),
+    )
+    .await;
+
+    // Untagged: the execution ends at once as skipped / not_protected.
+    moto.rds()
+        .await
+        .create_db_instance()
+        .db_instance_identifier("plain")
+        .db_instance_class("db.t3.micro")
+        .engine("postgres")
+        .allocated_storage(20)
+        .master_username("admin")
+        .master_user_password("password123")
+        .send()
+        .await
+        .unwrap();
+    let (_, body) = app
+        .post_sns(&stub.rds_notification("RDS-EVENT-0154", "db-instance", "plain"))
+        .await;
+    let execution = body["execution_id"].as_str().unwrap().to_owned();
+
+    for _ in 0..200 {
+        if db
+            .text(
+                "SELECT notify_state FROM executions WHERE id = $1",
+                &execution,
+            )
+            .await
+            .as_deref()
+            == Some("sent")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        db.text(
+            "SELECT notify_state FROM executions WHERE id = $1",
+            &execution
+        )
+        .await
+        .as_deref(),
+        Some("sent")
+    );
+    assert_eq!(
+        db.text("SELECT status FROM executions WHERE id = $1", &execution)
+            .await
+            .as_deref(),
+        Some("skipped")
+    );
+    assert_eq!(
+        db.text("SELECT outcome FROM executions WHERE id = $1", &execution)
+            .await
+            .as_deref(),
+        Some("not_protected")
+    );
+    assert_eq!(
+        db.count(&format!(
+            "SELECT CAST(notify_attempts AS BIGINT) FROM executions WHERE id = '{execution}'"
+        ))
+        .await,
+        3
+    );
+
+    let received = receiver.lock().unwrap().received.clone();
+    assert_eq!(received.len(), 3);
+    let summary = &received[2];
+    assert_eq!(summary["execution_id"], execution.as_str());
+    assert_eq!(summary["link"], format!("/v1/executions/{execution}"));
+    assert_eq!(summary["resource_id"], "plain");
+    assert_eq!(summary["status"], "skipped");
+    assert_eq!(summary["outcome"], "not_protected");
+    assert!(summary["duration_seconds"].as_f64().is_some());
+    let history = steps(&db, &execution).await;
+    assert_eq!(
+        history
+            .iter()
+            .filter(|s| s.starts_with("notify retry"))
+            .count(),
+        2,
+        "{history:?}"
+    );
+    assert!(
+        history.last().unwrap().starts_with("notify sent"),
+        "{history:?}"
+    );
+}
