@@ -149,6 +149,7 @@ async fn accept(store: &Arc<dyn Store>, arn: &str) -> anyhow::Result<()> {
         mode: Mode::Internal,
         max_duration: Duration::from_secs(86_400),
         wakeup: Arc::new(Notify::new()),
+        notify: false,
     };
     let now = Utc::now();
     let message_id = uuid::Uuid::new_v4().to_string();

@@ -65,6 +65,16 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub engine: EngineConfig,
 
+    /// Comma-separated bearer tokens accepted on /v1 (each at least 16 characters).
+    #[arg(
+        long,
+        env = "RESTOP_API_TOKENS",
+        default_value = "",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
+    pub api_tokens: CommaList<ApiToken>,
+
     /// RDS event ids that restop acts on (comma-separated).
     #[arg(long, env = "RESTOP_EVENT_IDS", value_delimiter = ',',
           default_value = "RDS-EVENT-0154,RDS-EVENT-0153", value_parser = parse_event_id)]
@@ -263,6 +273,27 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
+/// A bearer token for the history API; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiToken(pub String);
+
+impl FromStr for ApiToken {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() < 16 || !s.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("each token must be at least 16 printable ASCII characters".into());
+        }
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl fmt::Debug for ApiToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiToken(REDACTED)")
+    }
+}
+
 /// Credentials for HTTP Basic auth; never printed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct BasicAuth {
@@ -337,8 +368,7 @@ fn parse_state_machine_arn(s: &str) -> Result<String, String> {
             account,
             "stateMachine",
             name,
-        ] if partition.starts_with("aws")
-            && crate::sns::message::is_region(region)
+        ] if crate::partition::is_partition_of(partition, region)
             && account.len() == 12
             && !name.is_empty() =>
         {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 mod http;
 pub mod metrics;
+pub mod partition;
 pub mod rds;
 pub mod sns;
 pub mod store;
@@ -28,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::config::ServeConfig;
-use crate::engine::aws::{Aws, SdkAws};
+use crate::engine::aws::{Aws, Metered, SdkAws};
 use crate::engine::decide::Policy;
 use crate::engine::{Engine, EngineSettings, Launcher};
 use crate::sns::certs::CertStore;
@@ -73,6 +74,7 @@ pub async fn serve(
         },
         max_duration: settings.max_duration,
         wakeup: wakeup.clone(),
+        notify: settings.notify_url.is_some(),
     };
 
     let sns = config.sns;
@@ -85,6 +87,14 @@ pub async fn serve(
         certs: CertStore::new(sns.sns_cert_dir, http.clone()),
         clock: clock.clone(),
     };
+    let metrics = Arc::new(metrics::Metrics::default());
+    let aws: Arc<dyn Aws> = Arc::new(Metered::new(
+        match runtime.aws {
+            Some(aws) => aws,
+            None => Arc::new(SdkAws::from_environment().await),
+        },
+        metrics.clone(),
+    ));
     let app = api::router(api::Shared {
         store: store.clone(),
         verifier,
@@ -92,18 +102,16 @@ pub async fn serve(
         auto_confirm: sns.sns_auto_confirm,
         basic_auth: sns.sns_basic_auth,
         event_ids: config.event_ids,
-        metrics: Arc::default(),
+        metrics,
         clock: clock.clone(),
         launcher,
+        aws: aws.clone(),
+        api_tokens: config.api_tokens.0.into_iter().map(|t| t.0).collect(),
     });
 
     // One signal stops both halves; the server drains its requests, the engine its steps.
     let stop = CancellationToken::new();
     let engine = if settings.engine_enabled {
-        let aws = match runtime.aws {
-            Some(aws) => aws,
-            None => Arc::new(SdkAws::from_environment().await),
-        };
         let engine = Engine::new(store, aws, engine_settings(settings), clock, wakeup);
         Some(tokio::spawn(engine.run(stop.clone())))
     } else {
@@ -155,6 +163,12 @@ fn engine_settings(config: config::EngineConfig) -> EngineSettings {
 }
 
 fn warn_about_open_settings(config: &ServeConfig) {
+    if config.api_tokens.0.is_empty() {
+        tracing::warn!(
+            "RESTOP_API_TOKENS is empty: every /v1 request is refused; set it to one or more \
+             comma-separated tokens of at least 16 characters (e.g. from `openssl rand -hex 32`)"
+        );
+    }
     if config.sns.topic_arns.0.is_empty() {
         tracing::warn!(
             "RESTOP_TOPIC_ARNS is empty: messages from ANY SNS topic are accepted; \

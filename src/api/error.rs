@@ -5,11 +5,15 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::store::StoreError;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// On a conflict: the execution that is in the way.
+    pub execution_id: Option<String>,
 }
 
 impl ApiError {
@@ -18,7 +22,14 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            execution_id: None,
         }
+    }
+
+    /// A database failure: logged here with its cause, answered without it.
+    pub fn storage(error: StoreError) -> Self {
+        tracing::error!(error = %error, "database request failed");
+        Self::storage_unavailable()
     }
 
     pub fn storage_unavailable() -> Self {
@@ -32,7 +43,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let mut body = json!({"error": {"code": self.code, "message": self.message}});
+        if let Some(id) = self.execution_id {
+            body["error"]["execution_id"] = id.into();
+        }
         (self.status, Json(body)).into_response()
     }
 }

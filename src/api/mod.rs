@@ -1,15 +1,19 @@
 //! The HTTP surface: one router, one cheap shared state, cross-cutting layers in one place.
 
+mod auth;
 mod error;
+mod executions;
 mod health;
+mod messages;
+mod query;
 mod sns;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::extract::Request;
+use axum::extract::{DefaultBodyLimit, MatchedPath, State};
 use axum::http::{HeaderName, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -22,6 +26,7 @@ use tracing::Level;
 use crate::clock::Clock;
 use crate::config::BasicAuth;
 use crate::engine::Launcher;
+use crate::engine::aws::Aws;
 use crate::metrics::Metrics;
 use crate::sns::verify::Verifier;
 use crate::store::Store;
@@ -43,6 +48,10 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub launcher: Launcher,
+    /// For manual triggers named by identifier.
+    pub aws: Arc<dyn Aws>,
+    /// Bearer tokens for /v1; empty refuses every /v1 request.
+    pub api_tokens: Vec<String>,
 }
 
 impl std::ops::Deref for AppState {
@@ -72,14 +81,33 @@ pub fn router(shared: Shared) -> Router {
             state.clone(),
             sns::require_basic_auth,
         ));
+    let v1 = Router::new()
+        .route(
+            "/executions",
+            get(executions::list).post(executions::create),
+        )
+        .route("/executions/{id}", get(executions::show))
+        .route("/executions/{id}/cancel", post(executions::cancel))
+        .route("/messages", get(messages::list))
+        .route("/messages/{message_id}", get(messages::show))
+        .route("/subscriptions", get(messages::subscriptions))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_bearer,
+        ));
     Router::new()
+        .nest("/v1", v1)
         .route("/sns", sns)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            record_duration,
+        ))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .with_state(state)
+        .with_state(state.clone())
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -119,4 +147,24 @@ async fn deadline(request: Request, next: Next) -> Response {
             .into_response()
         }
     }
+}
+
+/// Times every request into the duration histogram, labelled by route template so that
+/// ids in paths do not make new series.
+async fn record_duration(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    app.metrics.http_request(
+        &route,
+        &method,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
+    response
 }

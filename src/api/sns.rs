@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use chrono::SubsecRound;
 use openssl::sha::sha256;
 use serde_json::json;
 use tracing::Instrument;
@@ -137,7 +138,8 @@ async fn handle(
 async fn process(app: &AppState, msg: SnsMessage) -> Result<Handled, Failure> {
     app.verifier.verify(&msg).await?;
 
-    let received_at = app.clock.now();
+    // Microseconds, as Postgres stores them: pagination cursors compare exactly.
+    let received_at = app.clock.now().trunc_subsecs(6);
     let mut record = NewMessage {
         message_id: msg.message_id.clone(),
         message_type: msg.message_type.as_str(),

@@ -3,7 +3,7 @@
 //! per region from the standard AWS configuration chain.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -16,12 +16,20 @@ use aws_sdk_sfn::types::ExecutionStatus;
 use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 use super::decide::{AwsFailure, StateMachineRun};
+use crate::metrics::Metrics;
 use crate::rds::resource::{ResourceArn, ResourceFacts, ResourceKind};
 
 #[async_trait]
 pub trait Aws: Send + Sync + 'static {
     async fn list_tags(&self, resource: &ResourceArn) -> Result<Vec<(String, String)>, AwsFailure>;
     async fn describe(&self, resource: &ResourceArn) -> Result<ResourceFacts, AwsFailure>;
+    /// The ARN of a DB instance or cluster named by identifier (for manual triggers).
+    async fn resource_arn(
+        &self,
+        kind: ResourceKind,
+        region: &str,
+        identifier: &str,
+    ) -> Result<String, AwsFailure>;
     async fn stop(&self, resource: &ResourceArn) -> Result<(), AwsFailure>;
     /// Starts (or, for the same name and input, finds) a state machine execution; returns its ARN.
     async fn start_state_machine(
@@ -34,6 +42,97 @@ pub trait Aws: Send + Sync + 'static {
         &self,
         execution_arn: &str,
     ) -> Result<StateMachineRun, AwsFailure>;
+    /// Stops a state machine execution restop no longer follows (its deadline passed).
+    async fn stop_state_machine_run(&self, execution_arn: &str) -> Result<(), AwsFailure>;
+}
+
+/// Counts every call and failure in the metrics, by operation.
+pub struct Metered {
+    inner: Arc<dyn Aws>,
+    metrics: Arc<Metrics>,
+}
+
+impl Metered {
+    pub fn new(inner: Arc<dyn Aws>, metrics: Arc<Metrics>) -> Self {
+        Self { inner, metrics }
+    }
+
+    fn record<T>(&self, operation: &str, result: Result<T, AwsFailure>) -> Result<T, AwsFailure> {
+        let kind = result.as_ref().err().map(|failure| match failure {
+            AwsFailure::Transient(_) => "transient",
+            AwsFailure::InvalidState(_) => "invalid_state",
+            AwsFailure::NotFound => "not_found",
+            AwsFailure::InvalidParameterCombination(_) => "invalid_parameter_combination",
+            AwsFailure::AccessDenied { .. } => "access_denied",
+            AwsFailure::Other(_) => "other",
+        });
+        self.metrics.aws_call(operation, kind);
+        result
+    }
+}
+
+fn describe_operation(kind: ResourceKind) -> &'static str {
+    match kind {
+        ResourceKind::DbInstance => "DescribeDBInstances",
+        ResourceKind::DbCluster => "DescribeDBClusters",
+    }
+}
+
+#[async_trait]
+impl Aws for Metered {
+    async fn list_tags(&self, r: &ResourceArn) -> Result<Vec<(String, String)>, AwsFailure> {
+        self.record("ListTagsForResource", self.inner.list_tags(r).await)
+    }
+
+    async fn describe(&self, r: &ResourceArn) -> Result<ResourceFacts, AwsFailure> {
+        self.record(describe_operation(r.kind), self.inner.describe(r).await)
+    }
+
+    async fn resource_arn(
+        &self,
+        kind: ResourceKind,
+        region: &str,
+        id: &str,
+    ) -> Result<String, AwsFailure> {
+        self.record(
+            describe_operation(kind),
+            self.inner.resource_arn(kind, region, id).await,
+        )
+    }
+
+    async fn stop(&self, r: &ResourceArn) -> Result<(), AwsFailure> {
+        let operation = match r.kind {
+            ResourceKind::DbInstance => "StopDBInstance",
+            ResourceKind::DbCluster => "StopDBCluster",
+        };
+        self.record(operation, self.inner.stop(r).await)
+    }
+
+    async fn start_state_machine(
+        &self,
+        arn: &str,
+        name: &str,
+        input: &str,
+    ) -> Result<String, AwsFailure> {
+        self.record(
+            "StartExecution",
+            self.inner.start_state_machine(arn, name, input).await,
+        )
+    }
+
+    async fn describe_state_machine_run(&self, arn: &str) -> Result<StateMachineRun, AwsFailure> {
+        self.record(
+            "DescribeExecution",
+            self.inner.describe_state_machine_run(arn).await,
+        )
+    }
+
+    async fn stop_state_machine_run(&self, arn: &str) -> Result<(), AwsFailure> {
+        self.record(
+            "StopExecution",
+            self.inner.stop_state_machine_run(arn).await,
+        )
+    }
 }
 
 /// AWS through the SDK.
@@ -179,6 +278,36 @@ impl Aws for SdkAws {
         }
     }
 
+    async fn resource_arn(
+        &self,
+        kind: ResourceKind,
+        region: &str,
+        identifier: &str,
+    ) -> Result<String, AwsFailure> {
+        let client = self.rds(region);
+        let arn = match kind {
+            ResourceKind::DbInstance => client
+                .describe_db_instances()
+                .db_instance_identifier(identifier)
+                .send()
+                .await
+                .map_err(|e| failure(e, "rds:DescribeDBInstances"))?
+                .db_instances()
+                .first()
+                .and_then(|db| db.db_instance_arn().map(str::to_owned)),
+            ResourceKind::DbCluster => client
+                .describe_db_clusters()
+                .db_cluster_identifier(identifier)
+                .send()
+                .await
+                .map_err(|e| failure(e, "rds:DescribeDBClusters"))?
+                .db_clusters()
+                .first()
+                .and_then(|c| c.db_cluster_arn().map(str::to_owned)),
+        };
+        arn.ok_or(AwsFailure::NotFound)
+    }
+
     async fn stop(&self, r: &ResourceArn) -> Result<(), AwsFailure> {
         let client = self.rds(&r.region);
         match r.kind {
@@ -225,7 +354,14 @@ impl Aws for SdkAws {
                     .send()
                     .await
                     .map_err(|e| failure(e, "states:DescribeExecution"))?;
-                if existing.input() == Some(input) {
+                // Names are unique per message (or per execution), so an execution with
+                // this name is restop's own, started before a crash; settings such as the
+                // poll interval may have changed since, so only the execution id must match.
+                let execution_id = |json: Option<&str>| {
+                    json.and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+                        .and_then(|v| v.get("executionId").cloned())
+                };
+                if execution_id(existing.input()) == execution_id(Some(input)) {
                     Ok(execution_arn)
                 } else {
                     Err(AwsFailure::Other(format!(
@@ -260,6 +396,18 @@ impl Aws for SdkAws {
             ExecutionStatus::Aborted => StateMachineRun::Aborted,
             _ => StateMachineRun::Running,
         })
+    }
+
+    async fn stop_state_machine_run(&self, execution_arn: &str) -> Result<(), AwsFailure> {
+        self.sfn(arn_region(execution_arn))
+            .stop_execution()
+            .execution_arn(execution_arn)
+            .error("restop.Timeout")
+            .cause("RESTOP_MAX_DURATION passed; restop stopped following this execution")
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| failure(e, "states:StopExecution"))
     }
 }
 

@@ -8,10 +8,12 @@ pub mod aws;
 pub mod decide;
 mod notify;
 
+pub use notify::PENDING as NOTIFY_PENDING;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +21,8 @@ use tracing::Instrument;
 
 use self::aws::Aws;
 use self::decide::{
-    AwsFailure, Decision, Observation, Outcome, Phase, Policy, Situation, Status, decide,
+    AwsFailure, Decision, Observation, Outcome, Phase, Policy, Situation, StateMachineRun, Status,
+    decide,
 };
 use crate::clock::Clock;
 use crate::rds::resource::ResourceArn;
@@ -50,6 +53,8 @@ pub struct Launcher {
     pub mode: Mode,
     pub max_duration: Duration,
     pub wakeup: Arc<Notify>,
+    /// RESTOP_NOTIFY_URL is set: ended executions (cancelled ones too) are notified.
+    pub notify: bool,
 }
 
 /// Who asked for an execution.
@@ -72,6 +77,9 @@ impl Launcher {
         trigger: Trigger,
         now: DateTime<Utc>,
     ) -> NewExecution {
+        // Stored timestamps keep microseconds (Postgres' precision), so a pagination cursor
+        // built from a row compares equal to the row on every backend.
+        let now = now.trunc_subsecs(6);
         NewExecution {
             id: uuid::Uuid::new_v4().to_string(),
             kind: resource.kind,
@@ -253,6 +261,14 @@ impl Engine {
             Phase::StartStateMachine => self.start_state_machine(job, &resource).await,
             Phase::FollowStateMachine => match &job.sfn_execution_arn {
                 Some(arn) => match self.aws.describe_state_machine_run(arn).await {
+                    Ok(StateMachineRun::Running) if self.clock.now() >= job.deadline_at => {
+                        // restop gives up now: the state machine must not stop the
+                        // database behind its back later.
+                        if let Err(e) = self.aws.stop_state_machine_run(arn).await {
+                            tracing::warn!(error = ?e, "could not stop the timed-out state machine execution");
+                        }
+                        Observation::StateMachine(StateMachineRun::Running)
+                    }
                     Ok(run) => Observation::StateMachine(run),
                     Err(e) => Observation::Failed(e),
                 },

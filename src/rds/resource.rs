@@ -78,8 +78,7 @@ impl FromStr for ResourceArn {
             "cluster" => ResourceKind::DbCluster,
             _ => return Err(err()),
         };
-        if !partition.starts_with("aws")
-            || !crate::sns::message::is_region(region)
+        if !crate::partition::is_partition_of(partition, region)
             || account.len() != 12
             || !account.bytes().all(|b| b.is_ascii_digit())
         {

@@ -7,7 +7,8 @@ use std::str::FromStr;
 
 use url::{Host, Url};
 
-use super::message::{TopicArn, is_region};
+use super::message::TopicArn;
+use crate::partition::is_region;
 
 /// An operator-trusted `host[:port]` (an SNS emulator or a test server).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,7 +201,8 @@ mod tests {
     const HASH: &str = "0123456789abcdef0123456789abcdef";
 
     fn topic(region: &str) -> TopicArn {
-        format!("arn:aws:sns:{region}:123456789012:rds-events")
+        let partition = crate::partition::partition_of(region).unwrap();
+        format!("arn:{partition}:sns:{region}:123456789012:rds-events")
             .parse()
             .unwrap()
     }

@@ -2,9 +2,15 @@
 //! The backend is chosen once, from the scheme of `DATABASE_URL`; nothing above this module
 //! sees SQL.
 
+mod history;
 mod postgres;
 mod sql;
 mod sqlite;
+
+pub use history::{
+    Cancelled, ExecutionFilter, ExecutionRecord, ExecutionStats, MessageFilter, MessageRecord,
+    Position, StepRow, SubscriptionRecord,
+};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -284,6 +290,37 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
         lease: Duration,
     ) -> Result<Option<Job>, StoreError>;
+
+    /// Starts an execution unless one is active for the resource; returns the one that is.
+    async fn start_execution(&self, execution: &NewExecution) -> Result<ExecutionLink, StoreError>;
+
+    /// Cancels an active execution: it ends at once, and the lease token moves on so that a
+    /// step in flight cannot commit. `notify` schedules the end-of-execution notification.
+    async fn cancel_execution(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        notify: bool,
+    ) -> Result<Cancelled, StoreError>;
+
+    async fn list_executions(
+        &self,
+        filter: &ExecutionFilter,
+    ) -> Result<Vec<ExecutionRecord>, StoreError>;
+
+    async fn get_execution(
+        &self,
+        id: &str,
+    ) -> Result<Option<(ExecutionRecord, Vec<StepRow>)>, StoreError>;
+
+    async fn list_messages(&self, filter: &MessageFilter)
+    -> Result<Vec<MessageRecord>, StoreError>;
+
+    async fn get_message(&self, message_id: &str) -> Result<Option<MessageRecord>, StoreError>;
+
+    async fn list_subscriptions(&self) -> Result<Vec<SubscriptionRecord>, StoreError>;
+
+    async fn execution_stats(&self, now: DateTime<Utc>) -> Result<ExecutionStats, StoreError>;
 
     /// Appends `step` and applies `update` in one transaction, if `job`'s lease token is
     /// still current. `Ok(false)`: the job was taken over or cancelled; nothing was written.

@@ -93,10 +93,31 @@ macro_rules! impl_store {
 
         use super::sql::JobRow;
         use super::{
-            Disposition, ExecutionLink, Inserted, Job, JobUpdate, NewExecution, NewMessage,
-            StepRecord, Store, StoreError, SubscriptionStatus, SubscriptionUpdate,
-            disposition_from_db,
+            Cancelled, Disposition, ExecutionFilter, ExecutionLink, ExecutionRecord,
+            ExecutionStats, Inserted, Job, JobUpdate, MessageFilter, MessageRecord, NewExecution,
+            NewMessage, Position, StepRecord, StepRow, Store, StoreError, SubscriptionRecord,
+            SubscriptionStatus, SubscriptionUpdate, disposition_from_db,
         };
+        use sqlx::QueryBuilder;
+
+        const EXECUTION_COLUMNS: &str = "id, resource_type, resource_id, resource_arn, region,
+            account_id, trigger, message_id, event_id, mode, dry_run, skip_tag_check, status,
+            outcome, reason, phase, sfn_execution_arn, created_at, updated_at, started_at,
+            finished_at, deadline_at, next_run_at, notify_state, notify_attempts, notify_error";
+        const MESSAGE_COLUMNS: &str = "message_id, message_type, topic_arn, subject, body, sent_at,
+            received_at, signature_version, disposition, disposition_reason, event_id,
+            source_type, source_id, source_arn, region, account_id, execution_id";
+
+        /// `AND (at < p.at OR (at = p.at AND id < p.id))`: the rows after `p`, newest first.
+        fn push_after(q: &mut QueryBuilder<'_, $db>, at: &str, id: &str, p: &Position) {
+            q.push(format!(" AND ({at} < "))
+                .push_bind(p.at)
+                .push(format!(" OR ({at} = "))
+                .push_bind(p.at)
+                .push(format!(" AND {id} < "))
+                .push_bind(p.id.clone())
+                .push("))");
+        }
 
         async fn upsert_subscription(
             tx: &mut Transaction<'_, $db>,
@@ -331,6 +352,190 @@ macro_rules! impl_store {
                 .fetch_optional(&self.pool)
                 .await?;
                 Ok(row.map(Job::try_from).transpose()?)
+            }
+
+            async fn start_execution(&self, e: &NewExecution) -> Result<ExecutionLink, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let link = start_or_join(&mut tx, e).await?;
+                tx.commit().await?;
+                Ok(link)
+            }
+
+            async fn cancel_execution(
+                &self,
+                id: &str,
+                now: DateTime<Utc>,
+                notify: bool,
+            ) -> Result<Cancelled, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let cancelled = sqlx::query(
+                    "UPDATE executions SET status = 'cancelled', outcome = 'cancelled',
+                         reason = 'cancelled by an operator', phase = 'done', finished_at = $2,
+                         updated_at = $2, next_run_at = $3, notify_state = $4,
+                         lease_token = lease_token + 1, lease_owner = NULL, lease_expires_at = NULL
+                     WHERE id = $1 AND status IN ('pending', 'running')",
+                )
+                .bind(id)
+                .bind(now)
+                .bind(notify.then_some(now))
+                .bind(notify.then_some(crate::engine::NOTIFY_PENDING))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if !cancelled {
+                    let exists: Option<String> =
+                        sqlx::query_scalar("SELECT id FROM executions WHERE id = $1")
+                            .bind(id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    return Ok(match exists {
+                        Some(_) => Cancelled::AlreadyFinished,
+                        None => Cancelled::NotFound,
+                    });
+                }
+                sqlx::query(
+                    "INSERT INTO execution_steps (execution_id, seq, at, last_at, step, action)
+                     SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $2, 'cancel', 'cancelled by an operator'
+                     FROM execution_steps WHERE execution_id = $1",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(Cancelled::Cancelled)
+            }
+
+            async fn list_executions(
+                &self,
+                f: &ExecutionFilter,
+            ) -> Result<Vec<ExecutionRecord>, StoreError> {
+                let mut q = QueryBuilder::<$db>::new(format!(
+                    "SELECT {EXECUTION_COLUMNS} FROM executions WHERE 1 = 1"
+                ));
+                if let Some(resource) = &f.resource {
+                    q.push(" AND (resource_id = ")
+                        .push_bind(resource.clone())
+                        .push(" OR resource_arn = ")
+                        .push_bind(resource.clone())
+                        .push(")");
+                }
+                if let Some(status) = f.status {
+                    q.push(" AND status = ").push_bind(status.as_str());
+                }
+                if let Some(trigger) = &f.trigger {
+                    q.push(" AND trigger = ").push_bind(trigger.clone());
+                }
+                if let Some(since) = f.since {
+                    q.push(" AND created_at >= ").push_bind(since);
+                }
+                if let Some(until) = f.until {
+                    q.push(" AND created_at < ").push_bind(until);
+                }
+                if let Some(after) = &f.after {
+                    push_after(&mut q, "created_at", "id", after);
+                }
+                q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+                    .push_bind(i64::from(f.limit));
+                Ok(q.build_query_as().fetch_all(&self.pool).await?)
+            }
+
+            async fn get_execution(
+                &self,
+                id: &str,
+            ) -> Result<Option<(ExecutionRecord, Vec<StepRow>)>, StoreError> {
+                let execution: Option<ExecutionRecord> = sqlx::query_as(&format!(
+                    "SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1"
+                ))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                let Some(execution) = execution else {
+                    return Ok(None);
+                };
+                let steps = sqlx::query_as(
+                    "SELECT seq, at, last_at, repeats, step, rds_status, action, error
+                     FROM execution_steps WHERE execution_id = $1 ORDER BY seq",
+                )
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(Some((execution, steps)))
+            }
+
+            async fn list_messages(&self, f: &MessageFilter) -> Result<Vec<MessageRecord>, StoreError> {
+                let mut q = QueryBuilder::<$db>::new(format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM sns_messages WHERE 1 = 1"
+                ));
+                if let Some(kind) = &f.message_type {
+                    q.push(" AND message_type = ").push_bind(kind.clone());
+                }
+                if let Some(disposition) = &f.disposition {
+                    q.push(" AND disposition = ").push_bind(disposition.clone());
+                }
+                if let Some(topic) = &f.topic {
+                    q.push(" AND topic_arn = ").push_bind(topic.clone());
+                }
+                if let Some(resource) = &f.resource {
+                    q.push(" AND (source_id = ")
+                        .push_bind(resource.clone())
+                        .push(" OR source_arn = ")
+                        .push_bind(resource.clone())
+                        .push(")");
+                }
+                if let Some(since) = f.since {
+                    q.push(" AND received_at >= ").push_bind(since);
+                }
+                if let Some(until) = f.until {
+                    q.push(" AND received_at < ").push_bind(until);
+                }
+                if let Some(after) = &f.after {
+                    push_after(&mut q, "received_at", "message_id", after);
+                }
+                q.push(" ORDER BY received_at DESC, message_id DESC LIMIT ")
+                    .push_bind(i64::from(f.limit));
+                Ok(q.build_query_as().fetch_all(&self.pool).await?)
+            }
+
+            async fn get_message(&self, message_id: &str) -> Result<Option<MessageRecord>, StoreError> {
+                Ok(sqlx::query_as(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM sns_messages WHERE message_id = $1"
+                ))
+                .bind(message_id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn list_subscriptions(&self) -> Result<Vec<SubscriptionRecord>, StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT topic_arn, status, subscription_arn, last_message_id, last_error,
+                         first_seen_at, updated_at, confirmed_at
+                     FROM sns_subscriptions ORDER BY topic_arn",
+                )
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn execution_stats(&self, now: DateTime<Utc>) -> Result<ExecutionStats, StoreError> {
+                let by_status: Vec<(String, String, i64)> = sqlx::query_as(
+                    "SELECT status, COALESCE(outcome, ''), COUNT(*) FROM executions
+                     GROUP BY status, outcome ORDER BY status, outcome",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                let oldest_due: Option<DateTime<Utc>> = sqlx::query_scalar(
+                    "SELECT MIN(next_run_at) FROM executions WHERE next_run_at <= $1",
+                )
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await?;
+                let active = by_status
+                    .iter()
+                    .filter(|(status, _, _)| status == "pending" || status == "running")
+                    .map(|(_, _, n)| n)
+                    .sum();
+                Ok(ExecutionStats { by_status, active, oldest_due })
             }
 
             async fn complete_step(

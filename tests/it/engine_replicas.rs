@@ -44,6 +44,7 @@ pub async fn accept_event(store: &Arc<dyn Store>, arn: &str) -> String {
         mode: Mode::Internal,
         max_duration: Duration::from_secs(600),
         wakeup: Arc::new(Notify::new()),
+        notify: false,
     };
     let message_id = uuid::Uuid::new_v4().to_string();
     let now = Utc::now();

@@ -1,9 +1,12 @@
 //! One integration test binary: it links once and shares its support code.
 
+mod api;
 mod cli;
 mod engine_durability;
 mod engine_moto;
 mod engine_replicas;
 mod genuine_messages;
+mod openapi_contract;
 mod sns_endpoint;
+mod step_functions;
 mod support;

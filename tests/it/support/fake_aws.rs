@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use restop::engine::aws::Aws;
 use restop::engine::decide::{AwsFailure, StateMachineRun};
-use restop::rds::resource::{ResourceArn, ResourceFacts};
+use restop::rds::resource::{ResourceArn, ResourceFacts, ResourceKind};
 
 #[derive(Default)]
 pub struct FakeAws {
@@ -80,6 +80,22 @@ impl Aws for FakeAws {
         })
     }
 
+    async fn resource_arn(
+        &self,
+        kind: ResourceKind,
+        region: &str,
+        id: &str,
+    ) -> Result<String, AwsFailure> {
+        let arn = format!(
+            "arn:aws:rds:{region}:123456789012:{}:{id}",
+            kind.arn_segment()
+        );
+        match self.databases.lock().unwrap().contains_key(&arn) {
+            true => Ok(arn),
+            false => Err(AwsFailure::NotFound),
+        }
+    }
+
     async fn stop(&self, r: &ResourceArn) -> Result<(), AwsFailure> {
         self.count("Stop", &r.arn);
         let mut databases = self.databases.lock().unwrap();
@@ -96,6 +112,10 @@ impl Aws for FakeAws {
     }
 
     async fn describe_state_machine_run(&self, _: &str) -> Result<StateMachineRun, AwsFailure> {
+        Err(AwsFailure::Other("the fake has no Step Functions".into()))
+    }
+
+    async fn stop_state_machine_run(&self, _: &str) -> Result<(), AwsFailure> {
         Err(AwsFailure::Other("the fake has no Step Functions".into()))
     }
 }

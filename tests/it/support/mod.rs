@@ -3,6 +3,7 @@
 pub mod db;
 pub mod fake_aws;
 pub mod moto;
+pub mod openapi;
 pub mod proxy;
 pub mod sns;
 
@@ -15,6 +16,12 @@ use restop::config::{CommaList, DatabaseConfig, EngineConfig, LogFormat, ServeCo
 use restop::engine::aws::Aws;
 use serde_json::Value;
 use tokio::sync::oneshot;
+
+/// Bearer tokens the test configuration accepts on /v1.
+pub const TOKENS: [&str; 2] = [
+    "test-token-0123456789-first",
+    "test-token-0123456789-second",
+];
 
 /// restop running in this process on 127.0.0.1, port chosen by the OS.
 pub struct TestApp {
@@ -43,6 +50,7 @@ pub fn config(database_url: &str, extra_host: Option<&str>) -> ServeConfig {
             ),
             sns_basic_auth: None,
         },
+        api_tokens: CommaList(TOKENS.iter().map(|t| t.parse().unwrap()).collect()),
         engine: EngineConfig {
             tag_key: "auto-restart-protection".into(),
             tag_value: "yes".into(),
@@ -61,12 +69,13 @@ pub fn config(database_url: &str, extra_host: Option<&str>) -> ServeConfig {
 }
 
 impl TestApp {
+    /// With an in-process fake AWS (empty: every resource is unknown to it).
     pub async fn spawn(config: ServeConfig) -> Self {
-        Self::spawn_with(config, Arc::new(SystemClock), None).await
+        Self::spawn_with_clock(config, Arc::new(SystemClock)).await
     }
 
     pub async fn spawn_with_clock(config: ServeConfig, clock: Arc<dyn Clock>) -> Self {
-        Self::spawn_with(config, clock, None).await
+        Self::spawn_with(config, clock, Some(Arc::new(fake_aws::FakeAws::default()))).await
     }
 
     pub async fn spawn_with(

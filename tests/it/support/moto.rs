@@ -80,6 +80,39 @@ impl Moto {
         aws_sdk_rds::Client::new(&self.sdk_config().await)
     }
 
+    /// A Step Functions client for setting up and inspecting state machines.
+    pub async fn sfn(&self) -> aws_sdk_sfn::Client {
+        aws_sdk_sfn::Client::new(&self.sdk_config().await)
+    }
+
+    /// Turns on moto's Step Functions interpreter: executions then really run (Wait states
+    /// in real time, `aws-sdk:rds:*` tasks against this server). Call it before creating
+    /// state machines: those created earlier are not visible afterwards.
+    pub async fn run_state_machines(&self) {
+        let response = self
+            .http
+            .post(format!("{}/moto-api/config", self.url))
+            .json(&serde_json::json!({"stepfunctions": {"execute_state_machine": true}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status().as_u16(),
+            201,
+            "{}",
+            response.text().await.unwrap()
+        );
+    }
+
+    /// How many requests for `action` the server received (faulted ones included).
+    pub async fn count_calls(&self, action: &str) -> usize {
+        self.calls()
+            .await
+            .iter()
+            .filter(|(a, _)| a == action)
+            .count()
+    }
+
     /// Arms faults: see tests/moto/README.md.
     pub async fn fault(&self, fault: Value) {
         let response = self

@@ -1,0 +1,41 @@
+//! Bearer tokens for `/v1`, compared in constant time.
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use openssl::sha::sha256;
+
+use super::AppState;
+use super::error::ApiError;
+
+pub async fn require_bearer(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    // Every configured token is compared, so timing tells nothing about which one matched.
+    let accepted = given.is_some_and(|given| {
+        let given = sha256(given.as_bytes());
+        app.api_tokens.iter().fold(false, |ok, token| {
+            openssl::memcmp::eq(&given, &sha256(token.as_bytes())) | ok
+        })
+    });
+    if accepted {
+        return next.run(request).await;
+    }
+    let message = if app.api_tokens.is_empty() {
+        "no API tokens are configured: set RESTOP_API_TOKENS"
+    } else {
+        "a valid bearer token is required"
+    };
+    let mut response =
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"restop\""),
+    );
+    response
+}

@@ -1,0 +1,290 @@
+//! `/v1/executions`: the history of protection runs, manual triggers and cancellation.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::error::ApiError;
+use super::query::{Params, page};
+use crate::engine::Trigger;
+use crate::engine::decide::{AwsFailure, Status};
+use crate::partition::is_region;
+use crate::rds::resource::{ResourceArn, ResourceKind, validate_identifier};
+use crate::store::{Cancelled, ExecutionFilter, ExecutionRecord, Position, StepRow};
+
+pub async fn list(
+    State(app): State<AppState>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let params = Params::parse(query.as_deref())?;
+    let statuses: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+    let limit = params.limit()?;
+    let filter = ExecutionFilter {
+        resource: params.text("resource"),
+        status: params
+            .one_of("status", &statuses)?
+            .as_deref()
+            .and_then(Status::parse),
+        trigger: params.one_of("trigger", &["sns", "manual"])?,
+        since: params.time("since")?,
+        until: params.time("until")?,
+        after: params.cursor()?,
+        limit: limit + 1,
+    };
+    let rows = app
+        .store
+        .list_executions(&filter)
+        .await
+        .map_err(ApiError::storage)?;
+    let (rows, next_cursor) = page(rows, limit, |e| Position {
+        at: e.created_at,
+        id: e.id.clone(),
+    });
+    let items: Vec<Value> = rows.iter().map(execution_json).collect();
+    Ok(Json(json!({"items": items, "next_cursor": next_cursor})))
+}
+
+pub async fn show(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    detail(&app, &id).await.map(Json)
+}
+
+/// How an operator names the resource to protect. A key may be left out; `null` is refused.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerRequest {
+    #[serde(default, deserialize_with = "present")]
+    resource_arn: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    db_instance_identifier: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    db_cluster_identifier: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    region: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    skip_tag_check: bool,
+}
+
+/// For a key that, when present, must hold a string (absent keys fall back to `None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(Some)
+}
+
+fn bad_request(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+}
+
+pub async fn create(
+    State(app): State<AppState>,
+    body: Result<Json<TriggerRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(request) = body.map_err(|rejection| match rejection {
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the request body as application/json",
+        ),
+        other => bad_request(other.body_text()),
+    })?;
+    let resource = resolve(&app, &request).await?;
+    let now = app.clock.now();
+    let execution = app.launcher.execution(
+        &resource,
+        Trigger {
+            kind: "manual",
+            message_id: None,
+            event_id: None,
+            event_at: now,
+            dry_run: request.dry_run,
+            skip_tag_check: request.skip_tag_check,
+        },
+        now,
+    );
+    let link = app
+        .store
+        .start_execution(&execution)
+        .await
+        .map_err(ApiError::storage)?;
+    if link.joined {
+        let mut error = ApiError::new(
+            StatusCode::CONFLICT,
+            "execution_active",
+            format!(
+                "execution {} is already active for {}",
+                link.id, resource.arn
+            ),
+        );
+        error.execution_id = Some(link.id);
+        return Err(error);
+    }
+    tracing::info!(execution_id = %link.id, resource = %resource.arn, "manual execution started");
+    app.launcher.wake();
+    let body = detail(&app, &link.id).await?;
+    let location =
+        HeaderValue::from_str(&format!("/v1/executions/{}", link.id)).expect("uuid is ASCII");
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(body),
+    )
+        .into_response())
+}
+
+/// The resource a trigger request names, validated, and looked up when named by identifier.
+async fn resolve(app: &AppState, r: &TriggerRequest) -> Result<ResourceArn, ApiError> {
+    let named = [
+        &r.resource_arn,
+        &r.db_instance_identifier,
+        &r.db_cluster_identifier,
+    ];
+    if named.iter().filter(|n| n.is_some()).count() != 1 {
+        return Err(bad_request(
+            "name the resource with exactly one of resource_arn, db_instance_identifier, db_cluster_identifier",
+        ));
+    }
+    if let Some(arn) = &r.resource_arn {
+        if r.region.is_some() {
+            return Err(bad_request(
+                "region comes from resource_arn; do not give both",
+            ));
+        }
+        return arn.parse().map_err(bad_request);
+    }
+    let (kind, identifier) = match (&r.db_instance_identifier, &r.db_cluster_identifier) {
+        (Some(id), _) => (ResourceKind::DbInstance, id),
+        (_, Some(id)) => (ResourceKind::DbCluster, id),
+        _ => unreachable!("exactly one name was checked above"),
+    };
+    validate_identifier(identifier).map_err(bad_request)?;
+    let region = r
+        .region
+        .as_deref()
+        .ok_or_else(|| bad_request("region is required with an identifier"))?;
+    if !is_region(region) {
+        return Err(bad_request(format!("'{region}' is not an AWS region")));
+    }
+    let arn = app
+        .aws
+        .resource_arn(kind, region, identifier)
+        .await
+        .map_err(|failure| match failure {
+            AwsFailure::NotFound => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "resource_not_found",
+                format!("no {kind} {identifier} in {region}"),
+            ),
+            other => {
+                tracing::warn!(error = ?other, "could not look up the resource ARN");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "aws_unavailable",
+                    format!("could not ask RDS for {kind} {identifier} in {region}; retry later"),
+                )
+            }
+        })?;
+    arn.parse().map_err(|e: String| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "aws_unavailable",
+            format!("RDS answered an unexpected ARN: {e}"),
+        )
+    })
+}
+
+pub async fn cancel(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let result = app
+        .store
+        .cancel_execution(&id, app.clock.now(), app.launcher.notify)
+        .await
+        .map_err(ApiError::storage)?;
+    match result {
+        Cancelled::Cancelled => {
+            tracing::info!(execution_id = %id, "execution cancelled by an operator");
+            detail(&app, &id).await.map(Json)
+        }
+        Cancelled::AlreadyFinished => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "execution_finished",
+            format!("execution {id} has already ended"),
+        )),
+        Cancelled::NotFound => Err(not_found(&id)),
+    }
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no execution {id}"),
+    )
+}
+
+async fn detail(app: &AppState, id: &str) -> Result<Value, ApiError> {
+    let (execution, steps) = app
+        .store
+        .get_execution(id)
+        .await
+        .map_err(ApiError::storage)?
+        .ok_or_else(|| not_found(id))?;
+    let mut body = execution_json(&execution);
+    body["steps"] = steps.iter().map(step_json).collect();
+    Ok(body)
+}
+
+fn execution_json(e: &ExecutionRecord) -> Value {
+    json!({
+        "id": e.id,
+        "resource_type": e.resource_type,
+        "resource_id": e.resource_id,
+        "resource_arn": e.resource_arn,
+        "region": e.region,
+        "account_id": e.account_id,
+        "trigger": e.trigger,
+        "message_id": e.message_id,
+        "event_id": e.event_id,
+        "mode": e.mode,
+        "dry_run": e.dry_run,
+        "skip_tag_check": e.skip_tag_check,
+        "status": e.status,
+        "outcome": e.outcome,
+        "reason": e.reason,
+        "phase": e.phase,
+        "sfn_execution_arn": e.sfn_execution_arn,
+        "created_at": e.created_at,
+        "updated_at": e.updated_at,
+        "started_at": e.started_at,
+        "finished_at": e.finished_at,
+        "deadline_at": e.deadline_at,
+        "next_run_at": e.next_run_at,
+        "notification": {
+            "state": e.notify_state,
+            "attempts": e.notify_attempts,
+            "error": e.notify_error,
+        },
+    })
+}
+
+fn step_json(s: &StepRow) -> Value {
+    json!({
+        "seq": s.seq,
+        "at": s.at,
+        "last_at": s.last_at,
+        "repeats": s.repeats,
+        "step": s.step,
+        "rds_status": s.rds_status,
+        "action": s.action,
+        "error": s.error,
+    })
+}

@@ -1,0 +1,670 @@
+//! Step Functions mode end to end: restop checks the tag, starts deploy/state-machine.asl.json
+//! and follows it; moto's Step Functions interpreter runs the state machine against moto's
+//! RDS (with statuses that change over time). Every test runs on Postgres and on SQLite,
+//! each with a moto server of its own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_rds::types::Tag;
+use restop::config::ServeConfig;
+use restop::engine::aws::Aws;
+use restop::engine::decide::AwsFailure;
+use serde_json::{Value, json};
+
+use crate::on_both_backends;
+use crate::support::db::TestDb;
+use crate::support::moto::{Moto, cluster_arn, instance_arn};
+use crate::support::sns::SnsStub;
+use crate::support::{TestApp, config};
+
+on_both_backends!(
+    a_state_machine_run_past_the_deadline_is_stopped,
+    step_functions_mode_stops_an_instance,
+    step_functions_mode_stops_a_cluster,
+    step_functions_redelivery_is_the_same_execution,
+    unprotected_resources_never_start_the_state_machine,
+    a_read_replica_is_reported_not_stoppable_by_the_state_machine,
+    throttling_is_retried_by_the_state_machine,
+    dry_run_in_step_functions_mode_never_stops,
+);
+
+const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/restop-sfn";
+const PROTECTED: &[(&str, &str)] = &[("auto-restart-protection", "yes")];
+
+/// How moto 5.2.5's interpreter spells what real Step Functions spells the AWS SDK for Java
+/// way. Error names first: they contain the field spellings below.
+const MOTO_SPELLINGS: &[(&str, &str)] = &[
+    // Errors: real `Rds.` + the Java exception; moto `rds.` + the boto3 exception + `Exception`.
+    (
+        "Rds.DbInstanceNotFoundException",
+        "rds.DBInstanceNotFoundFaultException",
+    ),
+    (
+        "Rds.DbClusterNotFoundException",
+        "rds.DBClusterNotFoundFaultException",
+    ),
+    (
+        "Rds.InvalidDbInstanceStateException",
+        "rds.InvalidDBInstanceStateFaultException",
+    ),
+    (
+        "Rds.InvalidDbClusterStateException",
+        "rds.InvalidDBClusterStateFaultException",
+    ),
+    ("Rds.RdsException", "rds.rdsException"),
+    // Parameters and results: real `DbInstanceIdentifier`, `DbInstances`, `DbClusters`...;
+    // moto passes them to boto3 and back unchanged, so it needs the API's own `DB`.
+    ("DbInstance", "DBInstance"),
+    ("DbCluster", "DBCluster"),
+];
+
+/// deploy/state-machine.asl.json, respelled for moto (see MOTO_SPELLINGS).
+fn definition_for_moto() -> String {
+    let mut definition = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/state-machine.asl.json"
+    ))
+    .expect("deploy/state-machine.asl.json");
+    serde_json::from_str::<Value>(&definition).expect("the state machine is JSON");
+    for (aws, moto) in MOTO_SPELLINGS {
+        assert!(
+            definition.contains(aws),
+            "{aws} is no longer in the definition"
+        );
+        definition = definition.replace(aws, moto);
+    }
+    definition
+}
+
+struct World {
+    db: TestDb,
+    moto: Moto,
+    stub: SnsStub,
+    app: TestApp,
+    rds: aws_sdk_rds::Client,
+    sfn: aws_sdk_sfn::Client,
+    state_machine: String,
+}
+
+/// moto (its interpreter on when `interpreter`), the state machine, and restop in Step
+/// Functions mode with a 1 s poll interval.
+async fn world(
+    db: TestDb,
+    interpreter: bool,
+    adjust: impl FnOnce(&mut ServeConfig),
+) -> Option<World> {
+    let moto = Moto::start().await?;
+    if interpreter {
+        moto.run_state_machines().await;
+    }
+    let sfn = moto.sfn().await;
+    let state_machine = sfn
+        .create_state_machine()
+        .name("restop")
+        .definition(definition_for_moto())
+        .role_arn(ROLE_ARN)
+        .send()
+        .await
+        .unwrap()
+        .state_machine_arn()
+        .to_owned();
+    let stub = SnsStub::start().await;
+    let mut cfg = config(&db.url, Some(&stub.host));
+    cfg.engine.engine_enabled = true;
+    cfg.engine.poll_interval = Duration::from_secs(1);
+    cfg.engine.state_machine_arn = Some(state_machine.clone());
+    adjust(&mut cfg);
+    let app = TestApp::spawn_with(
+        cfg,
+        Arc::new(restop::clock::SystemClock),
+        Some(moto.aws().await),
+    )
+    .await;
+    let rds = moto.rds().await;
+    Some(World {
+        db,
+        moto,
+        stub,
+        app,
+        rds,
+        sfn,
+        state_machine,
+    })
+}
+
+fn tags(pairs: &[(&str, &str)]) -> Vec<Tag> {
+    pairs
+        .iter()
+        .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
+        .collect()
+}
+
+impl World {
+    async fn create_instance(&self, id: &str, tag_pairs: &[(&str, &str)]) {
+        self.rds
+            .create_db_instance()
+            .db_instance_identifier(id)
+            .db_instance_class("db.t3.micro")
+            .engine("postgres")
+            .allocated_storage(20)
+            .master_username("admin")
+            .master_user_password("password123")
+            .set_tags(Some(tags(tag_pairs)))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn instance_status(&self, id: &str) -> String {
+        let out = self
+            .rds
+            .describe_db_instances()
+            .db_instance_identifier(id)
+            .send()
+            .await
+            .unwrap();
+        out.db_instances()[0]
+            .db_instance_status()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn cluster_status(&self, id: &str) -> String {
+        let out = self
+            .rds
+            .describe_db_clusters()
+            .db_cluster_identifier(id)
+            .send()
+            .await
+            .unwrap();
+        out.db_clusters()[0].status().unwrap().to_owned()
+    }
+
+    /// What AWS does after 7 days: a stopped instance is started.
+    async fn stop_then_force_start(&self, id: &str) {
+        self.rds
+            .stop_db_instance()
+            .db_instance_identifier(id)
+            .send()
+            .await
+            .unwrap();
+        for _ in 0..100 {
+            if self.instance_status(id).await == "stopped" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.rds
+            .start_db_instance()
+            .db_instance_identifier(id)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Posts a signed RDS event; returns the execution it started or joined.
+    async fn event(&self, event_id: &str, source: &str, id: &str) -> String {
+        let msg = self.stub.rds_notification(event_id, source, id);
+        let (status, body) = self.app.post_sns(&msg).await;
+        assert_eq!(status, 200, "{body}");
+        body["execution_id"]
+            .as_str()
+            .expect("an execution")
+            .to_owned()
+    }
+
+    async fn column(&self, execution: &str, column: &str) -> Option<String> {
+        self.db
+            .text(
+                &format!("SELECT {column} FROM executions WHERE id = $1"),
+                execution,
+            )
+            .await
+    }
+
+    /// Waits for the execution to end; returns (status, outcome, reason).
+    async fn finished(&self, execution: &str) -> (String, String, String) {
+        for _ in 0..600 {
+            let status = self.column(execution, "status").await.unwrap();
+            if status != "pending" && status != "running" {
+                return (
+                    status,
+                    self.column(execution, "outcome").await.unwrap_or_default(),
+                    self.column(execution, "reason").await.unwrap_or_default(),
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "execution {execution} did not finish; steps: {:?}",
+            self.steps(execution).await
+        );
+    }
+
+    /// Waits until restop has recorded the state machine execution it started.
+    async fn sfn_execution(&self, execution: &str) -> String {
+        for _ in 0..100 {
+            if let Some(arn) = self.column(execution, "sfn_execution_arn").await {
+                return arn;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "no state machine execution recorded; steps: {:?}",
+            self.steps(execution).await
+        );
+    }
+
+    /// The history as "step/action" strings.
+    async fn steps(&self, execution: &str) -> Vec<String> {
+        let count = self
+            .db
+            .count(&format!(
+                "SELECT COUNT(*) FROM execution_steps WHERE execution_id = '{execution}'"
+            ))
+            .await;
+        let mut steps = Vec::new();
+        for seq in 1..=count {
+            let field = |c: &str| {
+                format!("SELECT {c} FROM execution_steps WHERE execution_id = $1 AND seq = {seq}")
+            };
+            steps.push(format!(
+                "{}/{}{}",
+                self.db.text(&field("step"), execution).await.unwrap(),
+                self.db.text(&field("action"), execution).await.unwrap(),
+                self.db
+                    .text(&field("error"), execution)
+                    .await
+                    .map(|e| format!(" [{e}]"))
+                    .unwrap_or_default(),
+            ));
+        }
+        steps
+    }
+
+    /// The state machine execution's own status and output, as moto reports them.
+    async fn sfn_result(&self, execution_arn: &str) -> (String, Option<Value>) {
+        let out = self
+            .sfn
+            .describe_execution()
+            .execution_arn(execution_arn)
+            .send()
+            .await
+            .unwrap();
+        (
+            out.status().as_str().to_owned(),
+            out.output().map(|o| serde_json::from_str(o).unwrap()),
+        )
+    }
+
+    async fn stops_of(&self, id: &str, action: &str) -> usize {
+        self.moto
+            .calls_for(id)
+            .await
+            .iter()
+            .filter(|a| *a == action)
+            .count()
+    }
+}
+
+async fn step_functions_mode_stops_an_instance(db: TestDb) {
+    let Some(w) = world(db, true, |_| {}).await else {
+        return;
+    };
+    w.create_instance(
+        "orders",
+        &[
+            ("auto-restart-protection", "yes"),
+            ("moto:start-seconds", "2"),
+        ],
+    )
+    .await;
+    w.stop_then_force_start("orders").await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "orders").await;
+
+    let (status, outcome, reason) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str(), reason.as_str()),
+        ("succeeded", "stopped", "stopped"),
+        "{:?}",
+        w.steps(&execution).await
+    );
+    assert_eq!(w.instance_status("orders").await, "stopped");
+    assert_eq!(
+        w.column(&execution, "mode").await.as_deref(),
+        Some("step_functions")
+    );
+    let sfn_execution = w
+        .column(&execution, "sfn_execution_arn")
+        .await
+        .expect("the state machine execution is recorded");
+    assert!(
+        sfn_execution.starts_with(&w.state_machine.replace(":stateMachine:", ":execution:")),
+        "{sfn_execution}"
+    );
+    assert_eq!(
+        w.sfn_result(&sfn_execution).await,
+        (
+            "SUCCEEDED".to_owned(),
+            Some(json!({"outcome": "stopped", "reason": "stopped"}))
+        )
+    );
+    let steps = w.steps(&execution).await;
+    assert!(
+        steps[0].starts_with("check_protection/protected: start the state machine"),
+        "{steps:?}"
+    );
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.starts_with("start_state_machine/state machine started")),
+        "{steps:?}"
+    );
+    assert!(
+        steps
+            .last()
+            .unwrap()
+            .starts_with("follow_state_machine/finish: stopped"),
+        "{steps:?}"
+    );
+    assert_eq!(w.moto.count_calls("StartExecution").await, 1);
+    assert!(w.moto.count_calls("DescribeExecution").await >= 1);
+    // The test's own stop, then the state machine's (restop makes no RDS call but the tags).
+    assert_eq!(w.stops_of("orders", "StopDBInstance").await, 2);
+    assert_eq!(
+        w.moto.calls_for(&instance_arn("orders")).await,
+        ["ListTagsForResource"]
+    );
+}
+
+async fn step_functions_mode_stops_a_cluster(db: TestDb) {
+    let Some(w) = world(db, true, |_| {}).await else {
+        return;
+    };
+    w.rds
+        .create_db_cluster()
+        .db_cluster_identifier("aurora")
+        .engine("aurora-postgresql")
+        .master_username("admin")
+        .master_user_password("password123")
+        .set_tags(Some(tags(&[
+            ("auto-restart-protection", "yes"),
+            ("moto:start-seconds", "2"),
+        ])))
+        .send()
+        .await
+        .unwrap();
+    w.rds
+        .stop_db_cluster()
+        .db_cluster_identifier("aurora")
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..50 {
+        if w.cluster_status("aurora").await == "stopped" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    w.rds
+        .start_db_cluster()
+        .db_cluster_identifier("aurora")
+        .send()
+        .await
+        .unwrap();
+    let execution = w.event("RDS-EVENT-0153", "db-cluster", "aurora").await;
+
+    let (status, outcome, _) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("succeeded", "stopped"),
+        "{:?}",
+        w.steps(&execution).await
+    );
+    assert_eq!(w.cluster_status("aurora").await, "stopped");
+    assert_eq!(
+        w.column(&execution, "resource_arn").await,
+        Some(cluster_arn("aurora"))
+    );
+    assert_eq!(
+        w.column(&execution, "mode").await.as_deref(),
+        Some("step_functions")
+    );
+    // The test's own stop, then the state machine's.
+    assert_eq!(w.stops_of("aurora", "StopDBCluster").await, 2);
+    assert_eq!(w.moto.count_calls("StartExecution").await, 1);
+}
+
+async fn step_functions_redelivery_is_the_same_execution(db: TestDb) {
+    // Without the interpreter, executions stay RUNNING.
+    let Some(w) = world(db, false, |_| {}).await else {
+        return;
+    };
+    w.create_instance("held", PROTECTED).await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "held").await;
+    let sfn_execution = w.sfn_execution(&execution).await;
+
+    // Another message (another MessageId) about the same resource joins the execution.
+    let second = w.event("RDS-EVENT-0154", "db-instance", "held").await;
+    assert_eq!(second, execution);
+    // restop keeps following the one state machine execution and never starts another.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        w.column(&execution, "status").await.as_deref(),
+        Some("running")
+    );
+    assert_eq!(
+        w.column(&execution, "sfn_execution_arn").await.as_deref(),
+        Some(sfn_execution.as_str())
+    );
+    assert_eq!(w.moto.count_calls("StartExecution").await, 1);
+    assert!(w.moto.count_calls("DescribeExecution").await >= 1);
+
+    // StartExecution itself is idempotent: restop's own name and input (what a restart
+    // or a second replica would send again) give restop's execution back.
+    let name = sfn_execution.rsplit(':').next().unwrap().to_owned();
+    let input = w
+        .sfn
+        .describe_execution()
+        .execution_arn(&sfn_execution)
+        .send()
+        .await
+        .unwrap()
+        .input()
+        .unwrap()
+        .to_owned();
+    let aws = w.moto.aws().await;
+    for _ in 0..2 {
+        assert_eq!(
+            aws.start_state_machine(&w.state_machine, &name, &input)
+                .await
+                .unwrap(),
+            sfn_execution
+        );
+    }
+    // The same name for another restop execution is another request: refused.
+    let other_input = input.replace(&execution, "00000000-0000-4000-8000-000000000000");
+    assert_ne!(other_input, input);
+    match aws
+        .start_state_machine(&w.state_machine, &name, &other_input)
+        .await
+    {
+        Err(AwsFailure::Other(message)) => {
+            assert!(message.contains("already exists"), "{message}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // After the execution closed, AWS answers ExecutionAlreadyExists even for the same
+    // input: restop looks the execution up and still gets the same ARN.
+    w.sfn
+        .stop_execution()
+        .execution_arn(&sfn_execution)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        aws.start_state_machine(&w.state_machine, &name, &input)
+            .await
+            .unwrap(),
+        sfn_execution
+    );
+    // Also when restop restarted with other settings: the execution id decides.
+    let retuned = input.replace("\"pollIntervalSeconds\":1", "\"pollIntervalSeconds\":7");
+    assert_ne!(retuned, input);
+    assert_eq!(
+        aws.start_state_machine(&w.state_machine, &name, &retuned)
+            .await
+            .unwrap(),
+        sfn_execution
+    );
+    // And restop reports the aborted execution.
+    let (status, outcome, reason) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("failed", "error"),
+        "{reason}"
+    );
+    assert!(reason.contains("aborted"), "{reason}");
+}
+
+async fn unprotected_resources_never_start_the_state_machine(db: TestDb) {
+    let Some(w) = world(db, true, |_| {}).await else {
+        return;
+    };
+    w.create_instance("untagged", &[]).await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "untagged").await;
+    let (status, outcome, reason) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("skipped", "not_protected"),
+        "{reason}"
+    );
+    assert_eq!(w.column(&execution, "sfn_execution_arn").await, None);
+    assert_eq!(w.moto.count_calls("StartExecution").await, 0);
+    assert_eq!(
+        w.moto.calls_for("untagged").await,
+        ["CreateDBInstance", "ListTagsForResource"]
+    );
+    assert_eq!(w.instance_status("untagged").await, "available");
+}
+
+async fn a_read_replica_is_reported_not_stoppable_by_the_state_machine(db: TestDb) {
+    let Some(w) = world(db, true, |_| {}).await else {
+        return;
+    };
+    w.create_instance("primary", PROTECTED).await;
+    w.rds
+        .create_db_instance_read_replica()
+        .db_instance_identifier("replica")
+        .source_db_instance_identifier("primary")
+        .set_tags(Some(tags(PROTECTED)))
+        .send()
+        .await
+        .unwrap();
+    w.rds
+        .create_db_cluster()
+        .db_cluster_identifier("aurora")
+        .engine("aurora-postgresql")
+        .master_username("admin")
+        .master_user_password("password123")
+        .send()
+        .await
+        .unwrap();
+    w.rds
+        .create_db_instance()
+        .db_instance_identifier("aurora-member")
+        .db_cluster_identifier("aurora")
+        .engine("aurora-postgresql")
+        .db_instance_class("db.r5.large")
+        .set_tags(Some(tags(PROTECTED)))
+        .send()
+        .await
+        .unwrap();
+
+    for (id, expected) in [
+        ("replica", "read replica of primary"),
+        ("primary", "has read replicas: [\"replica\"]"),
+        ("aurora-member", "Aurora member instance of cluster aurora"),
+    ] {
+        let execution = w.event("RDS-EVENT-0154", "db-instance", id).await;
+        let (status, outcome, reason) = w.finished(&execution).await;
+        assert_eq!(
+            (status.as_str(), outcome.as_str()),
+            ("skipped", "not_stoppable"),
+            "{id}: {reason}"
+        );
+        assert!(reason.contains(expected), "{id}: {reason}");
+        assert!(
+            w.column(&execution, "sfn_execution_arn").await.is_some(),
+            "{id}"
+        );
+        assert_eq!(w.stops_of(id, "StopDBInstance").await, 0, "{id}");
+        assert_eq!(w.instance_status(id).await, "available", "{id}");
+    }
+    assert_eq!(w.moto.count_calls("StartExecution").await, 3);
+}
+
+async fn throttling_is_retried_by_the_state_machine(db: TestDb) {
+    let Some(w) = world(db, true, |_| {}).await else {
+        return;
+    };
+    w.create_instance("throttled", PROTECTED).await;
+    // moto's interpreter calls RDS without SDK retries: each fault reaches the Retry.
+    w.moto
+        .fault(json!({"action": "DescribeDBInstances", "count": 2, "code": "Throttling", "resource": "throttled"}))
+        .await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "throttled").await;
+    let (status, outcome, reason) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("succeeded", "stopped"),
+        "{reason}"
+    );
+    let calls = w.moto.calls_for("throttled").await;
+    assert!(
+        calls.iter().filter(|a| *a == "DescribeDBInstances").count() >= 3,
+        "{calls:?}"
+    );
+    assert_eq!(w.instance_status("throttled").await, "stopped");
+}
+
+async fn dry_run_in_step_functions_mode_never_stops(db: TestDb) {
+    let Some(w) = world(db, true, |c| c.engine.dry_run = true).await else {
+        return;
+    };
+    w.create_instance("rehearsal", PROTECTED).await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "rehearsal").await;
+    let (status, outcome, _) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("succeeded", "dry_run")
+    );
+    assert_eq!(w.stops_of("rehearsal", "StopDBInstance").await, 0);
+    assert_eq!(w.instance_status("rehearsal").await, "available");
+}
+
+async fn a_state_machine_run_past_the_deadline_is_stopped(db: TestDb) {
+    // Without the interpreter the execution never ends by itself.
+    let Some(w) = world(db, false, |c| {
+        c.engine.max_duration = Duration::from_secs(3)
+    })
+    .await
+    else {
+        return;
+    };
+    w.create_instance("slow", PROTECTED).await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "slow").await;
+    let (status, outcome, _) = w.finished(&execution).await;
+    assert_eq!((status.as_str(), outcome.as_str()), ("failed", "timeout"));
+    assert_eq!(w.moto.count_calls("StopExecution").await, 1);
+    let sfn_execution = w.sfn_execution(&execution).await;
+    let described = w
+        .sfn
+        .describe_execution()
+        .execution_arn(&sfn_execution)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(described.status().as_str(), "ABORTED");
+}
