@@ -60,9 +60,11 @@ pub async fn serve(
     runtime: Runtime,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let store = store::connect_and_migrate(&config.database)
-        .await
-        .with_context(|| format!("DATABASE_URL {:?}", config.database.database_url))?;
+    let store: Arc<dyn store::Store> = Arc::new(store::Batched::new(
+        store::connect_and_migrate(&config.database)
+            .await
+            .with_context(|| format!("DATABASE_URL {:?}", config.database.database_url))?,
+    ));
     warn_about_open_settings(&config);
     let clock = runtime.clock;
     let settings = config.engine;

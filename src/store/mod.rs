@@ -2,11 +2,13 @@
 //! The backend is chosen once, from the scheme of `DATABASE_URL`; nothing above this module
 //! sees SQL.
 
+mod batch;
 mod history;
 mod postgres;
 mod sql;
 mod sqlite;
 
+pub use batch::Batched;
 pub use history::{
     Cancelled, ExecutionFilter, ExecutionRecord, ExecutionStats, MessageFilter, MessageRecord,
     Position, StepRow, SubscriptionRecord,
@@ -263,6 +265,16 @@ pub trait Store: Send + Sync + 'static {
         message: &NewMessage,
         subscription: Option<&SubscriptionUpdate>,
     ) -> Result<Inserted, StoreError>;
+
+    /// Stores plain messages (no subscription change, no execution) in one statement; a
+    /// MessageId already stored is skipped. Returns the ids that were inserted.
+    async fn insert_messages(&self, messages: &[NewMessage]) -> Result<Vec<String>, StoreError>;
+
+    /// What became of a stored message.
+    async fn message_disposition(
+        &self,
+        message_id: &str,
+    ) -> Result<Option<Disposition>, StoreError>;
 
     /// Records how a confirmation attempt ended, on the message and its subscription at once.
     async fn record_confirmation(

@@ -204,6 +204,49 @@ macro_rules! impl_store {
             ))
         }
 
+        /// The INSERT of a message, doing nothing for a MessageId already stored.
+        fn insert_message_row(
+            m: &NewMessage,
+        ) -> sqlx::query::Query<'_, $db, <$db as sqlx::Database>::Arguments<'_>> {
+            let event = m.event.as_ref();
+            sqlx::query(
+                "INSERT INTO sns_messages (message_id, message_type, topic_arn, subject, sent_at,
+                     received_at, signature_version, disposition, disposition_reason, body,
+                     event_id, source_type, source_id, source_arn, region, account_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                 ON CONFLICT (message_id) DO NOTHING",
+            )
+            .bind(&m.message_id)
+            .bind(m.message_type)
+            .bind(&m.topic_arn)
+            .bind(&m.subject)
+            .bind(m.sent_at)
+            .bind(m.received_at)
+            .bind(&m.signature_version)
+            .bind(m.disposition.as_str())
+            .bind(&m.disposition_reason)
+            .bind(&m.body)
+            .bind(event.map(|e| &e.event_id))
+            .bind(event.map(|e| &e.source_type))
+            .bind(event.map(|e| &e.source_id))
+            .bind(event.and_then(|e| e.source_arn.as_ref()))
+            .bind(event.map(|e| &e.region))
+            .bind(event.map(|e| &e.account))
+        }
+
+        /// What became of a message stored earlier (for a redelivery).
+        async fn stored_disposition<'e>(
+            executor: impl sqlx::Executor<'e, Database = $db>,
+            m: &NewMessage,
+        ) -> Result<Disposition, sqlx::Error> {
+            let stored: String =
+                sqlx::query_scalar("SELECT disposition FROM sns_messages WHERE message_id = $1")
+                    .bind(&m.message_id)
+                    .fetch_one(executor)
+                    .await?;
+            Ok(disposition_from_db(&stored))
+        }
+
         #[async_trait]
         impl Store for $store {
             async fn ping(&self) -> Result<(), StoreError> {
@@ -217,42 +260,9 @@ macro_rules! impl_store {
                 subscription: Option<&SubscriptionUpdate>,
             ) -> Result<Inserted, StoreError> {
                 let mut tx = self.pool.begin().await?;
-                let event = m.event.as_ref();
-                let inserted = sqlx::query(
-                    "INSERT INTO sns_messages (message_id, message_type, topic_arn, subject, sent_at,
-                         received_at, signature_version, disposition, disposition_reason, body,
-                         event_id, source_type, source_id, source_arn, region, account_id)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
-                     ON CONFLICT (message_id) DO NOTHING",
-                )
-                .bind(&m.message_id)
-                .bind(m.message_type)
-                .bind(&m.topic_arn)
-                .bind(&m.subject)
-                .bind(m.sent_at)
-                .bind(m.received_at)
-                .bind(&m.signature_version)
-                .bind(m.disposition.as_str())
-                .bind(&m.disposition_reason)
-                .bind(&m.body)
-                .bind(event.map(|e| &e.event_id))
-                .bind(event.map(|e| &e.source_type))
-                .bind(event.map(|e| &e.source_id))
-                .bind(event.and_then(|e| e.source_arn.as_ref()))
-                .bind(event.map(|e| &e.region))
-                .bind(event.map(|e| &e.account))
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
+                let inserted = insert_message_row(m).execute(&mut *tx).await?.rows_affected() == 1;
                 if !inserted {
-                    let stored: String = sqlx::query_scalar(
-                        "SELECT disposition FROM sns_messages WHERE message_id = $1",
-                    )
-                    .bind(&m.message_id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    return Ok(Inserted::Duplicate(disposition_from_db(&stored)));
+                    return Ok(Inserted::Duplicate(stored_disposition(&mut *tx, m).await?));
                 }
                 if let Some(subscription) = subscription {
                     upsert_subscription(&mut tx, subscription).await?;
@@ -271,6 +281,44 @@ macro_rules! impl_store {
                 };
                 tx.commit().await?;
                 Ok(Inserted::New { execution })
+            }
+
+            async fn insert_messages(&self, messages: &[NewMessage]) -> Result<Vec<String>, StoreError> {
+                let mut q = QueryBuilder::<$db>::new(
+                    "INSERT INTO sns_messages (message_id, message_type, topic_arn, subject, sent_at,
+                         received_at, signature_version, disposition, disposition_reason, body,
+                         event_id, source_type, source_id, source_arn, region, account_id) ",
+                );
+                q.push_values(messages, |mut row, m| {
+                    let event = m.event.as_ref();
+                    row.push_bind(m.message_id.clone())
+                        .push_bind(m.message_type)
+                        .push_bind(m.topic_arn.clone())
+                        .push_bind(m.subject.clone())
+                        .push_bind(m.sent_at)
+                        .push_bind(m.received_at)
+                        .push_bind(m.signature_version.clone())
+                        .push_bind(m.disposition.as_str())
+                        .push_bind(m.disposition_reason.clone())
+                        .push_bind(m.body.clone())
+                        .push_bind(event.map(|e| e.event_id.clone()))
+                        .push_bind(event.map(|e| e.source_type.clone()))
+                        .push_bind(event.map(|e| e.source_id.clone()))
+                        .push_bind(event.and_then(|e| e.source_arn.clone()))
+                        .push_bind(event.map(|e| e.region.clone()))
+                        .push_bind(event.map(|e| e.account.clone()));
+                });
+                q.push(" ON CONFLICT (message_id) DO NOTHING RETURNING message_id");
+                Ok(q.build_query_scalar().fetch_all(&self.pool).await?)
+            }
+
+            async fn message_disposition(&self, message_id: &str) -> Result<Option<Disposition>, StoreError> {
+                let stored: Option<String> =
+                    sqlx::query_scalar("SELECT disposition FROM sns_messages WHERE message_id = $1")
+                        .bind(message_id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(stored.as_deref().map(disposition_from_db))
             }
 
             async fn record_confirmation(

@@ -16,6 +16,7 @@ on_both_backends!(
     accepted_instance_and_cluster_events_are_stored,
     other_events_and_non_rds_messages_are_ignored,
     redelivery_is_stored_once,
+    concurrent_redeliveries_are_stored_once,
     stale_and_future_timestamps_are_refused,
     disallowed_topic_is_refused_without_fetching,
     every_refused_signing_cert_url,
@@ -127,6 +128,35 @@ async fn redelivery_is_stored_once(db: TestDb) {
     assert_eq!(body["duplicate"], true);
     assert_eq!(body["disposition"], "accepted");
     assert_eq!(db.message_count().await, 1);
+}
+
+/// SNS may retry while the first delivery is still being written: the copies land in one
+/// batch, and exactly one of them is the new message.
+async fn concurrent_redeliveries_are_stored_once(db: TestDb) {
+    let (stub, app) = start(&db).await;
+    let msg = stub.rds_notification("RDS-EVENT-0006", "db-instance", "orders-db");
+    let others: Vec<Value> = (0..12)
+        .map(|_| stub.rds_notification("RDS-EVENT-0006", "db-instance", "x"))
+        .collect();
+    let posts = (0..8)
+        .map(|_| app.post_sns(&msg))
+        .chain(others.iter().map(|m| app.post_sns(m)));
+    let answers = futures::future::join_all(posts).await;
+    assert!(
+        answers.iter().all(|(status, _)| *status == 200),
+        "{answers:?}"
+    );
+    let fresh = answers[..8]
+        .iter()
+        .filter(|(_, body)| body["duplicate"] == false)
+        .count();
+    assert_eq!(fresh, 1, "{answers:?}");
+    assert!(
+        answers[..8]
+            .iter()
+            .all(|(_, body)| body["disposition"] == "ignored")
+    );
+    assert_eq!(db.message_count().await, 13);
 }
 
 async fn assert_refused(app: &TestApp, db: &TestDb, msg: &Value, status: u16, code: &str) {
