@@ -9,19 +9,20 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use clap::Parser;
 use restop::clock::SystemClock;
 use restop::config::DatabaseConfig;
 use restop::engine::decide::Policy;
-use restop::engine::{Engine, EngineSettings, Launcher, Trigger};
-use restop::store::{Disposition, Mode, NewMessage, Store, connect_and_migrate};
+use restop::engine::{Engine, EngineSettings};
+use restop::store::connect_and_migrate;
 use sqlx::ConnectOptions;
 use sqlx::postgres::PgConnectOptions;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-// The same fake the integration tests use; the benchmark needs only part of it.
+// The same fake and event helper the integration tests use; only part of the fake is used.
+#[path = "../tests/it/support/events.rs"]
+mod events;
 #[allow(dead_code)]
 #[path = "../tests/it/support/fake_aws.rs"]
 mod fake_aws;
@@ -59,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
     for i in 0..args.executions {
         let arn = format!("arn:aws:rds:us-east-1:123456789012:db:bench-{i}");
         aws.add(&arn, "starting", &[("auto-restart-protection", "yes")]);
-        accept(&store, &arn).await?;
+        events::accept_event(&store, &arn).await;
     }
     println!(
         "created {} executions in {:.1} s",
@@ -141,49 +142,6 @@ async fn main() -> anyhow::Result<()> {
         after.rss_mb, after.peak_mb
     );
     drop_database(&admin, &url).await;
-    Ok(())
-}
-
-async fn accept(store: &Arc<dyn Store>, arn: &str) -> anyhow::Result<()> {
-    let launcher = Launcher {
-        mode: Mode::Internal,
-        max_duration: Duration::from_secs(86_400),
-        wakeup: Arc::new(Notify::new()),
-        notify: false,
-    };
-    let now = Utc::now();
-    let message_id = uuid::Uuid::new_v4().to_string();
-    let execution = launcher.execution(
-        &arn.parse().map_err(anyhow::Error::msg)?,
-        Trigger {
-            kind: "sns",
-            message_id: Some(message_id.clone()),
-            event_id: Some("RDS-EVENT-0154".into()),
-            event_at: now,
-            dry_run: false,
-            skip_tag_check: false,
-        },
-        now,
-    );
-    store
-        .insert_message(
-            &NewMessage {
-                message_id,
-                message_type: "Notification",
-                topic_arn: "arn:aws:sns:us-east-1:123456789012:rds-events".into(),
-                subject: None,
-                sent_at: now,
-                received_at: now,
-                signature_version: "2".into(),
-                disposition: Disposition::Accepted,
-                disposition_reason: None,
-                body: "{}".into(),
-                event: None,
-                execution: Some(execution),
-            },
-            None,
-        )
-        .await?;
     Ok(())
 }
 

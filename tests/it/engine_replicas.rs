@@ -8,12 +8,12 @@ use chrono::Utc;
 use restop::clock::SystemClock;
 use restop::config::DatabaseConfig;
 use restop::engine::decide::Policy;
-use restop::engine::{Engine, EngineSettings, Launcher, Trigger};
-use restop::rds::resource::ResourceArn;
-use restop::store::{Disposition, Mode, NewMessage, Store, connect_and_migrate};
+use restop::engine::{Engine, EngineSettings};
+use restop::store::connect_and_migrate;
 use tokio::sync::Notify;
 
 use crate::support::db::{Backend, TestDb};
+use crate::support::events::accept_event;
 use crate::support::fake_aws::FakeAws;
 
 const PROTECTED: &[(&str, &str)] = &[("auto-restart-protection", "yes")];
@@ -35,53 +35,6 @@ fn settings(owner: &str) -> EngineSettings {
         lease: Duration::from_secs(30),
         owner: owner.into(),
     }
-}
-
-/// Stores an accepted RDS-EVENT-0154 for `arn`, as the SNS endpoint would.
-pub async fn accept_event(store: &Arc<dyn Store>, arn: &str) -> String {
-    let resource: ResourceArn = arn.parse().unwrap();
-    let launcher = Launcher {
-        mode: Mode::Internal,
-        max_duration: Duration::from_secs(600),
-        wakeup: Arc::new(Notify::new()),
-        notify: false,
-    };
-    let message_id = uuid::Uuid::new_v4().to_string();
-    let now = Utc::now();
-    let execution = launcher.execution(
-        &resource,
-        Trigger {
-            kind: "sns",
-            message_id: Some(message_id.clone()),
-            event_id: Some("RDS-EVENT-0154".into()),
-            event_at: now,
-            dry_run: false,
-            skip_tag_check: false,
-        },
-        now,
-    );
-    let id = execution.id.clone();
-    store
-        .insert_message(
-            &NewMessage {
-                message_id,
-                message_type: "Notification",
-                topic_arn: "arn:aws:sns:us-east-1:123456789012:rds-events".into(),
-                subject: None,
-                sent_at: now,
-                received_at: now,
-                signature_version: "2".into(),
-                disposition: Disposition::Accepted,
-                disposition_reason: None,
-                body: "{}".into(),
-                event: None,
-                execution: Some(execution),
-            },
-            None,
-        )
-        .await
-        .unwrap();
-    id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,10 +3,8 @@
 //! RDS (with statuses that change over time). Every test runs on Postgres and on SQLite,
 //! each with a moto server of its own.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use aws_sdk_rds::types::Tag;
 use restop::config::ServeConfig;
 use restop::engine::aws::Aws;
 use restop::engine::decide::AwsFailure;
@@ -15,8 +13,7 @@ use serde_json::{Value, json};
 use crate::on_both_backends;
 use crate::support::db::TestDb;
 use crate::support::moto::{Moto, cluster_arn, instance_arn};
-use crate::support::sns::SnsStub;
-use crate::support::{TestApp, config};
+use crate::support::world::{PROTECTED, tags};
 
 on_both_backends!(
     a_state_machine_run_past_the_deadline_is_stopped,
@@ -30,7 +27,6 @@ on_both_backends!(
 );
 
 const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/restop-sfn";
-const PROTECTED: &[(&str, &str)] = &[("auto-restart-protection", "yes")];
 
 /// How moto 5.2.5's interpreter spells what real Step Functions spells the AWS SDK for Java
 /// way. Error names first: they contain the field spellings below.
@@ -77,14 +73,18 @@ fn definition_for_moto() -> String {
     definition
 }
 
+/// The shared engine world, plus Step Functions: a client and the state machine.
 struct World {
-    db: TestDb,
-    moto: Moto,
-    stub: SnsStub,
-    app: TestApp,
-    rds: aws_sdk_rds::Client,
+    base: crate::support::world::World,
     sfn: aws_sdk_sfn::Client,
     state_machine: String,
+}
+
+impl std::ops::Deref for World {
+    type Target = crate::support::world::World;
+    fn deref(&self) -> &Self::Target {
+        &self.base
+    }
 }
 
 /// moto (its interpreter on when `interpreter`), the state machine, and restop in Step
@@ -109,139 +109,20 @@ async fn world(
         .unwrap()
         .state_machine_arn()
         .to_owned();
-    let stub = SnsStub::start().await;
-    let mut cfg = config(&db.url, Some(&stub.host));
-    cfg.engine.engine_enabled = true;
-    cfg.engine.poll_interval = Duration::from_secs(1);
-    cfg.engine.state_machine_arn = Some(state_machine.clone());
-    adjust(&mut cfg);
-    let app = TestApp::spawn_with(
-        cfg,
-        Arc::new(restop::clock::SystemClock),
-        Some(moto.aws().await),
-    )
+    let arn = state_machine.clone();
+    let base = crate::support::world::World::with_moto(db, moto, |cfg| {
+        cfg.engine.state_machine_arn = Some(arn);
+        adjust(cfg);
+    })
     .await;
-    let rds = moto.rds().await;
     Some(World {
-        db,
-        moto,
-        stub,
-        app,
-        rds,
+        base,
         sfn,
         state_machine,
     })
 }
 
-fn tags(pairs: &[(&str, &str)]) -> Vec<Tag> {
-    pairs
-        .iter()
-        .map(|(k, v)| Tag::builder().key(*k).value(*v).build())
-        .collect()
-}
-
 impl World {
-    async fn create_instance(&self, id: &str, tag_pairs: &[(&str, &str)]) {
-        self.rds
-            .create_db_instance()
-            .db_instance_identifier(id)
-            .db_instance_class("db.t3.micro")
-            .engine("postgres")
-            .allocated_storage(20)
-            .master_username("admin")
-            .master_user_password("password123")
-            .set_tags(Some(tags(tag_pairs)))
-            .send()
-            .await
-            .unwrap();
-    }
-
-    async fn instance_status(&self, id: &str) -> String {
-        let out = self
-            .rds
-            .describe_db_instances()
-            .db_instance_identifier(id)
-            .send()
-            .await
-            .unwrap();
-        out.db_instances()[0]
-            .db_instance_status()
-            .unwrap()
-            .to_owned()
-    }
-
-    async fn cluster_status(&self, id: &str) -> String {
-        let out = self
-            .rds
-            .describe_db_clusters()
-            .db_cluster_identifier(id)
-            .send()
-            .await
-            .unwrap();
-        out.db_clusters()[0].status().unwrap().to_owned()
-    }
-
-    /// What AWS does after 7 days: a stopped instance is started.
-    async fn stop_then_force_start(&self, id: &str) {
-        self.rds
-            .stop_db_instance()
-            .db_instance_identifier(id)
-            .send()
-            .await
-            .unwrap();
-        for _ in 0..100 {
-            if self.instance_status(id).await == "stopped" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        self.rds
-            .start_db_instance()
-            .db_instance_identifier(id)
-            .send()
-            .await
-            .unwrap();
-    }
-
-    /// Posts a signed RDS event; returns the execution it started or joined.
-    async fn event(&self, event_id: &str, source: &str, id: &str) -> String {
-        let msg = self.stub.rds_notification(event_id, source, id);
-        let (status, body) = self.app.post_sns(&msg).await;
-        assert_eq!(status, 200, "{body}");
-        body["execution_id"]
-            .as_str()
-            .expect("an execution")
-            .to_owned()
-    }
-
-    async fn column(&self, execution: &str, column: &str) -> Option<String> {
-        self.db
-            .text(
-                &format!("SELECT {column} FROM executions WHERE id = $1"),
-                execution,
-            )
-            .await
-    }
-
-    /// Waits for the execution to end; returns (status, outcome, reason).
-    async fn finished(&self, execution: &str) -> (String, String, String) {
-        for _ in 0..600 {
-            let status = self.column(execution, "status").await.unwrap();
-            if status != "pending" && status != "running" {
-                return (
-                    status,
-                    self.column(execution, "outcome").await.unwrap_or_default(),
-                    self.column(execution, "reason").await.unwrap_or_default(),
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "execution {execution} did not finish; steps: {:?}",
-            self.steps(execution).await
-        );
-    }
-
     /// Waits until restop has recorded the state machine execution it started.
     async fn sfn_execution(&self, execution: &str) -> String {
         for _ in 0..100 {
@@ -254,33 +135,6 @@ impl World {
             "no state machine execution recorded; steps: {:?}",
             self.steps(execution).await
         );
-    }
-
-    /// The history as "step/action" strings.
-    async fn steps(&self, execution: &str) -> Vec<String> {
-        let count = self
-            .db
-            .count(&format!(
-                "SELECT COUNT(*) FROM execution_steps WHERE execution_id = '{execution}'"
-            ))
-            .await;
-        let mut steps = Vec::new();
-        for seq in 1..=count {
-            let field = |c: &str| {
-                format!("SELECT {c} FROM execution_steps WHERE execution_id = $1 AND seq = {seq}")
-            };
-            steps.push(format!(
-                "{}/{}{}",
-                self.db.text(&field("step"), execution).await.unwrap(),
-                self.db.text(&field("action"), execution).await.unwrap(),
-                self.db
-                    .text(&field("error"), execution)
-                    .await
-                    .map(|e| format!(" [{e}]"))
-                    .unwrap_or_default(),
-            ));
-        }
-        steps
     }
 
     /// The state machine execution's own status and output, as moto reports them.
@@ -352,20 +206,20 @@ async fn step_functions_mode_stops_an_instance(db: TestDb) {
     );
     let steps = w.steps(&execution).await;
     assert!(
-        steps[0].starts_with("check_protection/protected: start the state machine"),
+        steps[0].starts_with("check_protection//protected: start the state machine"),
         "{steps:?}"
     );
     assert!(
         steps
             .iter()
-            .any(|s| s.starts_with("start_state_machine/state machine started")),
+            .any(|s| s.starts_with("start_state_machine//state machine started")),
         "{steps:?}"
     );
     assert!(
         steps
             .last()
             .unwrap()
-            .starts_with("follow_state_machine/finish: stopped"),
+            .starts_with("follow_state_machine//finish: stopped"),
         "{steps:?}"
     );
     assert_eq!(w.moto.count_calls("StartExecution").await, 1);

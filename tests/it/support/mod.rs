@@ -1,11 +1,13 @@
 //! Shared test helpers: databases, a fake SNS, and restop itself on a real socket.
 
 pub mod db;
+pub mod events;
 pub mod fake_aws;
 pub mod moto;
 pub mod openapi;
 pub mod proxy;
 pub mod sns;
+pub mod world;
 
 use std::sync::Arc;
 use std::time::Duration;
