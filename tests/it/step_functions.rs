@@ -249,24 +249,7 @@ async fn step_functions_mode_stops_a_cluster(db: TestDb) {
         .send()
         .await
         .unwrap();
-    w.rds
-        .stop_db_cluster()
-        .db_cluster_identifier("aurora")
-        .send()
-        .await
-        .unwrap();
-    for _ in 0..50 {
-        if w.cluster_status("aurora").await == "stopped" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    w.rds
-        .start_db_cluster()
-        .db_cluster_identifier("aurora")
-        .send()
-        .await
-        .unwrap();
+    w.stop_then_force_start_cluster("aurora").await;
     let execution = w.event("RDS-EVENT-0153", "db-cluster", "aurora").await;
 
     let (status, outcome, _) = w.finished(&execution).await;

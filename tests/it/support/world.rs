@@ -150,6 +150,28 @@ impl World {
             .unwrap();
     }
 
+    /// The same for an Aurora cluster.
+    pub async fn stop_then_force_start_cluster(&self, id: &str) {
+        self.rds
+            .stop_db_cluster()
+            .db_cluster_identifier(id)
+            .send()
+            .await
+            .unwrap();
+        for _ in 0..100 {
+            if self.cluster_status(id).await == "stopped" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.rds
+            .start_db_cluster()
+            .db_cluster_identifier(id)
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// Posts a signed RDS event; returns the execution it started or joined.
     pub async fn event(&self, event_id: &str, source: &str, id: &str) -> String {
         let msg = self.stub.rds_notification(event_id, source, id);
