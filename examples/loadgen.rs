@@ -57,7 +57,7 @@ struct Args {
     database_url: String,
 
     /// Length of the untimed warm-up phase, in seconds.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=600))]
     warmup_seconds: u64,
 
     /// Run restop's protection engine (RESTOP_ENGINE); its AWS calls always go to a closed
@@ -971,6 +971,7 @@ async fn run_pgbench(
         .arg(&script)
         .arg(database_url)
         .stdin(Stdio::null())
+        .kill_on_drop(true)
         .output()
         .await
         .context("running pgbench (is it on PATH?)");
