@@ -16,6 +16,15 @@ pub enum SourceType {
 }
 
 impl SourceType {
+    /// The kind of resource restop protects, if this source is one.
+    pub fn resource_kind(&self) -> Option<ResourceKind> {
+        match self {
+            Self::DbInstance => Some(ResourceKind::DbInstance),
+            Self::DbCluster => Some(ResourceKind::DbCluster),
+            Self::Other(_) => None,
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         match self {
             Self::DbInstance => "db-instance",
@@ -43,15 +52,12 @@ pub struct RdsEvent {
 impl RdsEvent {
     /// The DB instance or cluster this event is about, if it is about one.
     pub fn resource(&self) -> Result<ResourceArn, String> {
-        let expected = match self.source_type {
-            SourceType::DbInstance => ResourceKind::DbInstance,
-            SourceType::DbCluster => ResourceKind::DbCluster,
-            SourceType::Other(ref other) => {
-                return Err(format!(
-                    "source type {other} is not a DB instance or cluster"
-                ));
-            }
-        };
+        let expected = self.source_type.resource_kind().ok_or_else(|| {
+            format!(
+                "source type {} is not a DB instance or cluster",
+                self.source_type.as_str()
+            )
+        })?;
         let arn = self.source_arn.as_deref().unwrap_or_default();
         let resource: ResourceArn = arn.parse()?;
         if resource.kind != expected || resource.identifier != self.source_id {
@@ -180,16 +186,12 @@ fn build(
     let (region, account) = from_arn
         .or(event_region_account)
         .unwrap_or_else(|| (topic.region().to_owned(), topic.account().to_owned()));
-    let resource_kind = match source_type {
-        SourceType::DbInstance => Some("db"),
-        SourceType::DbCluster => Some("cluster"),
-        SourceType::Other(_) => None,
-    };
     let source_arn = source_arn.or_else(|| {
-        resource_kind.map(|kind| {
+        source_type.resource_kind().map(|kind| {
             format!(
-                "arn:{}:rds:{region}:{account}:{kind}:{source_id}",
-                topic.partition()
+                "arn:{}:rds:{region}:{account}:{}:{source_id}",
+                topic.partition(),
+                kind.arn_segment()
             )
         })
     });
