@@ -583,6 +583,8 @@ async fn oversized_malformed_and_raw_bodies_are_refused(db: TestDb) {
     let (stub, app) = start(&db).await;
     let (status, body) = post_announcing_length(&app, 3 * 1024 * 1024).await;
     assert_eq!((status, error_code(&body)), (413, "body_too_large"));
+    let (status, body) = post_chunked(&app, 3 * 1024 * 1024).await;
+    assert_eq!((status, error_code(&body)), (413, "body_too_large"));
 
     let signed = stub.notification("x").to_string();
     let malformed = [
@@ -718,4 +720,47 @@ async fn post_announcing_length(app: &TestApp, length: usize) -> (u16, Value) {
         .map(|(_, b)| b)
         .unwrap_or_default();
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+/// Streams `length` bytes in chunks, without announcing a length: restop reads up to its
+/// limit, then refuses. The upload may be cut off once the answer is out.
+async fn post_chunked(app: &TestApp, length: usize) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let upload = tokio::spawn(async move {
+        let head =
+            format!("POST /sns HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\n\r\n");
+        writer.write_all(head.as_bytes()).await?;
+        let chunk = vec![b' '; 64 * 1024];
+        for _ in 0..length / chunk.len() {
+            writer
+                .write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .await?;
+            writer.write_all(&chunk).await?;
+            writer.write_all(b"\r\n").await?;
+        }
+        writer.write_all(b"0\r\n\r\n").await
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read until the headers and the JSON body are in.
+    while !String::from_utf8_lossy(&answer).contains("}}") {
+        let n = reader.read(&mut buf).await.unwrap();
+        assert!(n > 0, "connection closed without an answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    upload.abort();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer[9..12].parse().unwrap();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    let json = body
+        .find('{')
+        .map(|start| &body[start..])
+        .unwrap_or_default();
+    (status, serde_json::from_str(json).unwrap_or(Value::Null))
 }
