@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::on_both_backends;
 use crate::support::db::TestDb;
 use crate::support::moto::{cluster_arn, instance_arn};
-use crate::support::world::{PROTECTED, tags, world};
+use crate::support::world::{PROTECTED, world};
 
 on_both_backends!(
     a_forced_start_of_an_instance_is_stopped_again,
@@ -183,26 +183,7 @@ async fn read_replicas_and_aurora_members_are_not_stoppable(db: TestDb) {
     let Some(w) = world(db, |_| {}).await else {
         return;
     };
-    w.create_instance("primary", PROTECTED).await;
-    w.rds
-        .create_db_instance_read_replica()
-        .db_instance_identifier("replica")
-        .source_db_instance_identifier("primary")
-        .set_tags(Some(tags(PROTECTED)))
-        .send()
-        .await
-        .unwrap();
-    w.create_cluster("aurora", PROTECTED).await;
-    w.rds
-        .create_db_instance()
-        .db_instance_identifier("aurora-member")
-        .db_cluster_identifier("aurora")
-        .engine("aurora-postgresql")
-        .db_instance_class("db.r5.large")
-        .set_tags(Some(tags(PROTECTED)))
-        .send()
-        .await
-        .unwrap();
+    w.create_unstoppable_databases().await;
 
     for (id, expected) in [
         ("replica", "read replica of primary"),

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::on_both_backends;
 use crate::support::db::TestDb;
 use crate::support::moto::{Moto, cluster_arn, instance_arn};
-use crate::support::world::{PROTECTED, tags};
+use crate::support::world::PROTECTED;
 
 on_both_backends!(
     a_state_machine_run_past_the_deadline_is_stopped,
@@ -236,19 +236,14 @@ async fn step_functions_mode_stops_a_cluster(db: TestDb) {
     let Some(w) = world(db, true, |_| {}).await else {
         return;
     };
-    w.rds
-        .create_db_cluster()
-        .db_cluster_identifier("aurora")
-        .engine("aurora-postgresql")
-        .master_username("admin")
-        .master_user_password("password123")
-        .set_tags(Some(tags(&[
+    w.create_cluster(
+        "aurora",
+        &[
             ("auto-restart-protection", "yes"),
             ("moto:start-seconds", "2"),
-        ])))
-        .send()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     w.stop_then_force_start_cluster("aurora").await;
     let execution = w.event("RDS-EVENT-0153", "db-cluster", "aurora").await;
 
@@ -390,34 +385,7 @@ async fn a_read_replica_is_reported_not_stoppable_by_the_state_machine(db: TestD
     let Some(w) = world(db, true, |_| {}).await else {
         return;
     };
-    w.create_instance("primary", PROTECTED).await;
-    w.rds
-        .create_db_instance_read_replica()
-        .db_instance_identifier("replica")
-        .source_db_instance_identifier("primary")
-        .set_tags(Some(tags(PROTECTED)))
-        .send()
-        .await
-        .unwrap();
-    w.rds
-        .create_db_cluster()
-        .db_cluster_identifier("aurora")
-        .engine("aurora-postgresql")
-        .master_username("admin")
-        .master_user_password("password123")
-        .send()
-        .await
-        .unwrap();
-    w.rds
-        .create_db_instance()
-        .db_instance_identifier("aurora-member")
-        .db_cluster_identifier("aurora")
-        .engine("aurora-postgresql")
-        .db_instance_class("db.r5.large")
-        .set_tags(Some(tags(PROTECTED)))
-        .send()
-        .await
-        .unwrap();
+    w.create_unstoppable_databases().await;
 
     for (id, expected) in [
         ("replica", "read replica of primary"),

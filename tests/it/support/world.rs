@@ -88,6 +88,33 @@ impl World {
             .unwrap();
     }
 
+    /// A protected primary `primary` with a protected read replica `replica`, and a protected
+    /// Aurora cluster `aurora` with a protected member instance `aurora-member`: the
+    /// databases RDS refuses to stop.
+    pub async fn create_unstoppable_databases(&self) {
+        let protected = Some(tags(PROTECTED));
+        self.create_instance("primary", PROTECTED).await;
+        self.rds
+            .create_db_instance_read_replica()
+            .db_instance_identifier("replica")
+            .source_db_instance_identifier("primary")
+            .set_tags(protected.clone())
+            .send()
+            .await
+            .unwrap();
+        self.create_cluster("aurora", PROTECTED).await;
+        self.rds
+            .create_db_instance()
+            .db_instance_identifier("aurora-member")
+            .db_cluster_identifier("aurora")
+            .engine("aurora-postgresql")
+            .db_instance_class("db.r5.large")
+            .set_tags(protected)
+            .send()
+            .await
+            .unwrap();
+    }
+
     pub async fn add_tags(&self, arn: &str, pairs: &[(&str, &str)]) {
         self.rds
             .add_tags_to_resource()
