@@ -10,22 +10,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use restop::clock::SystemClock;
-use restop::config::DatabaseConfig;
-use restop::engine::decide::Policy;
-use restop::engine::{Engine, EngineSettings};
-use restop::store::connect_and_migrate;
+use restop::config::ServeConfig;
+use restop::testing::{events, fake_aws};
+use restop::{App, Deps};
 use sqlx::ConnectOptions;
 use sqlx::postgres::PgConnectOptions;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-
-// The same fake and event helper the integration tests use; only part of the fake is used.
-#[path = "../tests/it/support/events.rs"]
-mod events;
-#[allow(dead_code)]
-#[path = "../tests/it/support/fake_aws.rs"]
-mod fake_aws;
 
 #[derive(Parser)]
 struct Args {
@@ -49,13 +39,21 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let (url, admin) = fresh_database(&args.database_url).await?;
-    let store = connect_and_migrate(&DatabaseConfig {
-        database_url: url.parse().map_err(anyhow::Error::msg)?,
-        db_max_connections: 16,
-    })
-    .await?;
-
+    let poll = Duration::from_secs(args.poll_seconds);
+    let mut config = ServeConfig::defaults();
+    config.database.database_url = url.parse().map_err(anyhow::Error::msg)?;
+    config.engine.poll_interval = poll;
     let aws = Arc::new(fake_aws::FakeAws::default());
+    let app = App::build(
+        config,
+        Deps {
+            clock: Arc::new(restop::clock::SystemClock),
+            aws: Some(aws.clone()),
+        },
+    )
+    .await?;
+    let store = app.store().clone();
+
     let started = Instant::now();
     for i in 0..args.executions {
         let arn = format!("arn:aws:rds:us-east-1:123456789012:db:bench-{i}");
@@ -68,30 +66,7 @@ async fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    let poll = Duration::from_secs(args.poll_seconds);
-    let settings = EngineSettings {
-        policy: Policy {
-            tag_key: "auto-restart-protection".into(),
-            tag_value: "yes".into(),
-            poll_interval: poll,
-            start_grace: Duration::from_secs(900),
-            retry_base: Duration::from_secs(2),
-            retry_max: poll,
-        },
-        max_duration: Duration::from_secs(86_400),
-        dry_run: false,
-        state_machine_arn: None,
-        notify_url: None,
-        lease: Duration::from_secs(60),
-        owner: "bench".into(),
-    };
-    let engine = Engine::new(
-        store.clone(),
-        aws,
-        settings,
-        Arc::new(SystemClock),
-        Arc::new(Notify::new()),
-    );
+    let engine = app.engine().expect("the engine is on by default").clone();
     let stop = CancellationToken::new();
     let task = tokio::spawn(engine.run(stop.clone()));
 

@@ -32,10 +32,7 @@ use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 use tokio::process::{Child, Command};
 
-// Only part of the test support module is used here.
-#[allow(dead_code)]
-#[path = "../tests/it/support/sns.rs"]
-mod sns;
+use restop::testing::sns;
 
 #[derive(Debug, Parser)]
 #[command(about = "Benchmarks restop's POST /sns against pgbench inserts on the same Postgres")]

@@ -162,6 +162,19 @@ pub struct EngineConfig {
     pub engine_enabled: bool,
 }
 
+impl ServeConfig {
+    /// The settings `restop serve` has when nothing is set, neither flags nor environment:
+    /// what tests start from before they change what they need.
+    pub fn defaults() -> Self {
+        use clap::FromArgMatches;
+        let command = Self::augment_args(clap::Command::new("serve")).mut_args(|arg| arg.env(None));
+        let matches = command
+            .try_get_matches_from(["serve"])
+            .expect("every setting has a default");
+        Self::from_arg_matches(&matches).expect("defaults parse")
+    }
+}
+
 impl SnsConfig {
     /// Messages dated further ahead than this are refused as well.
     pub const MAX_FUTURE_SKEW: Duration = Duration::from_secs(5 * 60);

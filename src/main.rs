@@ -1,5 +1,5 @@
-use restop::Runtime;
 use restop::config::{Cli, Command, LogFormat};
+use restop::{App, Deps};
 use std::process::ExitCode;
 
 #[tokio::main]
@@ -8,12 +8,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(config) => {
             restop::telemetry::init(config.log_format);
-            match tokio::net::TcpListener::bind(config.listen).await {
-                Ok(listener) => {
-                    restop::serve(config, listener, Runtime::production(), shutdown_signal()).await
-                }
-                Err(e) => Err(anyhow::anyhow!("RESTOP_LISTEN {}: {e}", config.listen)),
-            }
+            serve(config).await
         }
         Command::Migrate(config) => {
             restop::telemetry::init(LogFormat::Text);
@@ -31,6 +26,17 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Binds the listener first, so that a taken port fails before any other work.
+async fn serve(config: restop::config::ServeConfig) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("RESTOP_LISTEN {}: {e}", config.listen))?;
+    App::build(config, Deps::production())
+        .await?
+        .run(listener, shutdown_signal())
+        .await
 }
 
 /// Completes on Ctrl-C or SIGTERM.

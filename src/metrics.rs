@@ -1,192 +1,255 @@
-//! Metrics served in the Prometheus text format on `/metrics`: counters and request-time
-//! histograms kept in memory by this process, and execution counts read from the database
-//! at scrape time (so every replica reports the same totals).
+//! Metrics for `/metrics`, in the Prometheus text format: counters and request-time
+//! histograms kept by this process, and execution counts read from the database at scrape
+//! time (so every replica reports the same totals). Every family is declared from start-up,
+//! before it has samples.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
-use crate::store::ExecutionStats;
-
-/// A metric name and its label pairs.
-type Series = (&'static str, Vec<(&'static str, String)>);
+use crate::execution::ExecutionStats;
 
 /// Upper bounds, in seconds, of the HTTP request duration buckets.
 const BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-#[derive(Debug, Default, Clone)]
-struct Histogram {
-    /// Cumulative counts per bucket of [`BUCKETS`].
-    buckets: [u64; BUCKETS.len()],
-    sum: f64,
-    count: u64,
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SnsMessageLabels {
+    r#type: &'static str,
+    result: &'static str,
 }
 
-/// Few series, so one lock per kind is cheaper than anything cleverer.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AwsCallLabels {
+    operation: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AwsErrorLabels {
+    operation: &'static str,
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HttpLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExecutionLabels {
+    status: &'static str,
+    outcome: &'static str,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
 pub struct Metrics {
-    counters: Mutex<BTreeMap<Series, u64>>,
-    histograms: Mutex<BTreeMap<Series, Histogram>>,
+    registry: Registry,
+    sns_messages: Family<SnsMessageLabels, Counter>,
+    sns_refusals: Family<RefusalLabels, Counter>,
+    aws_calls: Family<AwsCallLabels, Counter>,
+    aws_errors: Family<AwsErrorLabels, Counter>,
+    http_requests: HistogramFamily<HttpLabels>,
+    database: std::sync::Arc<DatabaseGauges>,
 }
 
-const COUNTERS: &[(&str, &str)] = &[
-    (
-        "restop_sns_messages_total",
-        "Authenticated SNS messages by type and result.",
-    ),
-    (
-        "restop_sns_refusals_total",
-        "Refused SNS deliveries by reason.",
-    ),
-    (
-        "restop_aws_calls_total",
-        "AWS API calls made by this process, by operation.",
-    ),
-    (
-        "restop_aws_errors_total",
-        "Failed AWS API calls, by operation and kind of failure.",
-    ),
-];
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let sns_messages = declare(
+            &mut registry,
+            "restop_sns_messages",
+            "Authenticated SNS messages by type and result.",
+            Family::default(),
+        );
+        let sns_refusals = declare(
+            &mut registry,
+            "restop_sns_refusals",
+            "Refused SNS deliveries by reason.",
+            Family::default(),
+        );
+        let aws_calls = declare(
+            &mut registry,
+            "restop_aws_calls",
+            "AWS API calls made by this process, by operation.",
+            Family::default(),
+        );
+        let aws_errors = declare(
+            &mut registry,
+            "restop_aws_errors",
+            "Failed AWS API calls, by operation and kind of failure.",
+            Family::default(),
+        );
+        let http_requests = declare(
+            &mut registry,
+            "restop_http_request_duration_seconds",
+            "HTTP request durations by route.",
+            Family::new_with_constructor((|| Histogram::new(BUCKETS)) as fn() -> Histogram),
+        );
+        let database = std::sync::Arc::new(DatabaseGauges::default());
+        registry.register_collector(Box::new(database.clone()));
+        Self {
+            registry,
+            sns_messages,
+            sns_refusals,
+            aws_calls,
+            aws_errors,
+            http_requests,
+            database,
+        }
+    }
+}
 
-const HTTP_DURATION: &str = "restop_http_request_duration_seconds";
+/// Registers `metric` so that its family is declared (`# HELP`, `# TYPE`) from start-up,
+/// before its first sample; returns the handle that records into it.
+fn declare<M>(registry: &mut Registry, name: &'static str, help: &'static str, metric: M) -> M
+where
+    M: EncodeMetric + Clone + std::fmt::Debug + Send + Sync + 'static,
+{
+    registry.register_collector(Box::new(Declared {
+        name,
+        help,
+        metric: metric.clone(),
+    }));
+    metric
+}
+
+/// A metric encoded with its descriptor even when it has no samples yet.
+#[derive(Debug)]
+struct Declared<M> {
+    name: &'static str,
+    help: &'static str,
+    metric: M,
+}
+
+impl<M: EncodeMetric + std::fmt::Debug + Send + Sync + 'static> Collector for Declared<M> {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let metric =
+            encoder.encode_descriptor(self.name, self.help, None, self.metric.metric_type())?;
+        self.metric.encode(metric)
+    }
+}
 
 impl Metrics {
-    fn increment(&self, name: &'static str, labels: &[(&'static str, &str)]) {
-        let labels = labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
-        *self
-            .counters
-            .lock()
-            .expect("metrics lock")
-            .entry((name, labels))
-            .or_default() += 1;
+    pub fn sns_message(&self, message_type: &'static str, result: &'static str) {
+        self.sns_messages
+            .get_or_create(&SnsMessageLabels {
+                r#type: message_type,
+                result,
+            })
+            .inc();
     }
 
-    pub fn sns_message(&self, message_type: &str, result: &str) {
-        self.increment(
-            "restop_sns_messages_total",
-            &[("type", message_type), ("result", result)],
-        );
-    }
-
-    pub fn sns_refusal(&self, reason: &str) {
-        self.increment("restop_sns_refusals_total", &[("reason", reason)]);
+    pub fn sns_refusal(&self, reason: &'static str) {
+        self.sns_refusals
+            .get_or_create(&RefusalLabels { reason })
+            .inc();
     }
 
     /// One AWS call; `error` is the kind of failure, if it failed.
-    pub fn aws_call(&self, operation: &str, error: Option<&str>) {
-        self.increment("restop_aws_calls_total", &[("operation", operation)]);
+    pub fn aws_call(&self, operation: &'static str, error: Option<&'static str>) {
+        self.aws_calls
+            .get_or_create(&AwsCallLabels { operation })
+            .inc();
         if let Some(kind) = error {
-            self.increment(
-                "restop_aws_errors_total",
-                &[("operation", operation), ("kind", kind)],
-            );
+            self.aws_errors
+                .get_or_create(&AwsErrorLabels { operation, kind })
+                .inc();
         }
     }
 
     /// One answered HTTP request; `route` is the matched route template, not the path.
     pub fn http_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
-        let labels = vec![
-            ("route", route.to_owned()),
-            ("method", method.to_owned()),
-            ("status", status.to_string()),
-        ];
-        let mut histograms = self.histograms.lock().expect("metrics lock");
-        let histogram = histograms.entry((HTTP_DURATION, labels)).or_default();
-        for (bucket, bound) in histogram.buckets.iter_mut().zip(BUCKETS) {
-            if seconds <= bound {
-                *bucket += 1;
-            }
-        }
-        histogram.sum += seconds;
-        histogram.count += 1;
+        self.http_requests
+            .get_or_create(&HttpLabels {
+                route: route.to_owned(),
+                method: method.to_owned(),
+                status,
+            })
+            .observe(seconds);
     }
 
-    /// Renders everything in the Prometheus text exposition format.
-    pub fn render(&self, stats: Option<&ExecutionStats>, now: DateTime<Utc>) -> String {
+    /// Renders every family; `stats` are the database's counts, `None` when the database
+    /// did not answer (their families are then declared without samples).
+    pub fn render(&self, stats: Option<ExecutionStats>, now: DateTime<Utc>) -> String {
+        *self.database.snapshot.lock().expect("metrics lock") = stats.map(|stats| (stats, now));
         let mut out = String::new();
-        let counters = self.counters.lock().expect("metrics lock").clone();
-        for (name, help) in COUNTERS {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for ((_, labels), value) in counters.iter().filter(|((n, _), _)| n == name) {
-                let _ = writeln!(out, "{name}{{{}}} {value}", render_labels(labels));
-            }
-        }
-
-        let histograms = self.histograms.lock().expect("metrics lock").clone();
-        let _ = writeln!(
-            out,
-            "# HELP {HTTP_DURATION} HTTP request durations by route.\n# TYPE {HTTP_DURATION} histogram"
-        );
-        for ((_, labels), h) in &histograms {
-            let labels = render_labels(labels);
-            for (count, bound) in h.buckets.iter().zip(BUCKETS) {
-                let _ = writeln!(
-                    out,
-                    "{HTTP_DURATION}_bucket{{{labels},le=\"{bound}\"}} {count}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "{HTTP_DURATION}_bucket{{{labels},le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(out, "{HTTP_DURATION}_sum{{{labels}}} {}", h.sum);
-            let _ = writeln!(out, "{HTTP_DURATION}_count{{{labels}}} {}", h.count);
-        }
-
-        if let Some(stats) = stats {
-            let _ = writeln!(
-                out,
-                "# HELP restop_executions Executions in the database by status and outcome.\n\
-                 # TYPE restop_executions gauge"
-            );
-            for (status, outcome, count) in &stats.by_status {
-                let labels = vec![("status", status.clone()), ("outcome", outcome.clone())];
-                let _ = writeln!(
-                    out,
-                    "restop_executions{{{}}} {count}",
-                    render_labels(&labels)
-                );
-            }
-            let lag = stats
-                .oldest_due
-                .map(|due| (now - due).num_milliseconds().max(0) as f64 / 1000.0)
-                .unwrap_or(0.0);
-            let _ = writeln!(
-                out,
-                "# HELP restop_active_jobs Pending or running executions.\n\
-                 # TYPE restop_active_jobs gauge\nrestop_active_jobs {}\n\
-                 # HELP restop_scheduling_lag_seconds How long the most overdue job has been due.\n\
-                 # TYPE restop_scheduling_lag_seconds gauge\nrestop_scheduling_lag_seconds {lag}",
-                stats.active
-            );
-        }
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
         out
     }
 }
 
-fn render_labels(labels: &[(&'static str, String)]) -> String {
-    labels
-        .iter()
-        .map(|(k, v)| {
-            format!(
-                "{k}=\"{}\"",
-                v.replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-                    .replace('\n', "\\n")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+/// The gauges read from the database at scrape time.
+#[derive(Debug, Default)]
+struct DatabaseGauges {
+    snapshot: Mutex<Option<(ExecutionStats, DateTime<Utc>)>>,
+}
+
+impl Collector for DatabaseGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let snapshot = self.snapshot.lock().expect("metrics lock").clone();
+        let mut executions = encoder.encode_descriptor(
+            "restop_executions",
+            "Executions in the database by status and outcome.",
+            None,
+            MetricType::Gauge,
+        )?;
+        if let Some((stats, _)) = &snapshot {
+            for (status, outcome, count) in &stats.by_status {
+                let labels = ExecutionLabels {
+                    status: status.as_str(),
+                    outcome: outcome.map(|o| o.as_str()).unwrap_or(""),
+                };
+                ConstGauge::new(*count).encode(executions.encode_family(&labels)?)?;
+            }
+        }
+        let active = encoder.encode_descriptor(
+            "restop_active_jobs",
+            "Pending or running executions.",
+            None,
+            MetricType::Gauge,
+        )?;
+        if let Some((stats, _)) = &snapshot {
+            ConstGauge::new(stats.active()).encode(active)?;
+        }
+        let lag = encoder.encode_descriptor(
+            "restop_scheduling_lag_seconds",
+            "How long the most overdue job has been due.",
+            None,
+            MetricType::Gauge,
+        )?;
+        if let Some((stats, now)) = &snapshot {
+            let seconds = stats
+                .oldest_due
+                .map(|due| (*now - due).num_milliseconds().max(0) as f64 / 1000.0)
+                .unwrap_or(0.0);
+            ConstGauge::new(seconds).encode(lag)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::execution::{Outcome, Status};
 
     #[test]
     fn renders_counters_histograms_and_gauges() {
@@ -197,20 +260,19 @@ mod tests {
         m.http_request("/v1/executions", "GET", 200, 0.02);
         let stats = ExecutionStats {
             by_status: vec![
-                ("running".into(), String::new(), 3),
-                ("succeeded".into(), "stopped".into(), 7),
+                (Status::Running, None, 3),
+                (Status::Succeeded, Some(Outcome::Stopped), 7),
             ],
-            active: 3,
             oldest_due: Some(Utc::now() - chrono::Duration::seconds(4)),
         };
-        let text = m.render(Some(&stats), Utc::now());
+        let text = m.render(Some(stats), Utc::now());
         assert!(text.contains("restop_sns_refusals_total{reason=\"invalid_signature\"} 2"));
         assert!(text.contains(
             "restop_aws_errors_total{operation=\"StopDBInstance\",kind=\"throttled\"} 1"
         ));
         assert!(text.contains(
             "restop_http_request_duration_seconds_bucket{route=\"/v1/executions\",method=\"GET\",status=\"200\",le=\"0.01\"} 0"
-        ));
+        ), "{text}");
         assert!(text.contains(
             "restop_http_request_duration_seconds_bucket{route=\"/v1/executions\",method=\"GET\",status=\"200\",le=\"0.025\"} 1"
         ));
@@ -223,5 +285,25 @@ mod tests {
             .parse()
             .unwrap();
         assert!((3.9..10.0).contains(&lag), "{lag}");
+    }
+
+    #[test]
+    fn every_family_is_declared_before_it_has_samples() {
+        let text = Metrics::default().render(None, Utc::now());
+        for family in [
+            "restop_sns_messages_total counter",
+            "restop_sns_refusals_total counter",
+            "restop_aws_calls_total counter",
+            "restop_aws_errors_total counter",
+            "restop_http_request_duration_seconds histogram",
+            "restop_executions gauge",
+            "restop_active_jobs gauge",
+            "restop_scheduling_lag_seconds gauge",
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {family}\n")),
+                "{family}:\n{text}"
+            );
+        }
     }
 }

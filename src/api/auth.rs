@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use openssl::sha::sha256;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
 
 pub async fn require_bearer(State(app): State<AppState>, request: Request, next: Next) -> Response {
     let given = request
@@ -32,7 +32,7 @@ pub async fn require_bearer(State(app): State<AppState>, request: Request, next:
         "a valid bearer token is required"
     };
     let mut response =
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+        ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message).into_response();
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"restop\""),

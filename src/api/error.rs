@@ -1,23 +1,76 @@
-//! The one error shape every route answers with: `{"error":{"code":"...","message":"..."}}`.
+//! The one error shape every route answers with: `{"error":{"code":"...","message":"..."}}`,
+//! and the one list of codes (`openapi.yaml` lists the same ones; a test compares them).
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
+use crate::execution::text_enum;
+use crate::sns::Rejection;
 use crate::store::StoreError;
+
+text_enum! {
+    /// A stable, machine-readable error code.
+    pub enum ErrorCode {
+        NotFound = "not_found",
+        MethodNotAllowed = "method_not_allowed",
+        Unauthorized = "unauthorized",
+        InvalidParameter = "invalid_parameter",
+        InvalidRequest = "invalid_request",
+        UnsupportedMediaType = "unsupported_media_type",
+        ExecutionActive = "execution_active",
+        ExecutionFinished = "execution_finished",
+        ResourceNotFound = "resource_not_found",
+        AwsUnavailable = "aws_unavailable",
+        StorageUnavailable = "storage_unavailable",
+        Timeout = "timeout",
+        // Refused SNS deliveries.
+        BodyTooLarge = "body_too_large",
+        RawDelivery = "raw_delivery",
+        MalformedMessage = "malformed_message",
+        InvalidSigningCertUrl = "invalid_signing_cert_url",
+        InvalidSubscribeUrl = "invalid_subscribe_url",
+        TopicNotAllowed = "topic_not_allowed",
+        StaleMessage = "stale_message",
+        FutureMessage = "future_message",
+        InvalidCertificate = "invalid_certificate",
+        InvalidSignature = "invalid_signature",
+        CertificateUnavailable = "certificate_unavailable",
+        ConfirmationFailed = "confirmation_failed",
+    }
+}
+
+impl From<&Rejection> for ErrorCode {
+    fn from(rejection: &Rejection) -> Self {
+        match rejection {
+            Rejection::Unauthorized => Self::Unauthorized,
+            Rejection::BodyTooLarge(_) => Self::BodyTooLarge,
+            Rejection::RawDelivery => Self::RawDelivery,
+            Rejection::Malformed(_) => Self::MalformedMessage,
+            Rejection::SigningCertUrl(_) => Self::InvalidSigningCertUrl,
+            Rejection::SubscribeUrl(_) => Self::InvalidSubscribeUrl,
+            Rejection::TopicNotAllowed(_) => Self::TopicNotAllowed,
+            Rejection::Stale(_) => Self::StaleMessage,
+            Rejection::FromTheFuture(_) => Self::FutureMessage,
+            Rejection::Certificate(_) => Self::InvalidCertificate,
+            Rejection::Signature(_) => Self::InvalidSignature,
+            Rejection::CertificateUnavailable(_) => Self::CertificateUnavailable,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     /// On a conflict: the execution that is in the way.
     pub execution_id: Option<String>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -26,39 +79,57 @@ impl ApiError {
         }
     }
 
-    /// A database failure: logged here with its cause, answered without it.
-    pub fn storage(error: StoreError) -> Self {
-        tracing::error!(error = %error, "database request failed");
-        Self::storage_unavailable()
-    }
-
     pub fn storage_unavailable() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "storage_unavailable",
+            ErrorCode::StorageUnavailable,
             "the database is unavailable; retry later",
         )
     }
 }
 
+/// A database failure: logged here with its cause, answered without it.
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        tracing::error!(error = %error, "database request failed");
+        Self::storage_unavailable()
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: ErrorCode,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    execution_id: Option<&'a str>,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({"error": {"code": self.code, "message": self.message}});
-        if let Some(id) = self.execution_id {
-            body["error"]["execution_id"] = id.into();
-        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: &self.message,
+                execution_id: self.execution_id.as_deref(),
+            },
+        };
         (self.status, Json(body)).into_response()
     }
 }
 
 pub async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+    ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
 }
 
 pub async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        ErrorCode::MethodNotAllowed,
         "method not allowed on this route",
     )
 }

@@ -2,58 +2,55 @@
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
 
 use super::AppState;
-use super::error::ApiError;
-use super::query::{Params, page};
+use super::error::{ApiError, ErrorCode};
+use super::query::{Params, PathParam, page};
+use super::views::{ExecutionDetailView, ExecutionView, Page, StepView};
 use crate::engine::Trigger;
-use crate::engine::decide::{AwsFailure, Status};
+use crate::engine::decide::AwsFailure;
+use crate::execution::{Status, TriggerKind};
 use crate::partition::is_region;
 use crate::rds::resource::{ResourceArn, ResourceKind, validate_identifier};
-use crate::store::{Cancelled, ExecutionFilter, ExecutionRecord, Position, StepRow};
+use crate::store::{Cancelled, Execution, ExecutionFilter, Position, Step};
 
 pub async fn list(
     State(app): State<AppState>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let params = Params::parse(query.as_deref())?;
-    let statuses: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
     let limit = params.limit()?;
     let filter = ExecutionFilter {
         resource: params.text("resource"),
-        status: params
-            .one_of("status", &statuses)?
-            .as_deref()
-            .and_then(Status::parse),
-        trigger: params.one_of("trigger", &["sns", "manual"])?,
+        status: params.one_of::<Status>("status")?,
+        trigger: params.one_of::<TriggerKind>("trigger")?,
         since: params.time("since")?,
         until: params.time("until")?,
         after: params.cursor()?,
         limit: limit + 1,
     };
-    let rows = app
-        .store
-        .list_executions(&filter)
-        .await
-        .map_err(ApiError::storage)?;
+    let rows = app.store.list_executions(&filter).await?;
     let (rows, next_cursor) = page(rows, limit, |e| Position {
         at: e.created_at,
         id: e.id.clone(),
     });
-    let items: Vec<Value> = rows.iter().map(execution_json).collect();
-    Ok(Json(json!({"items": items, "next_cursor": next_cursor})))
+    Ok(Json(Page {
+        items: rows.iter().map(ExecutionView::from).collect(),
+        next_cursor,
+    })
+    .into_response())
 }
 
 pub async fn show(
     State(app): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    detail(&app, &id).await.map(Json)
+    PathParam(id): PathParam<String>,
+) -> Result<Response, ApiError> {
+    let (execution, steps) = find(&app, &id).await?;
+    Ok(Json(detail(&execution, &steps)).into_response())
 }
 
 /// How an operator names the resource to protect. A key may be left out; `null` is refused.
@@ -80,7 +77,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::
 }
 
 fn bad_request(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
 }
 
 pub async fn create(
@@ -90,7 +87,7 @@ pub async fn create(
     let Json(request) = body.map_err(|rejection| match rejection {
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            ErrorCode::UnsupportedMediaType,
             "send the request body as application/json",
         ),
         other => bad_request(other.body_text()),
@@ -100,7 +97,7 @@ pub async fn create(
     let execution = app.launcher.execution(
         &resource,
         Trigger {
-            kind: "manual",
+            kind: TriggerKind::Manual,
             message_id: None,
             event_id: None,
             event_at: now,
@@ -109,15 +106,11 @@ pub async fn create(
         },
         now,
     );
-    let link = app
-        .store
-        .start_execution(&execution)
-        .await
-        .map_err(ApiError::storage)?;
+    let link = app.store.start_execution(&execution).await?;
     if link.joined {
         let mut error = ApiError::new(
             StatusCode::CONFLICT,
-            "execution_active",
+            ErrorCode::ExecutionActive,
             format!(
                 "execution {} is already active for {}",
                 link.id, resource.arn
@@ -128,13 +121,13 @@ pub async fn create(
     }
     tracing::info!(execution_id = %link.id, resource = %resource.arn, "manual execution started");
     app.launcher.wake();
-    let body = detail(&app, &link.id).await?;
+    let (execution, steps) = find(&app, &link.id).await?;
     let location =
         HeaderValue::from_str(&format!("/v1/executions/{}", link.id)).expect("uuid is ASCII");
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(body),
+        Json(detail(&execution, &steps)),
     )
         .into_response())
 }
@@ -179,14 +172,14 @@ async fn resolve(app: &AppState, r: &TriggerRequest) -> Result<ResourceArn, ApiE
         .map_err(|failure| match failure {
             AwsFailure::NotFound => ApiError::new(
                 StatusCode::NOT_FOUND,
-                "resource_not_found",
+                ErrorCode::ResourceNotFound,
                 format!("no {kind} {identifier} in {region}"),
             ),
             other => {
                 tracing::warn!(error = ?other, "could not look up the resource ARN");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "aws_unavailable",
+                    ErrorCode::AwsUnavailable,
                     format!("could not ask RDS for {kind} {identifier} in {region}; retry later"),
                 )
             }
@@ -194,7 +187,7 @@ async fn resolve(app: &AppState, r: &TriggerRequest) -> Result<ResourceArn, ApiE
     arn.parse().map_err(|e: String| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "aws_unavailable",
+            ErrorCode::AwsUnavailable,
             format!("RDS answered an unexpected ARN: {e}"),
         )
     })
@@ -202,21 +195,21 @@ async fn resolve(app: &AppState, r: &TriggerRequest) -> Result<ResourceArn, ApiE
 
 pub async fn cancel(
     State(app): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    PathParam(id): PathParam<String>,
+) -> Result<Response, ApiError> {
     let result = app
         .store
         .cancel_execution(&id, app.clock.now(), app.launcher.notify)
-        .await
-        .map_err(ApiError::storage)?;
+        .await?;
     match result {
         Cancelled::Cancelled => {
             tracing::info!(execution_id = %id, "execution cancelled by an operator");
-            detail(&app, &id).await.map(Json)
+            let (execution, steps) = find(&app, &id).await?;
+            Ok(Json(detail(&execution, &steps)).into_response())
         }
         Cancelled::AlreadyFinished => Err(ApiError::new(
             StatusCode::CONFLICT,
-            "execution_finished",
+            ErrorCode::ExecutionFinished,
             format!("execution {id} has already ended"),
         )),
         Cancelled::NotFound => Err(not_found(&id)),
@@ -226,65 +219,21 @@ pub async fn cancel(
 fn not_found(id: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "not_found",
+        ErrorCode::NotFound,
         format!("no execution {id}"),
     )
 }
 
-async fn detail(app: &AppState, id: &str) -> Result<Value, ApiError> {
-    let (execution, steps) = app
-        .store
+async fn find(app: &AppState, id: &str) -> Result<(Execution, Vec<Step>), ApiError> {
+    app.store
         .get_execution(id)
-        .await
-        .map_err(ApiError::storage)?
-        .ok_or_else(|| not_found(id))?;
-    let mut body = execution_json(&execution);
-    body["steps"] = steps.iter().map(step_json).collect();
-    Ok(body)
+        .await?
+        .ok_or_else(|| not_found(id))
 }
 
-fn execution_json(e: &ExecutionRecord) -> Value {
-    json!({
-        "id": e.id,
-        "resource_type": e.resource_type,
-        "resource_id": e.resource_id,
-        "resource_arn": e.resource_arn,
-        "region": e.region,
-        "account_id": e.account_id,
-        "trigger": e.trigger,
-        "message_id": e.message_id,
-        "event_id": e.event_id,
-        "mode": e.mode,
-        "dry_run": e.dry_run,
-        "skip_tag_check": e.skip_tag_check,
-        "status": e.status,
-        "outcome": e.outcome,
-        "reason": e.reason,
-        "phase": e.phase,
-        "sfn_execution_arn": e.sfn_execution_arn,
-        "created_at": e.created_at,
-        "updated_at": e.updated_at,
-        "started_at": e.started_at,
-        "finished_at": e.finished_at,
-        "deadline_at": e.deadline_at,
-        "next_run_at": e.next_run_at,
-        "notification": {
-            "state": e.notify_state,
-            "attempts": e.notify_attempts,
-            "error": e.notify_error,
-        },
-    })
-}
-
-fn step_json(s: &StepRow) -> Value {
-    json!({
-        "seq": s.seq,
-        "at": s.at,
-        "last_at": s.last_at,
-        "repeats": s.repeats,
-        "step": s.step,
-        "rds_status": s.rds_status,
-        "action": s.action,
-        "error": s.error,
-    })
+fn detail<'a>(execution: &'a Execution, steps: &'a [Step]) -> ExecutionDetailView<'a> {
+    ExecutionDetailView {
+        execution: ExecutionView::from(execution),
+        steps: steps.iter().map(StepView::from).collect(),
+    }
 }

@@ -6,22 +6,27 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use serde_json::{Value, json};
 
 use super::AppState;
 use super::error::ApiError;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The body of `/healthz` and `/readyz`.
+#[derive(serde::Serialize)]
+pub struct Health {
+    status: &'static str,
+}
+
 /// 200 while the process runs.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 /// 200 when the database answers, 503 otherwise.
-pub async fn readyz(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn readyz(State(app): State<AppState>) -> Result<Json<Health>, ApiError> {
     match tokio::time::timeout(READY_TIMEOUT, app.store.ping()).await {
-        Ok(Ok(())) => Ok(Json(json!({"status": "ready"}))),
+        Ok(Ok(())) => Ok(Json(Health { status: "ready" })),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "not ready: database ping failed");
             Err(ApiError::storage_unavailable())
@@ -51,6 +56,6 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(stats.as_ref(), now),
+        app.metrics.render(stats, now),
     )
 }

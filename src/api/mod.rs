@@ -7,6 +7,7 @@ mod health;
 mod messages;
 mod query;
 mod sns;
+mod views;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,9 +30,9 @@ use crate::engine::Launcher;
 use crate::engine::aws::Aws;
 use crate::metrics::Metrics;
 use crate::sns::verify::Verifier;
-use crate::store::Store;
+use crate::store::{Intake, Store};
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
 
 /// Everything a handler needs; cloned per request, so it is one `Arc`.
 #[derive(Clone)]
@@ -39,6 +40,8 @@ pub struct AppState(Arc<Shared>);
 
 pub struct Shared {
     pub store: Arc<dyn Store>,
+    /// Group commit for SNS messages that are only recorded.
+    pub intake: Intake,
     pub verifier: Verifier,
     /// For subscription confirmations: no redirects, short timeouts.
     pub http: reqwest::Client,
@@ -141,7 +144,7 @@ async fn deadline(request: Request, next: Next) -> Response {
             tracing::warn!("request timed out");
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "timeout",
+                ErrorCode::Timeout,
                 "the request took too long; retry later",
             )
             .into_response()

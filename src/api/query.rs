@@ -2,19 +2,46 @@
 
 use std::collections::HashMap;
 
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequestParts, Path};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
+use crate::execution::TextEnum;
 use crate::store::Position;
 
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 500;
 
 fn invalid(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_parameter", message)
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        ErrorCode::InvalidParameter,
+        message,
+    )
+}
+
+/// A path parameter whose failure to decode (say `%FF`) answers in the API's error shape.
+pub struct PathParam<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for PathParam<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| Self(value))
+            .map_err(|rejection: PathRejection| invalid(rejection.body_text()))
+    }
 }
 
 /// The query string, each parameter at most once. Unknown parameters are ignored.
@@ -38,15 +65,15 @@ impl Params {
         self.0.get(name).filter(|v| !v.is_empty()).cloned()
     }
 
-    /// A parameter that must be one of `allowed`.
-    pub fn one_of(&self, name: &str, allowed: &[&str]) -> Result<Option<String>, ApiError> {
-        match self.text(name) {
-            Some(value) if !allowed.contains(&value.as_str()) => Err(invalid(format!(
-                "{name} must be one of {}",
-                allowed.join(", ")
-            ))),
-            value => Ok(value),
-        }
+    /// A parameter that must be one of `T`'s values.
+    pub fn one_of<T: TextEnum>(&self, name: &str) -> Result<Option<T>, ApiError> {
+        self.text(name)
+            .map(|value| {
+                value.parse::<T>().map_err(|_| {
+                    invalid(format!("{name} must be one of {}", T::texts().join(", ")))
+                })
+            })
+            .transpose()
     }
 
     /// An RFC 3339 time.

@@ -17,23 +17,21 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use chrono::SubsecRound;
 use openssl::sha::sha256;
-use serde_json::json;
 use tracing::Instrument;
 use url::Url;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorCode};
+use super::views::SnsAnswer;
 use crate::config::BasicAuth;
 use crate::engine::Trigger;
+use crate::execution::{Disposition, MessageType, SubscriptionStatus, TriggerKind};
 use crate::rds::event::{RdsEvent, parse_rds_event};
 use crate::rds::resource::ResourceArn;
 use crate::sns::Rejection;
 use crate::sns::confirm::confirm_subscription;
-use crate::sns::message::{MessageType, SnsMessage};
-use crate::store::{
-    Disposition, EventColumns, Inserted, NewMessage, StoreError, SubscriptionStatus,
-    SubscriptionUpdate,
-};
+use crate::sns::message::SnsMessage;
+use crate::store::{Inserted, MessageEvent, NewMessage, StoreError, SubscriptionUpdate};
 
 /// SNS messages are at most 256 KiB; JSON escaping can roughly double that.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
@@ -75,12 +73,12 @@ pub async fn receive(
                 done.disposition.as_str()
             };
             tracing::info!(message_id = %done.message_id, result, "SNS message handled");
-            Json(json!({
-                "message_id": done.message_id,
-                "disposition": done.disposition.as_str(),
-                "duplicate": done.duplicate,
-                "execution_id": done.execution_id,
-            }))
+            Json(SnsAnswer {
+                message_id: done.message_id,
+                disposition: done.disposition,
+                duplicate: done.duplicate,
+                execution_id: done.execution_id,
+            })
             .into_response()
         }
         Err(Failure::Rejected(rejection)) => refuse(&app, rejection).into_response(),
@@ -94,7 +92,7 @@ pub async fn receive(
             app.metrics.sns_refusal("confirmation_failed");
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "confirmation_failed",
+                ErrorCode::ConfirmationFailed,
                 "the subscription could not be confirmed; retry later",
             )
             .into_response()
@@ -104,9 +102,10 @@ pub async fn receive(
 
 /// Logs and counts a refusal once, and turns it into the JSON error answer.
 fn refuse(app: &AppState, rejection: Rejection) -> ApiError {
-    tracing::warn!(reason = rejection.code(), detail = %rejection, "SNS delivery refused");
-    app.metrics.sns_refusal(rejection.code());
-    ApiError::new(rejection.status(), rejection.code(), rejection.to_string())
+    let code = ErrorCode::from(&rejection);
+    tracing::warn!(reason = %code, detail = %rejection, "SNS delivery refused");
+    app.metrics.sns_refusal(code.as_str());
+    ApiError::new(rejection.status(), code, rejection.to_string())
 }
 
 async fn handle(
@@ -142,7 +141,7 @@ async fn process(app: &AppState, msg: SnsMessage) -> Result<Handled, Failure> {
     let received_at = app.clock.now().trunc_subsecs(6);
     let mut record = NewMessage {
         message_id: msg.message_id.clone(),
-        message_type: msg.message_type.as_str(),
+        message_type: msg.message_type,
         topic_arn: msg.topic_arn.to_string(),
         subject: msg.subject.clone(),
         sent_at: msg.timestamp,
@@ -176,7 +175,7 @@ async fn process(app: &AppState, msg: SnsMessage) -> Result<Handled, Failure> {
                     record.execution = Some(app.launcher.execution(
                         &resource,
                         Trigger {
-                            kind: "sns",
+                            kind: TriggerKind::Sns,
                             message_id: Some(msg.message_id.clone()),
                             event_id: Some(event.event_id.clone()),
                             event_at: msg.timestamp,
@@ -186,16 +185,23 @@ async fn process(app: &AppState, msg: SnsMessage) -> Result<Handled, Failure> {
                         received_at,
                     ));
                 }
-                record.event = Some(EventColumns {
+                record.event = Some(MessageEvent {
                     event_id: event.event_id,
                     source_type: event.source_type.as_str().to_owned(),
                     source_id: event.source_id,
                     source_arn: event.source_arn,
                     region: event.region,
-                    account: event.account,
+                    account_id: event.account,
                 });
             }
-            match store(app.store.insert_message(&record, None)).await? {
+            // Plain records go through the group-commit intake; those that start an
+            // execution need their own transaction.
+            let inserted = if record.execution.is_some() {
+                store(app.store.insert_message(&record, None)).await?
+            } else {
+                store(app.intake.record(record)).await?
+            };
+            match inserted {
                 Inserted::New { execution } => {
                     if let Some(link) = execution {
                         if link.joined {

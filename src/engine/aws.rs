@@ -57,7 +57,11 @@ impl Metered {
         Self { inner, metrics }
     }
 
-    fn record<T>(&self, operation: &str, result: Result<T, AwsFailure>) -> Result<T, AwsFailure> {
+    fn record<T>(
+        &self,
+        operation: &'static str,
+        result: Result<T, AwsFailure>,
+    ) -> Result<T, AwsFailure> {
         let kind = result.as_ref().err().map(|failure| match failure {
             AwsFailure::Transient(_) => "transient",
             AwsFailure::InvalidState(_) => "invalid_state",

@@ -4,158 +4,9 @@
 
 use std::time::Duration;
 
+use crate::execution::{Outcome, Phase};
 use crate::rds::resource::{ResourceFacts, ResourceKind, not_stoppable_reason};
 use crate::rds::status::{StatusClass, classify};
-
-/// Where an execution is in its work. Stored as text, so names are stable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// Read the resource's tags.
-    CheckProtection,
-    /// Poll until the resource is `available`.
-    WaitAvailable,
-    /// Call StopDBInstance / StopDBCluster.
-    Stop,
-    /// Poll until the resource is `stopped`.
-    WaitStopped,
-    /// Step Functions mode: StartExecution.
-    StartStateMachine,
-    /// Step Functions mode: DescribeExecution until it ends.
-    FollowStateMachine,
-    /// Finished; only a pending notification may remain.
-    Done,
-}
-
-impl Phase {
-    pub const ALL: [Phase; 7] = [
-        Phase::CheckProtection,
-        Phase::WaitAvailable,
-        Phase::Stop,
-        Phase::WaitStopped,
-        Phase::StartStateMachine,
-        Phase::FollowStateMachine,
-        Phase::Done,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::CheckProtection => "check_protection",
-            Self::WaitAvailable => "wait_available",
-            Self::Stop => "stop",
-            Self::WaitStopped => "wait_stopped",
-            Self::StartStateMachine => "start_state_machine",
-            Self::FollowStateMachine => "follow_state_machine",
-            Self::Done => "done",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.as_str() == s)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Pending,
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
-    Skipped,
-}
-
-impl Status {
-    pub const ALL: [Status; 6] = [
-        Status::Pending,
-        Status::Running,
-        Status::Succeeded,
-        Status::Failed,
-        Status::Cancelled,
-        Status::Skipped,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Cancelled => "cancelled",
-            Self::Skipped => "skipped",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.as_str() == s)
-    }
-
-    pub fn is_active(self) -> bool {
-        matches!(self, Self::Pending | Self::Running)
-    }
-}
-
-/// Why an execution ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Stopped,
-    AlreadyStopped,
-    Gone,
-    NotProtected,
-    NotStoppable,
-    DryRun,
-    Timeout,
-    AccessDenied,
-    Cancelled,
-    /// Step Functions mode cannot reach a resource outside the state machine's region.
-    Unsupported,
-    Error,
-}
-
-impl Outcome {
-    pub const ALL: [Outcome; 11] = [
-        Outcome::Stopped,
-        Outcome::AlreadyStopped,
-        Outcome::Gone,
-        Outcome::NotProtected,
-        Outcome::NotStoppable,
-        Outcome::DryRun,
-        Outcome::Timeout,
-        Outcome::AccessDenied,
-        Outcome::Cancelled,
-        Outcome::Unsupported,
-        Outcome::Error,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Stopped => "stopped",
-            Self::AlreadyStopped => "already_stopped",
-            Self::Gone => "gone",
-            Self::NotProtected => "not_protected",
-            Self::NotStoppable => "not_stoppable",
-            Self::DryRun => "dry_run",
-            Self::Timeout => "timeout",
-            Self::AccessDenied => "access_denied",
-            Self::Cancelled => "cancelled",
-            Self::Unsupported => "unsupported",
-            Self::Error => "error",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|p| p.as_str() == s)
-    }
-
-    /// The status an execution that ends this way has.
-    pub fn status(self) -> Status {
-        match self {
-            Self::Stopped | Self::AlreadyStopped | Self::Gone | Self::DryRun => Status::Succeeded,
-            Self::NotProtected | Self::NotStoppable | Self::Unsupported => Status::Skipped,
-            Self::Cancelled => Status::Cancelled,
-            Self::Timeout | Self::AccessDenied | Self::Error => Status::Failed,
-        }
-    }
-}
 
 /// An AWS call's failure, sorted by what restop should do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -270,7 +121,7 @@ impl Decision {
     pub fn action(&self) -> String {
         match self {
             Self::Continue { action, .. } => action.clone(),
-            Self::Finish { outcome, .. } => format!("finish: {}", outcome.as_str()),
+            Self::Finish { outcome, .. } => format!("finish: {outcome}"),
         }
     }
 }
@@ -342,10 +193,7 @@ fn decide_ignoring_deadline(
         (Phase::FollowStateMachine, Observation::StateMachine(run)) => on_state_machine(run, poll),
         (phase, observation) => Decision::finish(
             Outcome::Error,
-            format!(
-                "internal error: {observation:?} is not expected in phase {}",
-                phase.as_str()
-            ),
+            format!("internal error: {observation:?} is not expected in phase {phase}"),
         ),
     }
 }
@@ -453,7 +301,7 @@ fn on_state_machine(run: &StateMachineRun, poll: Duration) -> Decision {
                     .and_then(|v| v.as_str())
                     .map(str::to_owned)
             };
-            match field("outcome").as_deref().and_then(Outcome::parse) {
+            match field("outcome").and_then(|o| o.parse::<Outcome>().ok()) {
                 Some(outcome) => Decision::finish(
                     outcome,
                     field("reason").unwrap_or_else(|| "reported by the state machine".into()),

@@ -6,27 +6,29 @@
 
 pub mod aws;
 pub mod decide;
+mod launcher;
 mod notify;
 
-pub use notify::PENDING as NOTIFY_PENDING;
+pub use launcher::{Launcher, Trigger};
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use self::aws::Aws;
-use self::decide::{
-    AwsFailure, Decision, Observation, Outcome, Phase, Policy, Situation, StateMachineRun, Status,
-    decide,
-};
+use self::decide::{AwsFailure, Decision, Observation, Policy, Situation, StateMachineRun, decide};
 use crate::clock::Clock;
-use crate::rds::resource::ResourceArn;
-use crate::store::{Job, JobUpdate, Mode, NewExecution, StepRecord, Store};
+use crate::config::EngineConfig;
+use crate::execution::{Mode, NotifyState, Outcome, Phase, Status};
+use crate::rds::resource::ResourceKind;
+use crate::store::{Job, JobUpdate, NewStep, Store, StoreError};
 
 /// How often an idle engine looks for due jobs; new executions wake it at once.
 const IDLE_TICK: Duration = Duration::from_secs(1);
@@ -35,6 +37,9 @@ const BATCH: u32 = 64;
 /// A job that was due "now" again after a step is run straight away, this many times, so a
 /// short chain (tags -> describe -> stop) does not wait for the next round.
 const IMMEDIATE_STEPS: usize = 4;
+/// A job claimed this many times without completing a step (its step panics, hangs past
+/// the lease, or kills the process) is given up instead of claimed for ever.
+const MAX_CLAIMS_WITHOUT_PROGRESS: u32 = 5;
 
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
@@ -48,61 +53,44 @@ pub struct EngineSettings {
     pub owner: String,
 }
 
-/// Creates executions the way the engine expects them, and wakes it when one is new.
-pub struct Launcher {
-    pub mode: Mode,
-    pub max_duration: Duration,
-    pub wakeup: Arc<Notify>,
-    /// RESTOP_NOTIFY_URL is set: ended executions (cancelled ones too) are notified.
-    pub notify: bool,
-}
-
-/// Who asked for an execution.
-#[derive(Debug, Clone)]
-pub struct Trigger {
-    /// `sns` or `manual`.
-    pub kind: &'static str,
-    pub message_id: Option<String>,
-    pub event_id: Option<String>,
-    /// When the event happened: the start grace period counts from here.
-    pub event_at: DateTime<Utc>,
-    pub dry_run: bool,
-    pub skip_tag_check: bool,
-}
-
-impl Launcher {
-    pub fn execution(
-        &self,
-        resource: &ResourceArn,
-        trigger: Trigger,
-        now: DateTime<Utc>,
-    ) -> NewExecution {
-        // Stored timestamps keep microseconds (Postgres' precision), so a pagination cursor
-        // built from a row compares equal to the row on every backend.
-        let now = now.trunc_subsecs(6);
-        NewExecution {
-            id: uuid::Uuid::new_v4().to_string(),
-            kind: resource.kind,
-            resource_id: resource.identifier.clone(),
-            resource_arn: resource.arn.clone(),
-            region: resource.region.clone(),
-            account: resource.account.clone(),
-            trigger: trigger.kind,
-            message_id: trigger.message_id,
-            event_id: trigger.event_id,
-            mode: self.mode,
-            dry_run: trigger.dry_run,
-            skip_tag_check: trigger.skip_tag_check,
-            event_at: trigger.event_at,
-            created_at: now,
-            deadline_at: now + self.max_duration,
+impl EngineSettings {
+    /// The engine's settings, from `restop serve`'s.
+    pub fn from_config(config: &EngineConfig) -> Self {
+        Self {
+            policy: Policy {
+                tag_key: config.tag_key.clone(),
+                tag_value: config.tag_value.clone(),
+                poll_interval: config.poll_interval,
+                start_grace: config.start_grace,
+                retry_base: Duration::from_secs(2).min(config.poll_interval),
+                retry_max: config.poll_interval.min(Duration::from_secs(300)),
+            },
+            max_duration: config.max_duration,
+            dry_run: config.dry_run,
+            state_machine_arn: config.state_machine_arn.clone(),
+            notify_url: config.notify_url.clone(),
+            lease: config.job_lease,
+            owner: process_identity(),
         }
     }
 
-    /// Tells the engine that a new execution is due now.
-    pub fn wake(&self) {
-        self.wakeup.notify_one();
+    pub fn mode(&self) -> Mode {
+        match self.state_machine_arn {
+            Some(_) => Mode::StepFunctions,
+            None => Mode::Internal,
+        }
     }
+}
+
+/// This process as leases name it: host, process id, and a random part, because a
+/// restarted container may get the same host name and process id.
+fn process_identity() -> String {
+    format!(
+        "{}-{}-{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "restop".into()),
+        std::process::id(),
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
 }
 
 pub struct Engine {
@@ -156,7 +144,7 @@ impl Engine {
     }
 
     /// Claims one batch of due jobs and works them concurrently. Returns how many.
-    pub async fn run_round(self: &Arc<Self>) -> Result<usize, crate::store::StoreError> {
+    pub async fn run_round(self: &Arc<Self>) -> Result<usize, StoreError> {
         let jobs = self
             .store
             .claim_jobs(
@@ -168,17 +156,27 @@ impl Engine {
             .await?;
         let count = jobs.len();
         let mut set = JoinSet::new();
+        let mut executions = HashMap::new();
         for job in jobs {
             let engine = self.clone();
             let span = tracing::info_span!(
                 "execution",
                 execution_id = %job.id,
-                resource = %job.resource_arn,
+                resource = %job.resource.arn,
                 message_id = job.message_id.as_deref().unwrap_or(""),
             );
-            set.spawn(async move { engine.work(job).await }.instrument(span));
+            let id = job.id.clone();
+            let task = set.spawn(async move { engine.work(job).await }.instrument(span));
+            executions.insert(task.id(), id);
         }
-        while set.join_next().await.is_some() {}
+        while let Some(joined) = set.join_next_with_id().await {
+            if let Err(e) = joined {
+                // The lease runs out and the job is claimed again; after a few claims
+                // without progress it is given up.
+                let execution_id = executions.get(&e.id()).map(String::as_str).unwrap_or("?");
+                tracing::error!(execution_id, error = %e, "a step panicked");
+            }
+        }
         Ok(count)
     }
 
@@ -224,8 +222,11 @@ impl Engine {
     }
 
     /// One observation and its consequence, not yet committed.
-    async fn step(&self, job: &Job) -> (StepRecord, JobUpdate) {
+    async fn step(&self, job: &Job) -> (NewStep, JobUpdate) {
         let now = self.clock.now();
+        if job.attempts > MAX_CLAIMS_WITHOUT_PROGRESS {
+            return self.give_up(job, now);
+        }
         if job.status.is_active() {
             let (observation, rds_status) = self.observe(job).await;
             self.apply(job, now, &observation, rds_status)
@@ -234,19 +235,62 @@ impl Engine {
         }
     }
 
+    /// Ends a job whose steps never complete, rather than claiming it for ever.
+    fn give_up(&self, job: &Job, now: DateTime<Utc>) -> (NewStep, JobUpdate) {
+        let reason = format!(
+            "claimed {} times without completing a step (a step crashed, hung or was killed)",
+            job.attempts - 1
+        );
+        let step = NewStep {
+            at: now,
+            step: job.phase.as_str().to_owned(),
+            rds_status: None,
+            action: "give up".into(),
+            error: Some(reason.clone()),
+        };
+        let mut update = self.unchanged(job);
+        if job.status.is_active() {
+            let outcome = if now >= job.deadline_at {
+                Outcome::Timeout
+            } else {
+                Outcome::Error
+            };
+            self.finish(&mut update, now, outcome, reason);
+        } else {
+            update.notify_state = Some(NotifyState::Failed);
+            update.notify_error = Some(reason);
+            update.next_run_at = None;
+        }
+        (step, update)
+    }
+
+    /// The job's state as it is: the base of an update that changes only some of it.
+    fn unchanged(&self, job: &Job) -> JobUpdate {
+        JobUpdate {
+            status: job.status,
+            outcome: job.outcome,
+            reason: job.reason.clone(),
+            phase: job.phase,
+            retries: job.retries,
+            sfn_execution_arn: job.sfn_execution_arn.clone(),
+            finished_at: job.finished_at,
+            notify_state: job.notification.state,
+            notify_attempts: job.notification.attempts,
+            notify_error: job.notification.error.clone(),
+            next_run_at: None,
+        }
+    }
+
     /// Makes the one AWS call the job's phase needs.
     async fn observe(&self, job: &Job) -> (Observation, Option<String>) {
-        let resource: ResourceArn = match job.resource_arn.parse() {
-            Ok(resource) => resource,
-            Err(e) => return (Observation::Failed(AwsFailure::Other(e)), None),
-        };
+        let resource = &job.resource;
         let observation = match job.phase {
             Phase::CheckProtection if job.skip_tag_check => Observation::ProtectionSkipped,
-            Phase::CheckProtection => match self.aws.list_tags(&resource).await {
+            Phase::CheckProtection => match self.aws.list_tags(resource).await {
                 Ok(tags) => Observation::Tags(tags),
                 Err(e) => Observation::Failed(e),
             },
-            Phase::WaitAvailable | Phase::WaitStopped => match self.aws.describe(&resource).await {
+            Phase::WaitAvailable | Phase::WaitStopped => match self.aws.describe(resource).await {
                 Ok(facts) => {
                     let status = facts.status.clone();
                     return (Observation::Described(facts), Some(status));
@@ -254,11 +298,11 @@ impl Engine {
                 Err(e) => Observation::Failed(e),
             },
             Phase::Stop if job.dry_run || self.settings.dry_run => Observation::StopSkipped,
-            Phase::Stop => match self.aws.stop(&resource).await {
+            Phase::Stop => match self.aws.stop(resource).await {
                 Ok(()) => Observation::StopRequested,
                 Err(e) => Observation::Failed(e),
             },
-            Phase::StartStateMachine => self.start_state_machine(job, &resource).await,
+            Phase::StartStateMachine => self.start_state_machine(job).await,
             Phase::FollowStateMachine => match &job.sfn_execution_arn {
                 Some(arn) => match self.aws.describe_state_machine_run(arn).await {
                     Ok(StateMachineRun::Running) if self.clock.now() >= job.deadline_at => {
@@ -281,7 +325,8 @@ impl Engine {
         (observation, None)
     }
 
-    async fn start_state_machine(&self, job: &Job, resource: &ResourceArn) -> Observation {
+    async fn start_state_machine(&self, job: &Job) -> Observation {
+        let resource = &job.resource;
         let Some(state_machine) = &self.settings.state_machine_arn else {
             return Observation::Failed(AwsFailure::Other(
                 "RESTOP_STATE_MACHINE_ARN is not set".into(),
@@ -294,19 +339,19 @@ impl Engine {
                 resource.region
             )));
         }
-        let input = serde_json::json!({
-            "resourceType": job.kind.as_str(),
-            "resourceId": job.resource_id,
-            "resourceArn": job.resource_arn,
-            "region": job.region,
-            "eventId": job.event_id,
-            "messageId": job.message_id,
-            "executionId": job.id,
-            "dryRun": job.dry_run || self.settings.dry_run,
-            "pollIntervalSeconds": self.settings.policy.poll_interval.as_secs().max(1),
-            "startGraceSeconds": self.settings.policy.start_grace.as_secs(),
-        })
-        .to_string();
+        let input = StateMachineInput {
+            resource_type: resource.kind,
+            resource_id: &resource.identifier,
+            resource_arn: &resource.arn,
+            region: &resource.region,
+            event_id: job.event_id.as_deref(),
+            message_id: job.message_id.as_deref(),
+            execution_id: &job.id,
+            dry_run: job.dry_run || self.settings.dry_run,
+            poll_interval_seconds: self.settings.policy.poll_interval.as_secs().max(1),
+            start_grace_seconds: self.settings.policy.start_grace.as_secs(),
+        };
+        let input = serde_json::to_string(&input).expect("the input serialises");
         let name = state_machine_execution_name(job.message_id.as_deref().unwrap_or(&job.id));
         match self
             .aws
@@ -325,10 +370,10 @@ impl Engine {
         now: DateTime<Utc>,
         observation: &Observation,
         rds_status: Option<String>,
-    ) -> (StepRecord, JobUpdate) {
+    ) -> (NewStep, JobUpdate) {
         let situation = Situation {
             phase: job.phase,
-            kind: job.kind,
+            kind: job.resource.kind,
             step_functions: job.mode == Mode::StepFunctions,
             dry_run: job.dry_run || self.settings.dry_run,
             since_event: (now - job.event_at).to_std().unwrap_or_default(),
@@ -345,7 +390,7 @@ impl Engine {
             Observation::Failed(failure) => Some(describe_failure(failure)),
             _ => None,
         };
-        let step = StepRecord {
+        let step = NewStep {
             at: now,
             step: job.phase.as_str().to_owned(),
             rds_status,
@@ -391,10 +436,26 @@ impl Engine {
         update.phase = Phase::Done;
         update.finished_at = Some(now);
         if self.settings.notify_url.is_some() {
-            update.notify_state = Some(notify::PENDING.into());
+            update.notify_state = Some(NotifyState::Pending);
             update.next_run_at = Some(now);
         }
     }
+}
+
+/// What a state machine run is given (`deploy/state-machine.asl.json` reads these keys).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StateMachineInput<'a> {
+    resource_type: ResourceKind,
+    resource_id: &'a str,
+    resource_arn: &'a str,
+    region: &'a str,
+    event_id: Option<&'a str>,
+    message_id: Option<&'a str>,
+    execution_id: &'a str,
+    dry_run: bool,
+    poll_interval_seconds: u64,
+    start_grace_seconds: u64,
 }
 
 /// Step Functions execution names: 1-80 of `[0-9A-Za-z_-]`. An SNS MessageId (a UUID)
@@ -425,23 +486,23 @@ fn describe_failure(failure: &AwsFailure) -> String {
 }
 
 /// Known limitations end as warnings; failures as errors; the rest is routine.
-fn log_step(job: &Job, step: &StepRecord, update: &JobUpdate) {
+fn log_step(job: &Job, step: &NewStep, update: &JobUpdate) {
     let phase = job.phase.as_str();
     match (update.status, update.outcome) {
         (Status::Failed, outcome) => tracing::error!(
             phase,
-            outcome = outcome.map(|o| o.as_str()),
+            outcome = outcome.map(Outcome::as_str),
             reason = update.reason.as_deref(),
             "execution failed"
         ),
         (Status::Skipped, outcome) => tracing::warn!(
             phase,
-            outcome = outcome.map(|o| o.as_str()),
+            outcome = outcome.map(Outcome::as_str),
             reason = update.reason.as_deref(),
             "execution skipped"
         ),
         (Status::Succeeded, outcome) if job.status.is_active() => tracing::info!(
-            outcome = outcome.map(|o| o.as_str()),
+            outcome = outcome.map(Outcome::as_str),
             reason = update.reason.as_deref(),
             "execution succeeded"
         ),

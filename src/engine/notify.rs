@@ -5,14 +5,13 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::json;
+use serde::Serialize;
 
 use super::Engine;
-use crate::store::{Job, JobUpdate, StepRecord};
+use crate::execution::{NotifyState, Outcome, Status, TriggerKind};
+use crate::rds::resource::ResourceKind;
+use crate::store::{Job, JobUpdate, NewStep};
 
-pub const PENDING: &str = "pending";
-const SENT: &str = "sent";
-const FAILED: &str = "failed";
 /// Attempts before giving up: with the backoff below (the engine's retry base, doubling,
 /// at most an hour apart) about two and a half hours of trying.
 const MAX_ATTEMPTS: u32 = 12;
@@ -27,53 +26,70 @@ pub fn client() -> reqwest::Client {
         .expect("TLS backend initialises")
 }
 
-/// The body POSTed to RESTOP_NOTIFY_URL.
-pub fn summary(job: &Job) -> serde_json::Value {
-    let duration = job
-        .finished_at
-        .map(|end| (end - job.created_at).num_milliseconds() as f64 / 1000.0);
-    json!({
-        "execution_id": job.id,
-        "link": format!("/v1/executions/{}", job.id),
-        "resource_type": job.kind.as_str(),
-        "resource_id": job.resource_id,
-        "resource_arn": job.resource_arn,
-        "region": job.region,
-        "account_id": job.account,
-        "trigger": job.trigger,
-        "message_id": job.message_id,
-        "status": job.status.as_str(),
-        "outcome": job.outcome.map(|o| o.as_str()),
-        "reason": job.reason,
-        "dry_run": job.dry_run,
-        "created_at": job.created_at,
-        "finished_at": job.finished_at,
-        "duration_seconds": duration,
-    })
+/// The body POSTed to RESTOP_NOTIFY_URL when an execution ends.
+#[derive(Debug, Serialize)]
+pub struct Summary<'a> {
+    pub execution_id: &'a str,
+    pub link: String,
+    pub resource_type: ResourceKind,
+    pub resource_id: &'a str,
+    pub resource_arn: &'a str,
+    pub region: &'a str,
+    pub account_id: &'a str,
+    pub trigger: TriggerKind,
+    pub message_id: Option<&'a str>,
+    pub status: Status,
+    pub outcome: Option<Outcome>,
+    pub reason: Option<&'a str>,
+    pub dry_run: bool,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_seconds: Option<f64>,
+}
+
+impl<'a> From<&'a Job> for Summary<'a> {
+    fn from(job: &'a Job) -> Self {
+        let resource = &job.resource;
+        Self {
+            execution_id: &job.id,
+            link: format!("/v1/executions/{}", job.id),
+            resource_type: resource.kind,
+            resource_id: &resource.identifier,
+            resource_arn: &resource.arn,
+            region: &resource.region,
+            account_id: &resource.account,
+            trigger: job.trigger,
+            message_id: job.message_id.as_deref(),
+            status: job.status,
+            outcome: job.outcome,
+            reason: job.reason.as_deref(),
+            dry_run: job.dry_run,
+            created_at: job.created_at,
+            finished_at: job.finished_at,
+            duration_seconds: job
+                .finished_at
+                .map(|end| (end - job.created_at).num_milliseconds() as f64 / 1000.0),
+        }
+    }
 }
 
 impl Engine {
     /// Delivers the end-of-execution notification once.
-    pub(super) async fn notify_step(
-        &self,
-        job: &Job,
-        now: DateTime<Utc>,
-    ) -> (StepRecord, JobUpdate) {
+    pub(super) async fn notify_step(&self, job: &Job, now: DateTime<Utc>) -> (NewStep, JobUpdate) {
         let mut update = JobUpdate {
-            status: job.status,
-            outcome: job.outcome,
-            reason: job.reason.clone(),
-            phase: job.phase,
-            retries: job.retries,
-            sfn_execution_arn: job.sfn_execution_arn.clone(),
-            finished_at: job.finished_at,
-            notify_state: Some(SENT.into()),
-            notify_attempts: job.notify_attempts + 1,
+            notify_state: Some(NotifyState::Sent),
+            notify_attempts: job.notification.attempts + 1,
             notify_error: None,
-            next_run_at: None,
+            ..self.unchanged(job)
         };
         let result = match &self.settings.notify_url {
-            Some(url) => self.http.post(url.clone()).json(&summary(job)).send().await,
+            Some(url) => {
+                self.http
+                    .post(url.clone())
+                    .json(&Summary::from(job))
+                    .send()
+                    .await
+            }
             None => {
                 update.notify_state = None;
                 return (step(now, "notify not configured", None), update);
@@ -90,24 +106,24 @@ impl Engine {
         update.notify_error = Some(error.clone());
         if update.notify_attempts >= MAX_ATTEMPTS {
             tracing::error!(error = %error, "notification abandoned after {MAX_ATTEMPTS} attempts");
-            update.notify_state = Some(FAILED.into());
+            update.notify_state = Some(NotifyState::Failed);
             (step(now, "gave up", Some(error)), update)
         } else {
             let delay = self
                 .settings
                 .policy
                 .retry_base
-                .saturating_mul(2u32.saturating_pow(job.notify_attempts))
+                .saturating_mul(2u32.saturating_pow(job.notification.attempts))
                 .min(LONGEST_WAIT);
-            update.notify_state = Some(PENDING.into());
+            update.notify_state = Some(NotifyState::Pending);
             update.next_run_at = Some(now + delay);
             (step(now, "retry", Some(error)), update)
         }
     }
 }
 
-fn step(at: DateTime<Utc>, action: &str, error: Option<String>) -> StepRecord {
-    StepRecord {
+fn step(at: DateTime<Utc>, action: &str, error: Option<String>) -> NewStep {
+    NewStep {
         at,
         step: "notify".into(),
         rds_status: None,

@@ -1,46 +1,24 @@
 //! RDS resources restop protects, and whether one can be stopped at all.
 
-use std::fmt;
 use std::str::FromStr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ResourceKind {
-    DbInstance,
-    DbCluster,
+use crate::execution::text_enum;
+
+text_enum! {
+    /// The two kinds of RDS resource restop protects.
+    pub enum ResourceKind {
+        DbInstance = "db-instance",
+        DbCluster = "db-cluster",
+    }
 }
 
 impl ResourceKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::DbInstance => "db-instance",
-            Self::DbCluster => "db-cluster",
-        }
-    }
-
     /// The resource-type part of its ARN: `arn:aws:rds:REGION:ACCOUNT:db:NAME`.
     pub fn arn_segment(self) -> &'static str {
         match self {
             Self::DbInstance => "db",
             Self::DbCluster => "cluster",
         }
-    }
-}
-
-impl FromStr for ResourceKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "db-instance" => Ok(Self::DbInstance),
-            "db-cluster" => Ok(Self::DbCluster),
-            other => Err(format!("'{other}' is not db-instance or db-cluster")),
-        }
-    }
-}
-
-impl fmt::Display for ResourceKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

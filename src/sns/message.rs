@@ -8,24 +8,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 
+use crate::execution::MessageType;
 use crate::partition::is_partition_of;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MessageType {
-    Notification,
-    SubscriptionConfirmation,
-    UnsubscribeConfirmation,
-}
-
-impl MessageType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Notification => "Notification",
-            Self::SubscriptionConfirmation => "SubscriptionConfirmation",
-            Self::UnsubscribeConfirmation => "UnsubscribeConfirmation",
-        }
-    }
-}
 
 /// `arn:<partition>:sns:<region>:<account>:<topic>`, checked part by part.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -130,11 +114,10 @@ impl SnsMessage {
             .map_err(|e| format!("malformed JSON: {e}"))?
             .0;
         let mut take = |name: &str| fields.remove(name);
-        let message_type = match take("Type").as_deref() {
-            Some("Notification") => MessageType::Notification,
-            Some("SubscriptionConfirmation") => MessageType::SubscriptionConfirmation,
-            Some("UnsubscribeConfirmation") => MessageType::UnsubscribeConfirmation,
-            Some(other) => return Err(format!("unknown Type '{}'", truncate(other))),
+        let message_type = match take("Type") {
+            Some(text) => text
+                .parse::<MessageType>()
+                .map_err(|_| format!("unknown Type '{}'", truncate(&text)))?,
             None => return Err("missing field Type".into()),
         };
         let mut required = |name: &str| take(name).ok_or_else(|| format!("missing field {name}"));

@@ -12,8 +12,9 @@ use openssl::sign::Verifier as RsaVerifier;
 use super::Rejection;
 use super::cert_url::{ExtraHost, validate_cert_url, validate_subscribe_url};
 use super::certs::{CertError, CertStore};
-use super::message::{MessageType, SnsMessage, TopicArn};
+use super::message::{SnsMessage, TopicArn};
 use crate::clock::Clock;
+use crate::execution::MessageType;
 
 pub struct Verifier {
     /// Empty allows every topic.

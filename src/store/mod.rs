@@ -2,16 +2,16 @@
 //! The backend is chosen once, from the scheme of `DATABASE_URL`; nothing above this module
 //! sees SQL.
 
-mod batch;
-mod history;
+mod intake;
 mod postgres;
+mod records;
 mod sql;
 mod sqlite;
 
-pub use batch::Batched;
-pub use history::{
-    Cancelled, ExecutionFilter, ExecutionRecord, ExecutionStats, MessageFilter, MessageRecord,
-    Position, StepRow, SubscriptionRecord,
+pub use intake::Intake;
+pub use records::{
+    Cancelled, Execution, ExecutionFilter, Job, MessageEvent, MessageFilter, MessageRecord,
+    Notification, Position, Step, SubscriptionRecord,
 };
 
 use std::sync::Arc;
@@ -21,16 +21,34 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::config::{DatabaseConfig, DatabaseUrl};
-use crate::engine::decide::{Outcome, Phase, Status};
-use crate::rds::resource::ResourceKind;
+use crate::execution::{
+    Disposition, ExecutionStats, MessageType, Mode, NotifyState, Outcome, Phase, Status,
+    SubscriptionStatus, TriggerKind,
+};
+use crate::rds::resource::ResourceArn;
 
 /// How long a request waits for a pooled connection before the database counts as down.
 /// SNS abandons a delivery after 15 s; answering 503 well before lets it retry.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
-#[error("database error: {0}")]
-pub struct StoreError(#[from] sqlx::Error);
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The store (or its intake) was shut down.
+    #[error("the store is closed")]
+    Closed,
+    /// A stored value this version cannot read: written by a newer version, or by hand.
+    #[error("{table}.{column} holds '{value}', which this version cannot read")]
+    Corrupt {
+        table: &'static str,
+        column: &'static str,
+        value: String,
+    },
+    /// The database changed between two statements in a way that should not happen.
+    #[error("{0}")]
+    Inconsistent(String),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
@@ -40,84 +58,10 @@ pub enum MigrateError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
-/// What restop did with a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disposition {
-    /// An RDS event restop acts on.
-    Accepted,
-    /// Authentic, but nothing to do (other events, non-RDS messages).
-    Ignored,
-    /// A confirmation is being attempted.
-    Confirming,
-    Confirmed,
-    ConfirmationFailed,
-    /// Auto-confirm is off: an operator confirms.
-    PendingConfirmation,
-    Unsubscribed,
-}
-
-impl Disposition {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Accepted => "accepted",
-            Self::Ignored => "ignored",
-            Self::Confirming => "confirming",
-            Self::Confirmed => "confirmed",
-            Self::ConfirmationFailed => "confirmation_failed",
-            Self::PendingConfirmation => "pending_confirmation",
-            Self::Unsubscribed => "unsubscribed",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Accepted,
-            Self::Ignored,
-            Self::Confirming,
-            Self::Confirmed,
-            Self::ConfirmationFailed,
-            Self::PendingConfirmation,
-            Self::Unsubscribed,
-        ]
-        .into_iter()
-        .find(|d| d.as_str() == s)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SubscriptionStatus {
-    PendingConfirmation,
-    Confirmed,
-    ConfirmationFailed,
-    Unsubscribed,
-}
-
-impl SubscriptionStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::PendingConfirmation => "pending_confirmation",
-            Self::Confirmed => "confirmed",
-            Self::ConfirmationFailed => "confirmation_failed",
-            Self::Unsubscribed => "unsubscribed",
-        }
-    }
-}
-
-/// The RDS event columns of a notification that parsed as one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventColumns {
-    pub event_id: String,
-    pub source_type: String,
-    pub source_id: String,
-    pub source_arn: Option<String>,
-    pub region: String,
-    pub account: String,
-}
-
 #[derive(Debug, Clone)]
 pub struct NewMessage {
     pub message_id: String,
-    pub message_type: &'static str,
+    pub message_type: MessageType,
     pub topic_arn: String,
     pub subject: Option<String>,
     pub sent_at: DateTime<Utc>,
@@ -127,7 +71,7 @@ pub struct NewMessage {
     pub disposition_reason: Option<String>,
     /// The SNS `Message` field.
     pub body: String,
-    pub event: Option<EventColumns>,
+    pub event: Option<MessageEvent>,
     /// For an accepted event: the execution to start, unless one is active for the resource.
     pub execution: Option<NewExecution>,
 }
@@ -161,31 +105,12 @@ pub struct ExecutionLink {
     pub joined: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Internal,
-    StepFunctions,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Internal => "internal",
-            Self::StepFunctions => "step_functions",
-        }
-    }
-}
-
 /// An execution about to be created.
 #[derive(Debug, Clone)]
 pub struct NewExecution {
     pub id: String,
-    pub kind: ResourceKind,
-    pub resource_id: String,
-    pub resource_arn: String,
-    pub region: String,
-    pub account: String,
-    pub trigger: &'static str,
+    pub resource: ResourceArn,
+    pub trigger: TriggerKind,
     pub message_id: Option<String>,
     pub event_id: Option<String>,
     pub mode: Mode,
@@ -196,40 +121,11 @@ pub struct NewExecution {
     pub deadline_at: DateTime<Utc>,
 }
 
-/// An execution claimed by a worker, with the lease token its commit must carry.
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub id: String,
-    pub kind: ResourceKind,
-    pub resource_id: String,
-    pub resource_arn: String,
-    pub region: String,
-    pub account: String,
-    pub trigger: String,
-    pub message_id: Option<String>,
-    pub event_id: Option<String>,
-    pub mode: Mode,
-    pub dry_run: bool,
-    pub skip_tag_check: bool,
-    pub status: Status,
-    pub outcome: Option<Outcome>,
-    pub reason: Option<String>,
-    pub phase: Phase,
-    pub retries: u32,
-    pub sfn_execution_arn: Option<String>,
-    pub event_at: DateTime<Utc>,
-    pub created_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub deadline_at: DateTime<Utc>,
-    pub notify_state: Option<String>,
-    pub notify_attempts: u32,
-    pub lease_token: i64,
-}
-
-/// One step of an execution's history.
+/// One step of an execution's history, about to be recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StepRecord {
+pub struct NewStep {
     pub at: DateTime<Utc>,
+    /// The phase the step ran in, or `notify`.
     pub step: String,
     pub rds_status: Option<String>,
     pub action: String,
@@ -246,7 +142,7 @@ pub struct JobUpdate {
     pub retries: u32,
     pub sfn_execution_arn: Option<String>,
     pub finished_at: Option<DateTime<Utc>>,
-    pub notify_state: Option<String>,
+    pub notify_state: Option<NotifyState>,
     pub notify_attempts: u32,
     pub notify_error: Option<String>,
     /// `None`: nothing left to do.
@@ -259,7 +155,7 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), StoreError>;
 
     /// Stores a message unless its MessageId is already stored; a new message's
-    /// subscription change is applied in the same transaction.
+    /// subscription change and execution are applied in the same transaction.
     async fn insert_message(
         &self,
         message: &NewMessage,
@@ -315,15 +211,10 @@ pub trait Store: Send + Sync + 'static {
         notify: bool,
     ) -> Result<Cancelled, StoreError>;
 
-    async fn list_executions(
-        &self,
-        filter: &ExecutionFilter,
-    ) -> Result<Vec<ExecutionRecord>, StoreError>;
+    async fn list_executions(&self, filter: &ExecutionFilter)
+    -> Result<Vec<Execution>, StoreError>;
 
-    async fn get_execution(
-        &self,
-        id: &str,
-    ) -> Result<Option<(ExecutionRecord, Vec<StepRow>)>, StoreError>;
+    async fn get_execution(&self, id: &str) -> Result<Option<(Execution, Vec<Step>)>, StoreError>;
 
     async fn list_messages(&self, filter: &MessageFilter)
     -> Result<Vec<MessageRecord>, StoreError>;
@@ -339,7 +230,7 @@ pub trait Store: Send + Sync + 'static {
     async fn complete_step(
         &self,
         job: &Job,
-        step: &StepRecord,
+        step: &NewStep,
         update: &JobUpdate,
     ) -> Result<bool, StoreError>;
 }
@@ -354,10 +245,4 @@ pub async fn connect_and_migrate(config: &DatabaseConfig) -> Result<Arc<dyn Stor
             Arc::new(sqlite::SqliteStore::connect(url, config.db_max_connections).await?)
         }
     })
-}
-
-fn disposition_from_db(s: &str) -> Disposition {
-    // Values only ever come from `Disposition::as_str`; an unknown one is a newer version's,
-    // and treating it as final (`ignored`) never repeats a side effect.
-    Disposition::parse(s).unwrap_or(Disposition::Ignored)
 }

@@ -1,22 +1,37 @@
 //! The queries both backends share. Postgres and SQLite accept the same SQL here
-//! (`$n` placeholders, `ON CONFLICT ... DO UPDATE`, partial indexes, `RETURNING`), so one
-//! text serves both; the macro instantiates it for each backend's sqlx types. The one
-//! difference is passed in: how the job claim locks rows.
+//! (`$n` placeholders, `ON CONFLICT ... DO UPDATE`, partial indexes, `RETURNING`,
+//! `UPDATE ... FROM` a materialised CTE), so one text serves both; the macro instantiates it
+//! for each backend's sqlx types. The one difference is passed in: how the job claim locks
+//! rows. Rows are read as text and decoded into the typed records here, one by one.
+
+use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 
-use super::{Job, Mode};
-use crate::engine::decide::{Outcome, Phase, Status};
+use super::{
+    Execution, Job, MessageEvent, MessageRecord, Notification, StoreError, SubscriptionRecord,
+};
+use crate::execution::{Outcome, Status};
+use crate::rds::resource::ResourceArn;
+
+/// The columns of an execution, in the order [`ExecutionRow`] reads them.
+pub(super) const EXECUTION_COLUMNS: &str = "id, resource_arn, trigger, message_id, event_id,
+    mode, dry_run, skip_tag_check, status, outcome, reason, phase, retries, sfn_execution_arn,
+    event_at, created_at, updated_at, started_at, finished_at, deadline_at, next_run_at,
+    notify_state, notify_attempts, notify_error";
+
+pub(super) const MESSAGE_COLUMNS: &str = "message_id, message_type, topic_arn, subject, body,
+    sent_at, received_at, signature_version, disposition, disposition_reason, event_id,
+    source_type, source_id, source_arn, region, account_id, execution_id";
+
+pub(super) const SUBSCRIPTION_COLUMNS: &str = "topic_arn, status, subscription_arn,
+    last_message_id, last_error, first_seen_at, updated_at, confirmed_at";
 
 /// An `executions` row as stored.
 #[derive(sqlx::FromRow)]
-pub(super) struct JobRow {
+pub(super) struct ExecutionRow {
     id: String,
-    resource_type: String,
-    resource_id: String,
     resource_arn: String,
-    region: String,
-    account_id: String,
     trigger: String,
     message_id: Option<String>,
     event_id: Option<String>,
@@ -31,82 +46,249 @@ pub(super) struct JobRow {
     sfn_execution_arn: Option<String>,
     event_at: DateTime<Utc>,
     created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
     finished_at: Option<DateTime<Utc>>,
     deadline_at: DateTime<Utc>,
+    next_run_at: Option<DateTime<Utc>>,
     notify_state: Option<String>,
     notify_attempts: i32,
-    lease_token: i64,
+    notify_error: Option<String>,
 }
 
-impl TryFrom<JobRow> for Job {
-    type Error = sqlx::Error;
+/// A claimed `executions` row: the execution, its lease token and its claim count.
+#[derive(sqlx::FromRow)]
+pub(super) struct JobRow {
+    #[sqlx(flatten)]
+    execution: ExecutionRow,
+    lease_token: i64,
+    attempts: i32,
+}
 
-    fn try_from(row: JobRow) -> Result<Self, Self::Error> {
-        let bad = |column: &str, value: &str| {
-            sqlx::Error::Decode(format!("executions.{column} has unknown value '{value}'").into())
-        };
-        Ok(Job {
-            kind: row
-                .resource_type
-                .parse()
-                .map_err(|_| bad("resource_type", &row.resource_type))?,
-            mode: match row.mode.as_str() {
-                "internal" => Mode::Internal,
-                "step_functions" => Mode::StepFunctions,
-                other => return Err(bad("mode", other)),
-            },
-            status: Status::parse(&row.status).ok_or_else(|| bad("status", &row.status))?,
-            outcome: match &row.outcome {
-                Some(o) => Some(Outcome::parse(o).ok_or_else(|| bad("outcome", o))?),
-                None => None,
-            },
-            phase: Phase::parse(&row.phase).ok_or_else(|| bad("phase", &row.phase))?,
-            retries: row.retries.max(0) as u32,
-            notify_attempts: row.notify_attempts.max(0) as u32,
+/// Reads a stored text as one of restop's values; anything else is a corrupt row.
+fn decode<T: FromStr>(
+    table: &'static str,
+    column: &'static str,
+    value: String,
+) -> Result<T, StoreError> {
+    value.parse().map_err(|_| StoreError::Corrupt {
+        table,
+        column,
+        value,
+    })
+}
+
+fn decode_optional<T: FromStr>(
+    table: &'static str,
+    column: &'static str,
+    value: Option<String>,
+) -> Result<Option<T>, StoreError> {
+    value.map(|v| decode(table, column, v)).transpose()
+}
+
+fn count(value: i32) -> u32 {
+    u32::try_from(value).unwrap_or(0)
+}
+
+impl TryFrom<ExecutionRow> for Execution {
+    type Error = StoreError;
+
+    fn try_from(row: ExecutionRow) -> Result<Self, StoreError> {
+        const T: &str = "executions";
+        let resource: ResourceArn = decode(T, "resource_arn", row.resource_arn)?;
+        Ok(Execution {
             id: row.id,
-            resource_id: row.resource_id,
-            resource_arn: row.resource_arn,
-            region: row.region,
-            account: row.account_id,
-            trigger: row.trigger,
+            resource,
+            trigger: decode(T, "trigger", row.trigger)?,
             message_id: row.message_id,
             event_id: row.event_id,
+            mode: decode(T, "mode", row.mode)?,
             dry_run: row.dry_run,
             skip_tag_check: row.skip_tag_check,
+            status: decode(T, "status", row.status)?,
+            outcome: decode_optional(T, "outcome", row.outcome)?,
             reason: row.reason,
+            phase: decode(T, "phase", row.phase)?,
+            retries: count(row.retries),
             sfn_execution_arn: row.sfn_execution_arn,
             event_at: row.event_at,
             created_at: row.created_at,
+            updated_at: row.updated_at,
+            started_at: row.started_at,
             finished_at: row.finished_at,
             deadline_at: row.deadline_at,
-            notify_state: row.notify_state,
-            lease_token: row.lease_token,
+            next_run_at: row.next_run_at,
+            notification: Notification {
+                state: decode_optional(T, "notify_state", row.notify_state)?,
+                attempts: count(row.notify_attempts),
+                error: row.notify_error,
+            },
         })
     }
+}
+
+impl TryFrom<JobRow> for Job {
+    type Error = StoreError;
+
+    fn try_from(row: JobRow) -> Result<Self, StoreError> {
+        Ok(Job {
+            execution: row.execution.try_into()?,
+            lease_token: row.lease_token,
+            attempts: count(row.attempts),
+        })
+    }
+}
+
+/// Claimed rows, decoded one by one: a row this version cannot read is logged and skipped,
+/// so it cannot stop the others from being worked.
+pub(super) fn decode_jobs(rows: Vec<JobRow>) -> Vec<Job> {
+    rows.into_iter()
+        .filter_map(|row| {
+            let id = row.execution.id.clone();
+            Job::try_from(row)
+                .inspect_err(|e| tracing::error!(execution_id = %id, error = %e, "claimed a job this version cannot read; leaving it"))
+                .ok()
+        })
+        .collect()
+}
+
+/// An `sns_messages` row as stored.
+#[derive(sqlx::FromRow)]
+pub(super) struct MessageRow {
+    message_id: String,
+    message_type: String,
+    topic_arn: String,
+    subject: Option<String>,
+    body: String,
+    sent_at: DateTime<Utc>,
+    received_at: DateTime<Utc>,
+    signature_version: String,
+    disposition: String,
+    disposition_reason: Option<String>,
+    event_id: Option<String>,
+    source_type: Option<String>,
+    source_id: Option<String>,
+    source_arn: Option<String>,
+    region: Option<String>,
+    account_id: Option<String>,
+    execution_id: Option<String>,
+}
+
+impl TryFrom<MessageRow> for MessageRecord {
+    type Error = StoreError;
+
+    fn try_from(row: MessageRow) -> Result<Self, StoreError> {
+        const T: &str = "sns_messages";
+        let event = match (
+            row.event_id,
+            row.source_type,
+            row.source_id,
+            row.region,
+            row.account_id,
+        ) {
+            (
+                Some(event_id),
+                Some(source_type),
+                Some(source_id),
+                Some(region),
+                Some(account_id),
+            ) => Some(MessageEvent {
+                event_id,
+                source_type,
+                source_id,
+                source_arn: row.source_arn,
+                region,
+                account_id,
+            }),
+            _ => None,
+        };
+        Ok(MessageRecord {
+            message_id: row.message_id,
+            message_type: decode(T, "message_type", row.message_type)?,
+            topic_arn: row.topic_arn,
+            subject: row.subject,
+            body: row.body,
+            sent_at: row.sent_at,
+            received_at: row.received_at,
+            signature_version: row.signature_version,
+            disposition: decode(T, "disposition", row.disposition)?,
+            disposition_reason: row.disposition_reason,
+            event,
+            execution_id: row.execution_id,
+        })
+    }
+}
+
+/// An `sns_subscriptions` row as stored.
+#[derive(sqlx::FromRow)]
+pub(super) struct SubscriptionRow {
+    topic_arn: String,
+    status: String,
+    subscription_arn: Option<String>,
+    last_message_id: String,
+    last_error: Option<String>,
+    first_seen_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    confirmed_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<SubscriptionRow> for SubscriptionRecord {
+    type Error = StoreError;
+
+    fn try_from(row: SubscriptionRow) -> Result<Self, StoreError> {
+        Ok(SubscriptionRecord {
+            topic_arn: row.topic_arn,
+            status: decode("sns_subscriptions", "status", row.status)?,
+            subscription_arn: row.subscription_arn,
+            last_message_id: row.last_message_id,
+            last_error: row.last_error,
+            first_seen_at: row.first_seen_at,
+            updated_at: row.updated_at,
+            confirmed_at: row.confirmed_at,
+        })
+    }
+}
+
+/// Execution counts by (status, outcome), as `execution_stats` reads them.
+pub(super) fn decode_counts(
+    rows: Vec<(String, Option<String>, i64)>,
+) -> Result<Vec<(Status, Option<Outcome>, i64)>, StoreError> {
+    rows.into_iter()
+        .map(|(status, outcome, count)| {
+            Ok((
+                decode("executions", "status", status)?,
+                decode_optional("executions", "outcome", outcome)?,
+                count,
+            ))
+        })
+        .collect()
+}
+
+/// Decodes every row, failing on the first that cannot be read.
+pub(super) fn decode_all<R, T: TryFrom<R, Error = StoreError>>(
+    rows: Vec<R>,
+) -> Result<Vec<T>, StoreError> {
+    rows.into_iter().map(T::try_from).collect()
 }
 
 macro_rules! impl_store {
     ($store:ident, $db:ty, claim_lock = $claim_lock:literal) => {
         use async_trait::async_trait;
         use chrono::{DateTime, Utc};
-        use sqlx::Transaction;
+        use sqlx::{QueryBuilder, Transaction};
 
-        use super::sql::JobRow;
-        use super::{
-            Cancelled, Disposition, ExecutionFilter, ExecutionLink, ExecutionRecord,
-            ExecutionStats, Inserted, Job, JobUpdate, MessageFilter, MessageRecord, NewExecution,
-            NewMessage, Position, StepRecord, StepRow, Store, StoreError, SubscriptionRecord,
-            SubscriptionStatus, SubscriptionUpdate, disposition_from_db,
+        use super::sql::{
+            EXECUTION_COLUMNS, ExecutionRow, JobRow, MESSAGE_COLUMNS, MessageRow,
+            SUBSCRIPTION_COLUMNS, SubscriptionRow, decode_all, decode_counts, decode_jobs,
         };
-        use sqlx::QueryBuilder;
-
-        const EXECUTION_COLUMNS: &str = "id, resource_type, resource_id, resource_arn, region,
-            account_id, trigger, message_id, event_id, mode, dry_run, skip_tag_check, status,
-            outcome, reason, phase, sfn_execution_arn, created_at, updated_at, started_at,
-            finished_at, deadline_at, next_run_at, notify_state, notify_attempts, notify_error";
-        const MESSAGE_COLUMNS: &str = "message_id, message_type, topic_arn, subject, body, sent_at,
-            received_at, signature_version, disposition, disposition_reason, event_id,
-            source_type, source_id, source_arn, region, account_id, execution_id";
+        use super::{
+            Cancelled, Execution, ExecutionFilter, ExecutionLink, Inserted, Job, JobUpdate,
+            MessageFilter, MessageRecord, NewExecution, NewMessage, NewStep, Position, Step,
+            Store, StoreError, SubscriptionRecord, SubscriptionUpdate,
+        };
+        use crate::execution::{
+            Disposition, ExecutionStats, NotifyState, Outcome, Status, SubscriptionStatus,
+        };
 
         /// `AND (at < p.at OR (at = p.at AND id < p.id))`: the rows after `p`, newest first.
         fn push_after(q: &mut QueryBuilder<'_, $db>, at: &str, id: &str, p: &Position) {
@@ -155,7 +337,7 @@ macro_rules! impl_store {
         async fn start_or_join(
             tx: &mut Transaction<'_, $db>,
             e: &NewExecution,
-        ) -> Result<ExecutionLink, sqlx::Error> {
+        ) -> Result<ExecutionLink, StoreError> {
             // Two tries: an active execution may finish between the insert and the lookup.
             for _ in 0..2 {
                 let inserted = sqlx::query(
@@ -167,12 +349,12 @@ macro_rules! impl_store {
                      ON CONFLICT (resource_arn) WHERE status IN ('pending', 'running') DO NOTHING",
                 )
                 .bind(&e.id)
-                .bind(e.kind.as_str())
-                .bind(&e.resource_id)
-                .bind(&e.resource_arn)
-                .bind(&e.region)
-                .bind(&e.account)
-                .bind(e.trigger)
+                .bind(e.resource.kind.as_str())
+                .bind(&e.resource.identifier)
+                .bind(&e.resource.arn)
+                .bind(&e.resource.region)
+                .bind(&e.resource.account)
+                .bind(e.trigger.as_str())
                 .bind(&e.message_id)
                 .bind(&e.event_id)
                 .bind(e.mode.as_str())
@@ -192,16 +374,17 @@ macro_rules! impl_store {
                     "SELECT id FROM executions
                      WHERE resource_arn = $1 AND status IN ('pending', 'running')",
                 )
-                .bind(&e.resource_arn)
+                .bind(&e.resource.arn)
                 .fetch_optional(&mut **tx)
                 .await?;
                 if let Some(id) = active {
                     return Ok(ExecutionLink { id, joined: true });
                 }
             }
-            Err(sqlx::Error::Protocol(
-                "could not start or join an execution for the resource".into(),
-            ))
+            Err(StoreError::Inconsistent(format!(
+                "could not start or join an execution for {}",
+                e.resource.arn
+            )))
         }
 
         /// The INSERT of a message, doing nothing for a MessageId already stored.
@@ -217,7 +400,7 @@ macro_rules! impl_store {
                  ON CONFLICT (message_id) DO NOTHING",
             )
             .bind(&m.message_id)
-            .bind(m.message_type)
+            .bind(m.message_type.as_str())
             .bind(&m.topic_arn)
             .bind(&m.subject)
             .bind(m.sent_at)
@@ -231,20 +414,22 @@ macro_rules! impl_store {
             .bind(event.map(|e| &e.source_id))
             .bind(event.and_then(|e| e.source_arn.as_ref()))
             .bind(event.map(|e| &e.region))
-            .bind(event.map(|e| &e.account))
+            .bind(event.map(|e| &e.account_id))
         }
 
         /// What became of a message stored earlier (for a redelivery).
         async fn stored_disposition<'e>(
             executor: impl sqlx::Executor<'e, Database = $db>,
-            m: &NewMessage,
-        ) -> Result<Disposition, sqlx::Error> {
-            let stored: String =
+            message_id: &str,
+        ) -> Result<Option<Disposition>, StoreError> {
+            let stored: Option<String> =
                 sqlx::query_scalar("SELECT disposition FROM sns_messages WHERE message_id = $1")
-                    .bind(&m.message_id)
-                    .fetch_one(executor)
+                    .bind(message_id)
+                    .fetch_optional(executor)
                     .await?;
-            Ok(disposition_from_db(&stored))
+            // A value this version does not know was written by a newer one; treating it as
+            // final (`ignored`) never repeats a side effect.
+            Ok(stored.map(|s| s.parse().unwrap_or(Disposition::Ignored)))
         }
 
         #[async_trait]
@@ -262,7 +447,12 @@ macro_rules! impl_store {
                 let mut tx = self.pool.begin().await?;
                 let inserted = insert_message_row(m).execute(&mut *tx).await?.rows_affected() == 1;
                 if !inserted {
-                    return Ok(Inserted::Duplicate(stored_disposition(&mut *tx, m).await?));
+                    let stored = stored_disposition(&mut *tx, &m.message_id)
+                        .await?
+                        .ok_or_else(|| StoreError::Inconsistent(format!(
+                            "message {} was neither inserted nor found", m.message_id
+                        )))?;
+                    return Ok(Inserted::Duplicate(stored));
                 }
                 if let Some(subscription) = subscription {
                     upsert_subscription(&mut tx, subscription).await?;
@@ -292,7 +482,7 @@ macro_rules! impl_store {
                 q.push_values(messages, |mut row, m| {
                     let event = m.event.as_ref();
                     row.push_bind(m.message_id.clone())
-                        .push_bind(m.message_type)
+                        .push_bind(m.message_type.as_str())
                         .push_bind(m.topic_arn.clone())
                         .push_bind(m.subject.clone())
                         .push_bind(m.sent_at)
@@ -306,19 +496,14 @@ macro_rules! impl_store {
                         .push_bind(event.map(|e| e.source_id.clone()))
                         .push_bind(event.and_then(|e| e.source_arn.clone()))
                         .push_bind(event.map(|e| e.region.clone()))
-                        .push_bind(event.map(|e| e.account.clone()));
+                        .push_bind(event.map(|e| e.account_id.clone()));
                 });
                 q.push(" ON CONFLICT (message_id) DO NOTHING RETURNING message_id");
                 Ok(q.build_query_scalar().fetch_all(&self.pool).await?)
             }
 
             async fn message_disposition(&self, message_id: &str) -> Result<Option<Disposition>, StoreError> {
-                let stored: Option<String> =
-                    sqlx::query_scalar("SELECT disposition FROM sns_messages WHERE message_id = $1")
-                        .bind(message_id)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                Ok(stored.as_deref().map(disposition_from_db))
+                stored_disposition(&self.pool, message_id).await
             }
 
             async fn record_confirmation(
@@ -349,34 +534,35 @@ macro_rules! impl_store {
                 lease: std::time::Duration,
                 limit: u32,
             ) -> Result<Vec<Job>, StoreError> {
-                let lease_until = now + lease;
-                let rows: Vec<JobRow> = sqlx::query_as(concat!(
-                    "UPDATE executions SET
-                         lease_owner = $1,
-                         lease_expires_at = $3,
-                         lease_token = lease_token + 1,
-                         status = CASE WHEN status = 'pending' THEN 'running' ELSE status END,
-                         started_at = COALESCE(started_at, $2),
-                         updated_at = $2
-                     WHERE id IN (
-                         SELECT id FROM executions
+                // The shape of the well-known Postgres queues: pick due rows in a CTE (locked
+                // and skipped by concurrent claims on Postgres), lease them in the same statement.
+                let rows: Vec<JobRow> = sqlx::query_as(&format!(
+                    "WITH due AS MATERIALIZED (
+                         SELECT id AS due_id FROM executions
                          WHERE next_run_at <= $2
                            AND (lease_expires_at IS NULL OR lease_expires_at < $2)
                          ORDER BY next_run_at
-                         LIMIT $4 ",
-                    $claim_lock,
-                    ")
-                     RETURNING *"
+                         LIMIT $4 {}
+                     )
+                     UPDATE executions SET
+                         lease_owner = $1,
+                         lease_expires_at = $3,
+                         lease_token = lease_token + 1,
+                         attempts = attempts + 1,
+                         status = CASE WHEN status = 'pending' THEN 'running' ELSE status END,
+                         started_at = COALESCE(started_at, $2),
+                         updated_at = $2
+                     FROM due WHERE id = due_id
+                     RETURNING {EXECUTION_COLUMNS}, lease_token, attempts",
+                    $claim_lock
                 ))
                 .bind(owner)
                 .bind(now)
-                .bind(lease_until)
+                .bind(now + lease)
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await?;
-                rows.into_iter()
-                    .map(|row| Job::try_from(row).map_err(StoreError::from))
-                    .collect()
+                Ok(decode_jobs(rows))
             }
 
             async fn claim_job(
@@ -386,20 +572,20 @@ macro_rules! impl_store {
                 now: DateTime<Utc>,
                 lease: std::time::Duration,
             ) -> Result<Option<Job>, StoreError> {
-                let row: Option<JobRow> = sqlx::query_as(
+                let row: Option<JobRow> = sqlx::query_as(&format!(
                     "UPDATE executions SET lease_owner = $2, lease_expires_at = $4,
-                         lease_token = lease_token + 1, updated_at = $3
+                         lease_token = lease_token + 1, attempts = attempts + 1, updated_at = $3
                      WHERE id = $1 AND next_run_at <= $3
                        AND (lease_expires_at IS NULL OR lease_expires_at < $3)
-                     RETURNING *",
-                )
+                     RETURNING {EXECUTION_COLUMNS}, lease_token, attempts"
+                ))
                 .bind(id)
                 .bind(owner)
                 .bind(now)
                 .bind(now + lease)
                 .fetch_optional(&self.pool)
                 .await?;
-                Ok(row.map(Job::try_from).transpose()?)
+                Ok(decode_jobs(row.into_iter().collect()).pop())
             }
 
             async fn start_execution(&self, e: &NewExecution) -> Result<ExecutionLink, StoreError> {
@@ -417,7 +603,7 @@ macro_rules! impl_store {
             ) -> Result<Cancelled, StoreError> {
                 let mut tx = self.pool.begin().await?;
                 let cancelled = sqlx::query(
-                    "UPDATE executions SET status = 'cancelled', outcome = 'cancelled',
+                    "UPDATE executions SET status = $5, outcome = $6,
                          reason = 'cancelled by an operator', phase = 'done', finished_at = $2,
                          updated_at = $2, next_run_at = $3, notify_state = $4,
                          lease_token = lease_token + 1, lease_owner = NULL, lease_expires_at = NULL
@@ -426,7 +612,9 @@ macro_rules! impl_store {
                 .bind(id)
                 .bind(now)
                 .bind(notify.then_some(now))
-                .bind(notify.then_some(crate::engine::NOTIFY_PENDING))
+                .bind(notify.then_some(NotifyState::Pending.as_str()))
+                .bind(Status::Cancelled.as_str())
+                .bind(Outcome::Cancelled.as_str())
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()
@@ -455,10 +643,7 @@ macro_rules! impl_store {
                 Ok(Cancelled::Cancelled)
             }
 
-            async fn list_executions(
-                &self,
-                f: &ExecutionFilter,
-            ) -> Result<Vec<ExecutionRecord>, StoreError> {
+            async fn list_executions(&self, f: &ExecutionFilter) -> Result<Vec<Execution>, StoreError> {
                 let mut q = QueryBuilder::<$db>::new(format!(
                     "SELECT {EXECUTION_COLUMNS} FROM executions WHERE 1 = 1"
                 ));
@@ -472,8 +657,8 @@ macro_rules! impl_store {
                 if let Some(status) = f.status {
                     q.push(" AND status = ").push_bind(status.as_str());
                 }
-                if let Some(trigger) = &f.trigger {
-                    q.push(" AND trigger = ").push_bind(trigger.clone());
+                if let Some(trigger) = f.trigger {
+                    q.push(" AND trigger = ").push_bind(trigger.as_str());
                 }
                 if let Some(since) = f.since {
                     q.push(" AND created_at >= ").push_bind(since);
@@ -486,20 +671,18 @@ macro_rules! impl_store {
                 }
                 q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
                     .push_bind(i64::from(f.limit));
-                Ok(q.build_query_as().fetch_all(&self.pool).await?)
+                let rows: Vec<ExecutionRow> = q.build_query_as().fetch_all(&self.pool).await?;
+                decode_all(rows)
             }
 
-            async fn get_execution(
-                &self,
-                id: &str,
-            ) -> Result<Option<(ExecutionRecord, Vec<StepRow>)>, StoreError> {
-                let execution: Option<ExecutionRecord> = sqlx::query_as(&format!(
+            async fn get_execution(&self, id: &str) -> Result<Option<(Execution, Vec<Step>)>, StoreError> {
+                let row: Option<ExecutionRow> = sqlx::query_as(&format!(
                     "SELECT {EXECUTION_COLUMNS} FROM executions WHERE id = $1"
                 ))
                 .bind(id)
                 .fetch_optional(&self.pool)
                 .await?;
-                let Some(execution) = execution else {
+                let Some(row) = row else {
                     return Ok(None);
                 };
                 let steps = sqlx::query_as(
@@ -509,18 +692,18 @@ macro_rules! impl_store {
                 .bind(id)
                 .fetch_all(&self.pool)
                 .await?;
-                Ok(Some((execution, steps)))
+                Ok(Some((row.try_into()?, steps)))
             }
 
             async fn list_messages(&self, f: &MessageFilter) -> Result<Vec<MessageRecord>, StoreError> {
                 let mut q = QueryBuilder::<$db>::new(format!(
                     "SELECT {MESSAGE_COLUMNS} FROM sns_messages WHERE 1 = 1"
                 ));
-                if let Some(kind) = &f.message_type {
-                    q.push(" AND message_type = ").push_bind(kind.clone());
+                if let Some(kind) = f.message_type {
+                    q.push(" AND message_type = ").push_bind(kind.as_str());
                 }
-                if let Some(disposition) = &f.disposition {
-                    q.push(" AND disposition = ").push_bind(disposition.clone());
+                if let Some(disposition) = f.disposition {
+                    q.push(" AND disposition = ").push_bind(disposition.as_str());
                 }
                 if let Some(topic) = &f.topic {
                     q.push(" AND topic_arn = ").push_bind(topic.clone());
@@ -543,53 +726,50 @@ macro_rules! impl_store {
                 }
                 q.push(" ORDER BY received_at DESC, message_id DESC LIMIT ")
                     .push_bind(i64::from(f.limit));
-                Ok(q.build_query_as().fetch_all(&self.pool).await?)
+                let rows: Vec<MessageRow> = q.build_query_as().fetch_all(&self.pool).await?;
+                decode_all(rows)
             }
 
             async fn get_message(&self, message_id: &str) -> Result<Option<MessageRecord>, StoreError> {
-                Ok(sqlx::query_as(&format!(
+                let row: Option<MessageRow> = sqlx::query_as(&format!(
                     "SELECT {MESSAGE_COLUMNS} FROM sns_messages WHERE message_id = $1"
                 ))
                 .bind(message_id)
                 .fetch_optional(&self.pool)
-                .await?)
+                .await?;
+                row.map(MessageRecord::try_from).transpose()
             }
 
             async fn list_subscriptions(&self) -> Result<Vec<SubscriptionRecord>, StoreError> {
-                Ok(sqlx::query_as(
-                    "SELECT topic_arn, status, subscription_arn, last_message_id, last_error,
-                         first_seen_at, updated_at, confirmed_at
-                     FROM sns_subscriptions ORDER BY topic_arn",
-                )
+                let rows: Vec<SubscriptionRow> = sqlx::query_as(&format!(
+                    "SELECT {SUBSCRIPTION_COLUMNS} FROM sns_subscriptions ORDER BY topic_arn"
+                ))
                 .fetch_all(&self.pool)
-                .await?)
+                .await?;
+                decode_all(rows)
             }
 
             async fn execution_stats(&self, now: DateTime<Utc>) -> Result<ExecutionStats, StoreError> {
-                let by_status: Vec<(String, String, i64)> = sqlx::query_as(
-                    "SELECT status, COALESCE(outcome, ''), COUNT(*) FROM executions
+                let rows: Vec<(String, Option<String>, i64)> = sqlx::query_as(
+                    "SELECT status, outcome, COUNT(*) FROM executions
                      GROUP BY status, outcome ORDER BY status, outcome",
                 )
                 .fetch_all(&self.pool)
                 .await?;
+                let by_status = decode_counts(rows)?;
                 let oldest_due: Option<DateTime<Utc>> = sqlx::query_scalar(
                     "SELECT MIN(next_run_at) FROM executions WHERE next_run_at <= $1",
                 )
                 .bind(now)
                 .fetch_one(&self.pool)
                 .await?;
-                let active = by_status
-                    .iter()
-                    .filter(|(status, _, _)| status == "pending" || status == "running")
-                    .map(|(_, _, n)| n)
-                    .sum();
-                Ok(ExecutionStats { by_status, active, oldest_due })
+                Ok(ExecutionStats { by_status, oldest_due })
             }
 
             async fn complete_step(
                 &self,
                 job: &Job,
-                step: &StepRecord,
+                step: &NewStep,
                 u: &JobUpdate,
             ) -> Result<bool, StoreError> {
                 let mut tx = self.pool.begin().await?;
@@ -597,21 +777,21 @@ macro_rules! impl_store {
                     "UPDATE executions SET status = $3, outcome = $4, reason = $5, phase = $6,
                          retries = $7, sfn_execution_arn = $8, finished_at = $9,
                          notify_state = $10, notify_attempts = $11, notify_error = $12,
-                         next_run_at = $13, updated_at = $14,
+                         next_run_at = $13, updated_at = $14, attempts = 0,
                          lease_owner = NULL, lease_expires_at = NULL
                      WHERE id = $1 AND lease_token = $2",
                 )
                 .bind(&job.id)
                 .bind(job.lease_token)
                 .bind(u.status.as_str())
-                .bind(u.outcome.map(|o| o.as_str()))
+                .bind(u.outcome.map(Outcome::as_str))
                 .bind(&u.reason)
                 .bind(u.phase.as_str())
-                .bind(u.retries as i32)
+                .bind(i32::try_from(u.retries).unwrap_or(i32::MAX))
                 .bind(&u.sfn_execution_arn)
                 .bind(u.finished_at)
-                .bind(&u.notify_state)
-                .bind(u.notify_attempts as i32)
+                .bind(u.notify_state.map(NotifyState::as_str))
+                .bind(i32::try_from(u.notify_attempts).unwrap_or(i32::MAX))
                 .bind(&u.notify_error)
                 .bind(u.next_run_at)
                 .bind(step.at)

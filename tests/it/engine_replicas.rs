@@ -6,35 +6,32 @@ use std::time::Duration;
 
 use chrono::Utc;
 use restop::clock::SystemClock;
-use restop::config::DatabaseConfig;
-use restop::engine::decide::Policy;
-use restop::engine::{Engine, EngineSettings};
-use restop::store::connect_and_migrate;
-use tokio::sync::Notify;
+use restop::engine::aws::Aws;
+use restop::execution::{Phase, Status};
+use restop::store::{JobUpdate, NewStep};
+use restop::{App, Deps};
 
+use crate::support::config;
 use crate::support::db::{Backend, TestDb};
 use crate::support::events::accept_event;
 use crate::support::fake_aws::FakeAws;
 
 const PROTECTED: &[(&str, &str)] = &[("auto-restart-protection", "yes")];
 
-fn settings(owner: &str) -> EngineSettings {
-    EngineSettings {
-        policy: Policy {
-            tag_key: "auto-restart-protection".into(),
-            tag_value: "yes".into(),
-            poll_interval: Duration::from_millis(200),
-            start_grace: Duration::from_secs(60),
-            retry_base: Duration::from_millis(100),
-            retry_max: Duration::from_secs(1),
-        },
-        max_duration: Duration::from_secs(600),
-        dry_run: false,
-        state_machine_arn: None,
-        notify_url: None,
-        lease: Duration::from_secs(30),
-        owner: owner.into(),
-    }
+/// A replica as `restop serve` builds it, with its engine on (not running: the tests
+/// drive its rounds).
+async fn replica(db: &TestDb, aws: Arc<dyn Aws>) -> App {
+    let mut config = config(&db.url, None);
+    config.engine.engine_enabled = true;
+    config.engine.poll_interval = Duration::from_millis(200);
+    config.engine.start_grace = Duration::from_secs(60);
+    config.engine.max_duration = Duration::from_secs(600);
+    config.engine.job_lease = Duration::from_secs(30);
+    let deps = Deps {
+        clock: Arc::new(SystemClock),
+        aws: Some(aws),
+    };
+    App::build(config, deps).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,13 +39,12 @@ async fn two_engines_on_one_postgres_never_double_claim() {
     let Some(db) = TestDb::create(Backend::Postgres).await else {
         return;
     };
-    let store = connect_and_migrate(&DatabaseConfig {
-        database_url: db.url.parse().unwrap(),
-        db_max_connections: 16,
-    })
-    .await
-    .unwrap();
     let aws = Arc::new(FakeAws::default());
+    let replicas = [
+        replica(&db, aws.clone()).await,
+        replica(&db, aws.clone()).await,
+    ];
+    let store = replicas[0].store().clone();
     let arns: Vec<String> = (0..300)
         .map(|i| format!("arn:aws:rds:us-east-1:123456789012:db:db-{i}"))
         .collect();
@@ -57,18 +53,7 @@ async fn two_engines_on_one_postgres_never_double_claim() {
         accept_event(&store, arn).await;
     }
 
-    let engines: Vec<Arc<Engine>> = ["replica-a", "replica-b"]
-        .into_iter()
-        .map(|owner| {
-            Engine::new(
-                store.clone(),
-                aws.clone(),
-                settings(owner),
-                Arc::new(SystemClock),
-                Arc::new(Notify::new()),
-            )
-        })
-        .collect();
+    let engines: Vec<_> = replicas.iter().map(|r| r.engine().unwrap()).collect();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let (a, b) = tokio::join!(engines[0].run_round(), engines[1].run_round());
@@ -119,14 +104,10 @@ async fn an_expired_lease_is_taken_over_and_the_old_owner_is_fenced_out() {
         let Some(db) = TestDb::create(backend).await else {
             continue;
         };
-        let store = connect_and_migrate(&DatabaseConfig {
-            database_url: db.url.parse().unwrap(),
-            db_max_connections: 4,
-        })
-        .await
-        .unwrap();
+        let app = replica(&db, Arc::new(FakeAws::default())).await;
+        let store = app.store();
         let arn = "arn:aws:rds:us-east-1:123456789012:db:orders";
-        let id = accept_event(&store, arn).await;
+        let id = accept_event(store, arn).await;
 
         let t0 = Utc::now();
         let lease = Duration::from_secs(30);
@@ -147,18 +128,18 @@ async fn an_expired_lease_is_taken_over_and_the_old_owner_is_fenced_out() {
         assert_eq!(second.len(), 1);
         assert_eq!(second[0].id, id);
 
-        let step = restop::store::StepRecord {
+        let step = NewStep {
             at: later,
             step: "check_protection".into(),
             rds_status: None,
             action: "test".into(),
             error: None,
         };
-        let update = restop::store::JobUpdate {
-            status: restop::engine::decide::Status::Running,
+        let update = JobUpdate {
+            status: Status::Running,
             outcome: None,
             reason: None,
-            phase: restop::engine::decide::Phase::WaitAvailable,
+            phase: Phase::WaitAvailable,
             retries: 0,
             sfn_execution_arn: None,
             finished_at: None,
@@ -181,5 +162,49 @@ async fn an_expired_lease_is_taken_over_and_the_old_owner_is_fenced_out() {
                 .unwrap()
         );
         assert_eq!(db.count("SELECT COUNT(*) FROM execution_steps").await, 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_steps_never_complete_is_given_up() {
+    for backend in [Backend::Postgres, Backend::Sqlite] {
+        let Some(db) = TestDb::create(backend).await else {
+            continue;
+        };
+        let now = Utc::now();
+        let clock = Arc::new(restop::clock::ManualClock::new(now));
+        let aws = Arc::new(FakeAws::default());
+        let mut config = config(&db.url, None);
+        config.engine.engine_enabled = true;
+        let deps = Deps {
+            clock: clock.clone(),
+            aws: Some(aws.clone()),
+        };
+        let app = App::build(config, deps).await.unwrap();
+        let arn = "arn:aws:rds:us-east-1:123456789012:db:crashy";
+        aws.add(arn, "available", PROTECTED);
+        let id = accept_event(app.store(), arn).await;
+
+        // Five owners claim it and vanish without completing a step (a step that kills
+        // its process every time).
+        let lease = Duration::from_secs(1);
+        for i in 0..5 {
+            let at = now + chrono::Duration::seconds(1 + 2 * i);
+            let claimed = app.store().claim_jobs("doomed", at, lease, 10).await.unwrap();
+            assert_eq!(claimed.len(), 1, "{backend:?}: claim {i}");
+        }
+        clock.set(now + chrono::Duration::seconds(60));
+        app.engine().unwrap().run_round().await.unwrap();
+
+        let (execution, steps) = app.store().get_execution(&id).await.unwrap().unwrap();
+        assert_eq!(execution.status, Status::Failed, "{backend:?}");
+        assert_eq!(execution.outcome, Some(restop::execution::Outcome::Error));
+        let reason = execution.reason.unwrap();
+        assert!(
+            reason.contains("claimed 5 times without completing a step"),
+            "{reason}"
+        );
+        assert_eq!(steps.last().unwrap().action, "give up");
+        assert_eq!(aws.calls("ListTagsForResource", arn), 0, "no AWS call for it");
     }
 }

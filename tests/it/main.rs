@@ -9,4 +9,5 @@ mod genuine_messages;
 mod openapi_contract;
 mod sns_endpoint;
 mod step_functions;
+mod structure;
 mod support;

@@ -1,21 +1,21 @@
 //! Shared test helpers: databases, a fake SNS, and restop itself on a real socket.
 
 pub mod db;
-pub mod events;
-pub mod fake_aws;
 pub mod moto;
 pub mod openapi;
 pub mod proxy;
-pub mod sns;
 pub mod world;
+
+// The fakes shared with the benchmarks live in the library's test kit.
+pub use restop::testing::{events, fake_aws, sns};
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use restop::Runtime;
 use restop::clock::{Clock, SystemClock};
-use restop::config::{CommaList, DatabaseConfig, EngineConfig, LogFormat, ServeConfig, SnsConfig};
+use restop::config::{CommaList, ServeConfig};
 use restop::engine::aws::Aws;
+use restop::{App, Deps};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -33,41 +33,24 @@ pub struct TestApp {
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
-/// Settings as an operator would leave them, trusting `extra_host` (the fake SNS), with
-/// the engine off: SNS tests look at what is stored, not at AWS.
+/// `restop serve`'s defaults, changed only where tests need it: this database, the fake
+/// SNS's topic and host (`extra_host`), test tokens, short polls and leases, and the
+/// engine off (SNS tests look at what is stored, not at AWS).
 pub fn config(database_url: &str, extra_host: Option<&str>) -> ServeConfig {
-    ServeConfig {
-        database: DatabaseConfig {
-            database_url: database_url.parse().unwrap(),
-            db_max_connections: 8,
-        },
-        listen: "127.0.0.1:0".parse().unwrap(),
-        sns: SnsConfig {
-            topic_arns: CommaList(vec![sns::TOPIC.parse().unwrap()]),
-            sns_auto_confirm: true,
-            sns_max_age: Duration::from_secs(3600),
-            sns_cert_dir: None,
-            sns_extra_hosts: CommaList(
-                extra_host.map(|h| h.parse().unwrap()).into_iter().collect(),
-            ),
-            sns_basic_auth: None,
-        },
-        api_tokens: CommaList(TOKENS.iter().map(|t| t.parse().unwrap()).collect()),
-        engine: EngineConfig {
-            tag_key: "auto-restart-protection".into(),
-            tag_value: "yes".into(),
-            poll_interval: Duration::from_secs(1),
-            start_grace: Duration::from_secs(5),
-            max_duration: Duration::from_secs(120),
-            dry_run: false,
-            state_machine_arn: None,
-            notify_url: None,
-            job_lease: Duration::from_secs(10),
-            engine_enabled: false,
-        },
-        event_ids: vec!["RDS-EVENT-0154".into(), "RDS-EVENT-0153".into()],
-        log_format: LogFormat::Text,
-    }
+    let mut config = ServeConfig::defaults();
+    config.database.database_url = database_url.parse().unwrap();
+    config.database.db_max_connections = 8;
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.sns.topic_arns = CommaList(vec![sns::TOPIC.parse().unwrap()]);
+    config.sns.sns_extra_hosts =
+        CommaList(extra_host.map(|h| h.parse().unwrap()).into_iter().collect());
+    config.api_tokens = CommaList(TOKENS.iter().map(|t| t.parse().unwrap()).collect());
+    config.engine.poll_interval = Duration::from_secs(1);
+    config.engine.start_grace = Duration::from_secs(5);
+    config.engine.max_duration = Duration::from_secs(120);
+    config.engine.job_lease = Duration::from_secs(10);
+    config.engine.engine_enabled = false;
+    config
 }
 
 impl TestApp {
@@ -80,6 +63,7 @@ impl TestApp {
         Self::spawn_with(config, clock, Some(Arc::new(fake_aws::FakeAws::default()))).await
     }
 
+    /// Builds restop (database migrated when this returns) and serves it on a bound port.
     pub async fn spawn_with(
         config: ServeConfig,
         clock: Arc<dyn Clock>,
@@ -89,43 +73,21 @@ impl TestApp {
             .with_env_filter("restop=debug,info")
             .with_test_writer()
             .try_init();
+        let app = App::build(config, Deps { clock, aws })
+            .await
+            .expect("restop builds");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(restop::serve(
-            config,
-            listener,
-            Runtime { clock, aws },
-            async {
-                let _ = rx.await;
-            },
-        ));
-        let app = Self {
+        let server = tokio::spawn(app.run(listener, async {
+            let _ = rx.await;
+        }));
+        Self {
             base,
             client: reqwest::Client::new(),
             shutdown: Some(tx),
             server: Some(server),
-        };
-        app.wait_ready().await;
-        app
-    }
-
-    /// Migrations run before the server accepts: wait for /healthz.
-    async fn wait_ready(&self) {
-        for _ in 0..200 {
-            if let Ok(r) = self
-                .client
-                .get(format!("{}/healthz", self.base))
-                .send()
-                .await
-            {
-                if r.status() == 200 {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        panic!("restop did not become healthy");
     }
 
     pub async fn post_sns(&self, body: &Value) -> (u16, Value) {

@@ -5,10 +5,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use restop::engine::{Launcher, Trigger};
-use restop::rds::resource::ResourceArn;
-use restop::store::{Disposition, Mode, NewMessage, Store};
 use tokio::sync::Notify;
+
+use crate::engine::{Launcher, Trigger};
+use crate::execution::{Disposition, MessageType, Mode, TriggerKind};
+use crate::rds::resource::ResourceArn;
+use crate::store::{NewMessage, Store};
 
 /// Stores an accepted RDS-EVENT-0154 for `arn`, as the SNS endpoint would.
 pub async fn accept_event(store: &Arc<dyn Store>, arn: &str) -> String {
@@ -24,7 +26,7 @@ pub async fn accept_event(store: &Arc<dyn Store>, arn: &str) -> String {
     let execution = launcher.execution(
         &resource,
         Trigger {
-            kind: "sns",
+            kind: TriggerKind::Sns,
             message_id: Some(message_id.clone()),
             event_id: Some("RDS-EVENT-0154".into()),
             event_at: now,
@@ -38,7 +40,7 @@ pub async fn accept_event(store: &Arc<dyn Store>, arn: &str) -> String {
         .insert_message(
             &NewMessage {
                 message_id,
-                message_type: "Notification",
+                message_type: MessageType::Notification,
                 topic_arn: "arn:aws:sns:us-east-1:123456789012:rds-events".into(),
                 subject: None,
                 sent_at: now,

@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use restop::engine::aws::Aws;
-use restop::engine::decide::{AwsFailure, StateMachineRun};
-use restop::rds::resource::{ResourceArn, ResourceFacts, ResourceKind};
+
+use crate::engine::aws::Aws;
+use crate::engine::decide::{AwsFailure, StateMachineRun};
+use crate::rds::resource::{ResourceArn, ResourceFacts, ResourceKind};
 
 #[derive(Default)]
 pub struct FakeAws {
