@@ -23,7 +23,6 @@ import atexit
 import json
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
