@@ -3,7 +3,9 @@
 //! The binary, the tests and the benchmarks all start restop this way.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
@@ -13,9 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{ServeConfig, SnsConfig};
+use crate::config::{Retention, ServeConfig, SnsConfig};
 use crate::engine::aws::{Aws, Metered, SdkAws};
-use crate::engine::{Engine, EngineSettings, Launcher};
+use crate::engine::{Engine, EngineSettings, Launcher, Notifier};
 use crate::http;
 use crate::metrics::Metrics;
 use crate::sns::certs::CertStore;
@@ -39,8 +41,12 @@ impl Deps {
 }
 
 pub struct App {
-    router: Router,
+    routers: api::Routers,
+    /// Where `/metrics` is served when it has a listener of its own.
+    metrics_listen: Option<SocketAddr>,
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    retention: Option<Duration>,
     /// `None` when `RESTOP_ENGINE` is off.
     engine: Option<Arc<Engine>>,
 }
@@ -50,6 +56,7 @@ impl App {
     /// the launcher, the engine and the router. Nothing is served or worked until
     /// [`App::run`].
     pub async fn build(config: ServeConfig, deps: Deps) -> anyhow::Result<Self> {
+        config.validate().map_err(anyhow::Error::msg)?;
         let store = store::connect_and_migrate(&config.database)
             .await
             .with_context(|| format!("DATABASE_URL {:?}", config.database.database_url))?;
@@ -67,7 +74,7 @@ impl App {
         let aws: Arc<dyn Aws> = Arc::new(Metered::new(
             match deps.aws {
                 Some(aws) => aws,
-                None => Arc::new(SdkAws::from_environment().await),
+                None => Arc::new(SdkAws::from_environment(config.engine.aws_timeout).await),
             },
             metrics.clone(),
         ));
@@ -78,23 +85,29 @@ impl App {
             extra_hosts: sns.sns_extra_hosts.0,
             max_age: sns.sns_max_age,
             max_future_skew: SnsConfig::MAX_FUTURE_SKEW,
-            certs: CertStore::new(sns.sns_cert_dir, http.clone()),
+            certs: CertStore::new(sns.sns_cert_dir, http.clone(), clock.clone()),
             clock: clock.clone(),
         };
-        let router = api::router(api::Shared {
-            store: store.clone(),
-            intake: Intake::start(store.clone()),
-            verifier,
-            http,
-            auto_confirm: sns.sns_auto_confirm,
-            basic_auth: sns.sns_basic_auth,
-            event_ids: config.event_ids,
-            metrics,
-            clock: clock.clone(),
-            launcher,
-            aws: aws.clone(),
-            api_tokens: config.api_tokens.0.into_iter().map(|t| t.0).collect(),
-        });
+        let routers = api::routers(
+            api::Shared {
+                store: store.clone(),
+                intake: Intake::start(store.clone()),
+                verifier,
+                http,
+                auto_confirm: sns.sns_auto_confirm,
+                basic_auth: sns.sns_basic_auth,
+                event_ids: config.event_ids,
+                metrics,
+                clock: clock.clone(),
+                launcher,
+                aws: aws.clone(),
+                notifier: settings.notify_url.clone().map(Notifier::new),
+                sns_slots: Arc::new(tokio::sync::Semaphore::new(sns.sns_concurrency as usize)),
+                api_tokens: config.api_tokens.0.into_iter().map(|t| t.0).collect(),
+            },
+            config.metrics_listen.is_some(),
+        );
+        let clock_for_app = clock.clone();
         let engine = if config.engine.engine_enabled {
             Some(Engine::new(store.clone(), aws, settings, clock, wakeup))
         } else {
@@ -102,8 +115,14 @@ impl App {
             None
         };
         Ok(Self {
-            router,
+            routers,
+            metrics_listen: config.metrics_listen,
             store,
+            clock: clock_for_app,
+            retention: match config.retention {
+                Retention::Keep(period) => Some(period),
+                Retention::Forever => None,
+            },
             engine,
         })
     }
@@ -117,36 +136,72 @@ impl App {
         &self.store
     }
 
-    /// Serves HTTP on `listener`, and runs the engine beside it, until `shutdown`
-    /// completes; then drains open requests and finishes steps in flight.
+    /// Serves HTTP on `listener` (and `/metrics` on RESTOP_METRICS_LISTEN), and runs the
+    /// engine and the retention sweep beside it, until `shutdown` completes; then drains
+    /// open requests and finishes steps in flight.
     pub async fn run(
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        // One signal stops both halves; the server drains its requests, the engine its steps.
+        // One signal stops every part; servers drain their requests, the engine its steps.
         let stop = CancellationToken::new();
+        let metrics = match (self.metrics_listen, self.routers.metrics) {
+            (Some(address), Some(router)) => {
+                let listener = TcpListener::bind(address)
+                    .await
+                    .with_context(|| format!("RESTOP_METRICS_LISTEN {address}"))?;
+                tracing::info!(address = %address, "metrics listening");
+                Some(tokio::spawn(serve(listener, router, stop.clone())))
+            }
+            _ => None,
+        };
         let engine = self
             .engine
             .map(|engine| tokio::spawn(engine.run(stop.clone())));
+        let retention = self.retention.map(|retention| {
+            tokio::spawn(crate::retention::run(
+                self.store.clone(),
+                self.clock.clone(),
+                retention,
+                stop.clone(),
+            ))
+        });
         tracing::info!(address = %listener.local_addr()?, "restop listening");
         let server_stop = stop.clone();
-        let served = axum::serve(listener, self.router)
-            .with_graceful_shutdown(async move {
-                tokio::select! {
-                    _ = shutdown => {}
-                    _ = server_stop.cancelled() => {}
-                }
-            })
-            .await;
+        tokio::spawn(async move {
+            shutdown.await;
+            server_stop.cancel();
+        });
+        let served = serve(listener, self.routers.main, stop.clone()).await;
         stop.cancel();
         if let Some(engine) = engine {
             engine.await.context("protection engine panicked")?;
+        }
+        if let Some(retention) = retention {
+            retention.await.context("retention sweep panicked")?;
+        }
+        if let Some(metrics) = metrics {
+            metrics
+                .await
+                .context("metrics server panicked")?
+                .context("metrics server failed")?;
         }
         served.context("HTTP server failed")?;
         tracing::info!("restop stopped");
         Ok(())
     }
+}
+
+/// Serves `router` until `stop` fires, then drains open requests.
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
 }
 
 fn warn_about_open_settings(config: &ServeConfig) {
@@ -158,8 +213,8 @@ fn warn_about_open_settings(config: &ServeConfig) {
     }
     if config.sns.topic_arns.0.is_empty() {
         tracing::warn!(
-            "RESTOP_TOPIC_ARNS is empty: messages from ANY SNS topic are accepted; \
-             set it to your RDS event topic ARNs"
+            "RESTOP_TOPIC_ARNS is empty: every SNS delivery is refused (403 topic_not_allowed) \
+             and no subscription is confirmed until it lists your RDS event topic ARNs"
         );
     }
     if !config.sns.sns_extra_hosts.0.is_empty() {

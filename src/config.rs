@@ -41,7 +41,12 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseConfig {
     /// Database: `sqlite://PATH` (file created if missing) or `postgres://...`.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://restop.db")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://restop.db",
+        hide_env_values = true
+    )]
     pub database_url: DatabaseUrl,
 
     /// Largest number of pooled database connections.
@@ -58,6 +63,16 @@ pub struct ServeConfig {
     /// Address to listen on.
     #[arg(long, env = "RESTOP_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+
+    /// Serve /metrics on this address instead of on RESTOP_LISTEN (e.g. only to the
+    /// monitoring network).
+    #[arg(long, env = "RESTOP_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Delete ignored SNS messages and finished executions older than this (`off` keeps
+    /// everything).
+    #[arg(long, env = "RESTOP_RETENTION", default_value = "90d", value_parser = parse_retention)]
+    pub retention: Retention,
 
     #[command(flatten)]
     pub sns: SnsConfig,
@@ -87,7 +102,7 @@ pub struct ServeConfig {
 
 #[derive(Debug, Clone, Args)]
 pub struct SnsConfig {
-    /// Comma-separated SNS topic ARNs allowed; empty allows any topic (logged as a warning).
+    /// Comma-separated SNS topic ARNs whose messages are accepted; empty refuses every message.
     #[arg(long = "topic-arns", env = "RESTOP_TOPIC_ARNS", default_value = "")]
     pub topic_arns: CommaList<TopicArn>,
 
@@ -111,6 +126,11 @@ pub struct SnsConfig {
     /// `user:password` required as HTTP Basic auth on /sns.
     #[arg(long, env = "RESTOP_SNS_BASIC_AUTH", hide_env_values = true)]
     pub sns_basic_auth: Option<BasicAuth>,
+
+    /// Deliveries /sns works on at once; more are answered 503 at once, so SNS retries them.
+    #[arg(long, env = "RESTOP_SNS_CONCURRENCY", default_value_t = 128,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub sns_concurrency: u32,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -127,7 +147,7 @@ pub struct EngineConfig {
     #[arg(long, env = "RESTOP_TAG_VALUE", default_value = "yes")]
     pub tag_value: String,
 
-    /// How often to look at a database while waiting for it.
+    /// How often to look at a database while waiting for it (at least 1s).
     #[arg(long, env = "RESTOP_POLL_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub poll_interval: Duration,
 
@@ -135,7 +155,7 @@ pub struct EngineConfig {
     #[arg(long, env = "RESTOP_START_GRACE", default_value = "15m", value_parser = parse_duration)]
     pub start_grace: Duration,
 
-    /// An execution not finished after this ends as failed / timeout.
+    /// An execution not finished after this ends as failed / timeout (at most 30d).
     #[arg(long, env = "RESTOP_MAX_DURATION", default_value = "24h", value_parser = parse_duration)]
     pub max_duration: Duration,
 
@@ -153,8 +173,13 @@ pub struct EngineConfig {
     pub notify_url: Option<url::Url>,
 
     /// How long a replica holds a job it works on; another replica takes over after that.
+    /// Must be longer than RESTOP_AWS_TIMEOUT.
     #[arg(long, env = "RESTOP_JOB_LEASE", default_value = "60s", value_parser = parse_duration)]
     pub job_lease: Duration,
+
+    /// The longest one AWS call may take, retries included.
+    #[arg(long, env = "RESTOP_AWS_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
+    pub aws_timeout: Duration,
 
     /// Run the protection engine in this process (turn off for API-only replicas).
     #[arg(long, env = "RESTOP_ENGINE", default_value_t = true,
@@ -162,7 +187,52 @@ pub struct EngineConfig {
     pub engine_enabled: bool,
 }
 
+/// A Step Functions execution has at most this many history events.
+const STATE_MACHINE_HISTORY_LIMIT: u64 = 25_000;
+/// History events of one poll of `deploy/state-machine.asl.json` (Wait, Pass, Choice, Task,
+/// three Choices: 2 + 2 + 2 + 5 + 2 + 2 + 2; a test counts them in the file).
+pub const STATE_MACHINE_EVENTS_PER_POLL: u64 = 17;
+/// The events outside the poll loop, with room to spare.
+const STATE_MACHINE_EVENTS_OUTSIDE_POLLS: u64 = 100;
+
 impl ServeConfig {
+    /// Checks what one setting alone cannot: limits and settings that depend on each other.
+    pub fn validate(&self) -> Result<(), String> {
+        let engine = &self.engine;
+        if engine.poll_interval < Duration::from_secs(1) {
+            return Err("RESTOP_POLL_INTERVAL must be at least 1s".into());
+        }
+        if engine.max_duration > Duration::from_secs(30 * 86_400) {
+            return Err("RESTOP_MAX_DURATION must be at most 30d".into());
+        }
+        if engine.aws_timeout.is_zero() {
+            return Err("RESTOP_AWS_TIMEOUT must be at least 1s".into());
+        }
+        if engine.job_lease <= engine.aws_timeout {
+            return Err(format!(
+                "RESTOP_JOB_LEASE ({}s) must be longer than RESTOP_AWS_TIMEOUT ({}s): a peer \
+                 would take a job over while its AWS call is still under way",
+                engine.job_lease.as_secs(),
+                engine.aws_timeout.as_secs()
+            ));
+        }
+        if engine.state_machine_arn.is_some() {
+            let polls = engine
+                .max_duration
+                .as_secs()
+                .div_ceil(engine.poll_interval.as_secs().max(1));
+            let events = polls * STATE_MACHINE_EVENTS_PER_POLL + STATE_MACHINE_EVENTS_OUTSIDE_POLLS;
+            if events > STATE_MACHINE_HISTORY_LIMIT {
+                return Err(format!(
+                    "in Step Functions mode, RESTOP_MAX_DURATION / RESTOP_POLL_INTERVAL = {polls} \
+                     polls need about {events} history events, more than the {STATE_MACHINE_HISTORY_LIMIT} \
+                     a state machine execution may have: poll less often or shorten the maximum"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The settings `restop serve` has when nothing is set, neither flags nor environment:
     /// what tests start from before they change what they need.
     pub fn defaults() -> Self {
@@ -201,12 +271,22 @@ impl<T: FromStr<Err = String>> FromStr for CommaList<T> {
 impl Cli {
     /// Parses the command line and environment; on an invalid value, exits with a message
     /// that names both the flag and its environment variable.
+    /// A secret's value is never printed: its message names the setting and says what is
+    /// wrong, nothing more. Settings that depend on each other are checked too.
     pub fn parse_or_exit() -> Self {
         use clap::CommandFactory;
         use clap::error::{ContextKind, ContextValue, ErrorKind};
 
         let error = match Self::try_parse() {
-            Ok(cli) => return cli,
+            Ok(cli) => {
+                if let Command::Serve(config) = &cli.command {
+                    if let Err(problem) = config.validate() {
+                        eprintln!("restop: invalid settings: {problem}");
+                        std::process::exit(2);
+                    }
+                }
+                return cli;
+            }
             Err(error) => error,
         };
         if error.kind() == ErrorKind::ValueValidation {
@@ -214,19 +294,27 @@ impl Cli {
                 Some(ContextValue::String(arg)) => arg.split_whitespace().next().map(str::to_owned),
                 _ => None,
             };
+            let long = flag.as_deref().unwrap_or_default().trim_start_matches('-');
             let env = flag
                 .as_deref()
                 .and_then(|flag| env_var_of(&Self::command(), flag));
             if let Some(env) = env {
-                eprintln!(
-                    "restop: invalid setting {env} (--{}):",
-                    flag.unwrap_or_default().trim_start_matches('-')
-                );
+                if SECRET_FLAGS.contains(&long) {
+                    let reason = std::error::Error::source(&error)
+                        .map(ToString::to_string)
+                        .unwrap_or_else(|| "not a valid value".into());
+                    eprintln!("restop: invalid setting {env} (--{long}): {reason}");
+                    std::process::exit(2);
+                }
+                eprintln!("restop: invalid setting {env} (--{long}):");
             }
         }
         error.exit()
     }
 }
+
+/// Settings whose values are secrets (or may hold one, like a database password).
+const SECRET_FLAGS: &[&str] = &["api-tokens", "sns-basic-auth", "database-url"];
 
 /// The environment variable behind `--flag`, searching every subcommand.
 fn env_var_of(command: &clap::Command, flag: &str) -> Option<String> {
@@ -353,6 +441,26 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .ok_or_else(err)
 }
 
+/// How long history is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retention {
+    /// Rows older than this are deleted.
+    Keep(Duration),
+    /// Nothing is ever deleted.
+    Forever,
+}
+
+fn parse_retention(s: &str) -> Result<Retention, String> {
+    match s {
+        "off" => Ok(Retention::Forever),
+        _ => parse_duration(s)
+            .ok()
+            .filter(|d| *d >= Duration::from_secs(86_400))
+            .map(Retention::Keep)
+            .ok_or_else(|| format!("'{s}' is not `off` or a duration of at least 1d")),
+    }
+}
+
 fn parse_bool(s: &str) -> Result<bool, String> {
     match s.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Ok(true),
@@ -442,6 +550,81 @@ mod tests {
         assert!(parse_event_id("RDS-EVENT-0154").is_ok());
         assert!(parse_event_id("RDS-EVENT-154").is_err());
         assert!(parse_event_id("rds-event-0154").is_err());
+    }
+
+    /// One poll of the state machine, from its Wait state back to it, costs
+    /// STATE_MACHINE_EVENTS_PER_POLL history events (Task states 5, the others 2).
+    #[test]
+    fn the_state_machine_poll_costs_what_the_limit_assumes() {
+        let asl: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/deploy/state-machine.asl.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
+        let states = &asl["States"];
+        let events = |name: &str| match states[name]["Type"].as_str().unwrap() {
+            "Task" => 5,
+            _ => 2,
+        };
+        // The still-waiting path: Wait -> CountWait -> ByResourceType -> Describe* ->
+        // Check*AfterDescribe -> *Stoppable -> ByStatus -> (Default) Wait.
+        for (describe, check, stoppable) in [
+            (
+                "DescribeInstance",
+                "CheckInstanceAfterDescribe",
+                "InstanceStoppable",
+            ),
+            (
+                "DescribeCluster",
+                "CheckClusterAfterDescribe",
+                "ClusterStoppable",
+            ),
+        ] {
+            let path = [
+                "Wait",
+                "CountWait",
+                "ByResourceType",
+                describe,
+                check,
+                stoppable,
+                "ByStatus",
+            ];
+            for pair in path.windows(2) {
+                let state = &states[pair[0]];
+                let next = state["Next"].as_str().or(state["Default"].as_str());
+                let choices: Vec<&str> = state["Choices"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|c| c["Next"].as_str())
+                    .collect();
+                assert!(
+                    next == Some(pair[1]) || choices.contains(&pair[1]),
+                    "{} does not lead to {}",
+                    pair[0],
+                    pair[1]
+                );
+            }
+            assert_eq!(states["ByStatus"]["Default"], "Wait");
+            let cost: u64 = path.iter().map(|s| events(s)).sum();
+            assert_eq!(cost, STATE_MACHINE_EVENTS_PER_POLL, "{describe}");
+        }
+    }
+
+    #[test]
+    fn the_state_machine_history_limits_the_polls() {
+        let mut config = ServeConfig::defaults();
+        config.engine.state_machine_arn =
+            Some("arn:aws:states:us-east-1:123456789012:stateMachine:restop".into());
+        assert!(config.validate().is_ok(), "the defaults fit");
+        config.engine.poll_interval = Duration::from_secs(30);
+        assert!(config.validate().is_err(), "2,880 polls do not fit");
+        config.engine.poll_interval = Duration::from_secs(1);
+        config.engine.max_duration = Duration::from_secs(300);
+        assert!(config.validate().is_ok(), "300 polls fit");
     }
 
     #[test]

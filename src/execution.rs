@@ -157,6 +157,8 @@ text_enum! {
         CheckProtection = "check_protection",
         /// Poll until the resource is `available`.
         WaitAvailable = "wait_available",
+        /// Read the tags again right before the stop: the wait may have lasted hours.
+        RecheckProtection = "recheck_protection",
         /// Call StopDBInstance / StopDBCluster.
         Stop = "stop",
         /// Poll until the resource is `stopped`.
@@ -165,6 +167,8 @@ text_enum! {
         StartStateMachine = "start_state_machine",
         /// Step Functions mode: DescribeExecution until it ends.
         FollowStateMachine = "follow_state_machine",
+        /// Step Functions mode, after a cancel: StopExecution on its run.
+        AbortStateMachine = "abort_state_machine",
         /// Finished; only a pending notification may remain.
         Done = "done",
     }

@@ -41,7 +41,10 @@ pub async fn fetch_limited(
         .await
         .map_err(|e| FetchError::Transient(format!("GET {host} failed: {}", error_chain(e))))?;
     let status = response.status();
-    if status.is_server_error() {
+    // 403 and 404 too: a certificate host answers them while a new certificate is being
+    // published, and an error that sticks would make SNS drop genuine messages.
+    let passing = matches!(status.as_u16(), 403 | 404 | 408 | 429);
+    if status.is_server_error() || passing {
         return Err(FetchError::Transient(format!("{host} answered {status}")));
     }
     if status != reqwest::StatusCode::OK {

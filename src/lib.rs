@@ -15,6 +15,7 @@ mod http;
 pub mod metrics;
 pub mod partition;
 pub mod rds;
+pub mod retention;
 pub mod sns;
 pub mod store;
 pub mod telemetry;

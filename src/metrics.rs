@@ -34,6 +34,11 @@ struct RefusalLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TopicLabels {
+    topic: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AwsCallLabels {
     operation: &'static str,
 }
@@ -63,6 +68,7 @@ pub struct Metrics {
     registry: Registry,
     sns_messages: Family<SnsMessageLabels, Counter>,
     sns_refusals: Family<RefusalLabels, Counter>,
+    unsubscriptions: Family<TopicLabels, Counter>,
     aws_calls: Family<AwsCallLabels, Counter>,
     aws_errors: Family<AwsErrorLabels, Counter>,
     http_requests: HistogramFamily<HttpLabels>,
@@ -82,6 +88,12 @@ impl Default for Metrics {
             &mut registry,
             "restop_sns_refusals",
             "Refused SNS deliveries by reason.",
+            Family::default(),
+        );
+        let unsubscriptions = declare(
+            &mut registry,
+            "restop_unsubscriptions",
+            "UnsubscribeConfirmation messages: topics that no longer deliver to restop.",
             Family::default(),
         );
         let aws_calls = declare(
@@ -108,6 +120,7 @@ impl Default for Metrics {
             registry,
             sns_messages,
             sns_refusals,
+            unsubscriptions,
             aws_calls,
             aws_errors,
             http_requests,
@@ -159,6 +172,15 @@ impl Metrics {
     pub fn sns_refusal(&self, reason: &'static str) {
         self.sns_refusals
             .get_or_create(&RefusalLabels { reason })
+            .inc();
+    }
+
+    /// SNS confirmed that restop was unsubscribed from `topic`.
+    pub fn unsubscription(&self, topic: &str) {
+        self.unsubscriptions
+            .get_or_create(&TopicLabels {
+                topic: topic.to_owned(),
+            })
             .inc();
     }
 

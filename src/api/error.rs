@@ -38,6 +38,7 @@ text_enum! {
         InvalidSignature = "invalid_signature",
         CertificateUnavailable = "certificate_unavailable",
         ConfirmationFailed = "confirmation_failed",
+        Overloaded = "overloaded",
     }
 }
 

@@ -26,8 +26,8 @@ use tracing::Level;
 
 use crate::clock::Clock;
 use crate::config::BasicAuth;
-use crate::engine::Launcher;
 use crate::engine::aws::Aws;
+use crate::engine::{Launcher, Notifier};
 use crate::metrics::Metrics;
 use crate::sns::verify::Verifier;
 use crate::store::{Intake, Store};
@@ -53,6 +53,10 @@ pub struct Shared {
     pub launcher: Launcher,
     /// For manual triggers named by identifier.
     pub aws: Arc<dyn Aws>,
+    /// For operator events that belong to no execution (an unsubscription).
+    pub notifier: Option<Notifier>,
+    /// One permit per delivery /sns works on at once (RESTOP_SNS_CONCURRENCY).
+    pub sns_slots: Arc<tokio::sync::Semaphore>,
     /// Bearer tokens for /v1; empty refuses every /v1 request.
     pub api_tokens: Vec<String>,
 }
@@ -70,10 +74,35 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(14);
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-pub fn router(shared: Shared) -> Router {
+/// The routers of one restop: everything on the main listener, and `/metrics` on a
+/// listener of its own when `RESTOP_METRICS_LISTEN` is set.
+pub struct Routers {
+    pub main: Router,
+    pub metrics: Option<Router>,
+}
+
+pub fn routers(shared: Shared, metrics_apart: bool) -> Routers {
     let state = AppState(Arc::new(shared));
-    // Layers run bottom-up: authentication first, then the announced length, then the
-    // limit on what is actually read.
+    if metrics_apart {
+        let metrics = Router::new()
+            .route("/metrics", get(health::metrics))
+            .fallback(error::not_found)
+            .with_state(state.clone());
+        Routers {
+            main: router(state, false),
+            metrics: Some(metrics),
+        }
+    } else {
+        Routers {
+            main: router(state, true),
+            metrics: None,
+        }
+    }
+}
+
+fn router(state: AppState, with_metrics: bool) -> Router {
+    // Layers run bottom-up: a free slot first (load shedding), then authentication, then
+    // the announced length, then the limit on what is actually read.
     let sns = post(sns::receive)
         .layer(DefaultBodyLimit::max(sns::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
@@ -83,6 +112,10 @@ pub fn router(shared: Shared) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             sns::require_basic_auth,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            sns::shed_load,
         ));
     let v1 = Router::new()
         .route(
@@ -98,12 +131,15 @@ pub fn router(shared: Shared) -> Router {
             state.clone(),
             auth::require_bearer,
         ));
-    Router::new()
+    let mut routes = Router::new()
         .nest("/v1", v1)
         .route("/sns", sns)
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+        .route("/readyz", get(health::readyz));
+    if with_metrics {
+        routes = routes.route("/metrics", get(health::metrics));
+    }
+    routes
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             record_duration,

@@ -26,11 +26,12 @@ use super::views::SnsAnswer;
 use crate::config::BasicAuth;
 use crate::engine::Trigger;
 use crate::execution::{Disposition, MessageType, SubscriptionStatus, TriggerKind};
-use crate::rds::event::{RdsEvent, parse_rds_event};
+use crate::http::FetchError;
+use crate::rds::event::{RdsEvent, fits_topic, parse_rds_event};
 use crate::rds::resource::ResourceArn;
 use crate::sns::Rejection;
 use crate::sns::confirm::confirm_subscription;
-use crate::sns::message::SnsMessage;
+use crate::sns::message::{SnsMessage, TopicArn};
 use crate::store::{Inserted, MessageEvent, NewMessage, StoreError, SubscriptionUpdate};
 
 /// SNS messages are at most 256 KiB; JSON escaping can roughly double that.
@@ -164,69 +165,32 @@ async fn process(app: &AppState, msg: SnsMessage) -> Result<Handled, Failure> {
     };
 
     let mut execution_id = None;
+    let mut result = None;
     let (disposition, duplicate) = match msg.message_type {
         MessageType::Notification => {
-            let event = parse_rds_event(&msg.message, &msg.topic_arn);
-            let (disposition, reason, resource) = classify(event.as_ref(), &app.event_ids);
-            record.disposition = disposition;
-            record.disposition_reason = reason;
-            if let Some(event) = event {
-                if let Some(resource) = resource {
-                    record.execution = Some(app.launcher.execution(
-                        &resource,
-                        Trigger {
-                            kind: TriggerKind::Sns,
-                            message_id: Some(msg.message_id.clone()),
-                            event_id: Some(event.event_id.clone()),
-                            event_at: msg.timestamp,
-                            dry_run: false,
-                            skip_tag_check: false,
-                        },
-                        received_at,
-                    ));
-                }
-                record.event = Some(MessageEvent {
-                    event_id: event.event_id,
-                    source_type: event.source_type.as_str().to_owned(),
-                    source_id: event.source_id,
-                    source_arn: event.source_arn,
-                    region: event.region,
-                    account_id: event.account,
-                });
-            }
-            // Plain records go through the group-commit intake; those that start an
-            // execution need their own transaction.
-            let inserted = if record.execution.is_some() {
-                store(app.store.insert_message(&record, None)).await?
-            } else {
-                store(app.intake.record(record)).await?
-            };
-            match inserted {
-                Inserted::New { execution } => {
-                    if let Some(link) = execution {
-                        if link.joined {
-                            tracing::info!(execution_id = %link.id, "joined the resource's active execution");
-                        } else {
-                            tracing::info!(execution_id = %link.id, "execution started");
-                            app.launcher.wake();
-                        }
-                        execution_id = Some(link.id);
-                    }
-                    (disposition, false)
-                }
-                Inserted::Duplicate(stored) => (stored, true),
-            }
+            let stored = notification(app, &msg, record).await?;
+            execution_id = stored.execution_id;
+            result = stored.foreign.then_some(FOREIGN_RESOURCE);
+            (stored.disposition, stored.duplicate)
         }
         MessageType::UnsubscribeConfirmation => {
             // Its SubscribeURL would subscribe the endpoint again: never visit it.
-            tracing::warn!("the endpoint was unsubscribed from the topic");
             record.disposition = Disposition::Unsubscribed;
             let update = subscription(SubscriptionStatus::Unsubscribed, None);
             let inserted = store(app.store.insert_message(&record, Some(&update))).await?;
-            (
-                Disposition::Unsubscribed,
-                matches!(inserted, Inserted::Duplicate(_)),
-            )
+            let duplicate = matches!(inserted, Inserted::Duplicate(_));
+            if !duplicate {
+                // No more events will come from this topic: the operator must hear of it.
+                tracing::warn!(
+                    "the endpoint was UNSUBSCRIBED from the topic: no forced start will be \
+                     delivered from it until it is subscribed again"
+                );
+                app.metrics.unsubscription(msg.topic_arn.as_str());
+                if let Some(notifier) = &app.notifier {
+                    notifier.unsubscribed(&msg.topic_arn, &msg.message_id, received_at);
+                }
+            }
+            (Disposition::Unsubscribed, duplicate)
         }
         MessageType::SubscriptionConfirmation if !app.auto_confirm => {
             tracing::warn!(
@@ -260,14 +224,12 @@ async fn process(app: &AppState, msg: SnsMessage) -> Result<Handled, Failure> {
             }
         }
     };
-    app.metrics.sns_message(
-        msg.message_type.as_str(),
-        if duplicate {
-            "duplicate"
-        } else {
-            disposition.as_str()
-        },
-    );
+    let result = match (duplicate, result) {
+        (true, _) => "duplicate",
+        (false, Some(result)) => result,
+        (false, None) => disposition.as_str(),
+    };
+    app.metrics.sns_message(msg.message_type.as_str(), result);
     Ok(Handled {
         message_id: msg.message_id,
         disposition,
@@ -276,22 +238,141 @@ async fn process(app: &AppState, msg: SnsMessage) -> Result<Handled, Failure> {
     })
 }
 
-/// Visits the SubscribeURL and records the outcome on the message and the subscription.
+/// The reason (and metric result) of an authentic event about a resource that its topic
+/// may not speak for.
+const FOREIGN_RESOURCE: &str = "foreign_resource";
+
+/// What became of a notification.
+struct StoredNotification {
+    disposition: Disposition,
+    duplicate: bool,
+    execution_id: Option<String>,
+    /// An event about a resource its topic may not speak for.
+    foreign: bool,
+}
+
+/// Classifies an authentic notification, stores it, and starts or joins the execution of
+/// an accepted event.
+async fn notification(
+    app: &AppState,
+    msg: &SnsMessage,
+    mut record: NewMessage,
+) -> Result<StoredNotification, Failure> {
+    let event = parse_rds_event(&msg.message, &msg.topic_arn);
+    let classified = classify(event.as_ref(), &msg.topic_arn, &app.event_ids);
+    let foreign = matches!(&classified, Classified::Foreign(_));
+    match classified {
+        Classified::Accepted(resource) => {
+            record.disposition = Disposition::Accepted;
+            record.execution = Some(app.launcher.execution(
+                &resource,
+                Trigger {
+                    kind: TriggerKind::Sns,
+                    message_id: Some(msg.message_id.clone()),
+                    event_id: event.as_ref().map(|e| e.event_id.clone()),
+                    event_at: msg.timestamp,
+                    dry_run: false,
+                    skip_tag_check: false,
+                },
+                record.received_at,
+            ));
+        }
+        Classified::Foreign(resource) => {
+            tracing::warn!(
+                resource = %resource.arn,
+                "an event about a resource outside its topic's account or region; ignored"
+            );
+            record.disposition = Disposition::Ignored;
+            record.disposition_reason = Some(FOREIGN_RESOURCE.into());
+        }
+        Classified::Ignored(reason) => {
+            record.disposition = Disposition::Ignored;
+            record.disposition_reason = Some(reason);
+        }
+    }
+    record.event = event.map(|event| MessageEvent {
+        event_id: event.event_id,
+        source_type: event.source_type.as_str().to_owned(),
+        source_id: event.source_id,
+        source_arn: event.source_arn,
+        region: event.region,
+        account_id: event.account,
+    });
+    let disposition = record.disposition;
+    // Plain records go through the group-commit intake; those that start an execution
+    // need their own transaction.
+    let inserted = if record.execution.is_some() {
+        store(app.store.insert_message(&record, None)).await?
+    } else {
+        store(app.intake.record(record)).await?
+    };
+    let mut stored = StoredNotification {
+        disposition,
+        duplicate: false,
+        execution_id: None,
+        foreign,
+    };
+    match inserted {
+        Inserted::New {
+            execution: Some(link),
+        } => {
+            if link.upgraded {
+                tracing::info!(execution_id = %link.id, "the resource's dry run is now a real run");
+                app.launcher.wake();
+            } else if link.joined {
+                tracing::info!(execution_id = %link.id, "joined the resource's active execution");
+            } else {
+                tracing::info!(execution_id = %link.id, "execution started");
+                app.launcher.wake();
+            }
+            stored.execution_id = Some(link.id);
+        }
+        Inserted::New { execution: None } => {}
+        Inserted::Duplicate(disposition) => {
+            stored.disposition = disposition;
+            stored.duplicate = true;
+        }
+    }
+    Ok(stored)
+}
+
+/// Confirms the subscription and records the outcome on the message and the subscription.
+/// With credentials in the topic's account, the SNS API confirms it so that only the
+/// topic's owner can unsubscribe it (`AuthenticateOnUnsubscribe`); otherwise, or if that
+/// fails, restop visits the SubscribeURL.
 async fn confirm(
     app: &AppState,
     msg: &SnsMessage,
     mut update: SubscriptionUpdate,
 ) -> Result<(), Failure> {
-    // The verifier has already checked this URL against the SNS host rules.
-    let url = msg
-        .subscribe_url
-        .as_deref()
-        .and_then(|u| Url::parse(u).ok())
-        .ok_or_else(|| Failure::Confirmation("SubscribeURL missing".into()))?;
-    let result = confirm_subscription(&app.http, url, msg.topic_arn.as_str()).await;
+    let topic = &msg.topic_arn;
+    let mut result = Err(FetchError::Refused("not confirmed".into()));
+    if let (Some(token), true) = (&msg.token, app.aws.acts_in(topic.account()).await) {
+        result = app.aws.confirm_subscription(topic, token).await.map_err(|e| {
+            tracing::warn!(error = ?e, "could not confirm with the SNS API; visiting the SubscribeURL instead");
+            FetchError::Refused(format!("{e:?}"))
+        });
+        if result.is_ok() {
+            tracing::info!(
+                "subscription confirmed with the SNS API (only the topic's owner can unsubscribe it)"
+            );
+        }
+    }
+    if result.is_err() {
+        // The verifier has already checked this URL against the SNS host rules.
+        let url = msg
+            .subscribe_url
+            .as_deref()
+            .and_then(|u| Url::parse(u).ok())
+            .ok_or_else(|| Failure::Confirmation("SubscribeURL missing".into()))?;
+        result = confirm_subscription(&app.http, url, topic.as_str()).await;
+        if result.is_ok() {
+            tracing::info!("subscription confirmed by visiting its SubscribeURL");
+        }
+    }
     let disposition = match &result {
         Ok(arn) => {
-            tracing::info!(subscription_arn = %arn, "subscription confirmed");
+            tracing::debug!(subscription_arn = %arn, "subscription ARN");
             update.status = SubscriptionStatus::Confirmed;
             update.subscription_arn = Some(arn.clone());
             Disposition::Confirmed
@@ -313,22 +394,33 @@ async fn confirm(
         .map_err(|e| Failure::Confirmation(e.to_string()))
 }
 
-/// `accepted` (with the resource to protect) for an event restop acts on, `ignored` with
-/// the reason otherwise.
-fn classify(
-    event: Option<&RdsEvent>,
-    event_ids: &[String],
-) -> (Disposition, Option<String>, Option<ResourceArn>) {
-    let ignored = |reason: String| (Disposition::Ignored, Some(reason), None);
+/// What a notification is to restop.
+enum Classified {
+    /// An event restop acts on, about this resource.
+    Accepted(ResourceArn),
+    /// An event about a resource outside its topic's region, or its account (and the
+    /// accounts allowed to publish to it).
+    Foreign(ResourceArn),
+    /// Nothing to do, and why.
+    Ignored(String),
+}
+
+fn classify(event: Option<&RdsEvent>, topic: &TopicArn, event_ids: &[String]) -> Classified {
     let Some(event) = event else {
-        return ignored("not an RDS event".into());
+        return Classified::Ignored("not an RDS event".into());
     };
-    if !event_ids.contains(&event.event_id) {
-        return ignored(format!("{} is not in RESTOP_EVENT_IDS", event.event_id));
+    let resource = event.resource();
+    if let Ok(resource) = &resource {
+        if !fits_topic(resource, topic, &[]) {
+            return Classified::Foreign(resource.clone());
+        }
     }
-    match event.resource() {
-        Ok(resource) => (Disposition::Accepted, None, Some(resource)),
-        Err(reason) => ignored(reason),
+    if !event_ids.contains(&event.event_id) {
+        return Classified::Ignored(format!("{} is not in RESTOP_EVENT_IDS", event.event_id));
+    }
+    match resource {
+        Ok(resource) => Classified::Accepted(resource),
+        Err(reason) => Classified::Ignored(reason),
     }
 }
 
@@ -340,6 +432,23 @@ async fn store<T>(op: impl Future<Output = Result<T, StoreError>>) -> Result<T, 
             STORE_TIMEOUT.as_secs()
         ))),
     }
+}
+
+/// Answers 503 at once when RESTOP_SNS_CONCURRENCY deliveries are already being worked on:
+/// SNS delivers the message again later, and restop stays responsive meanwhile. (Never 429:
+/// SNS would drop the message.)
+pub async fn shed_load(State(app): State<AppState>, request: Request, next: Next) -> Response {
+    let Ok(_slot) = app.sns_slots.clone().try_acquire_owned() else {
+        tracing::warn!("too many SNS deliveries at once; answering 503 so SNS retries");
+        app.metrics.sns_refusal(ErrorCode::Overloaded.as_str());
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Overloaded,
+            "too many deliveries at once; retry later",
+        )
+        .into_response();
+    };
+    next.run(request).await
 }
 
 /// Answers 413 from the Content-Length header alone, instead of reading an upload that

@@ -55,8 +55,14 @@ pub enum Observation {
         execution_arn: String,
     },
     StateMachine(StateMachineRun),
+    /// restop cannot do this execution's work at all (e.g. a state machine in another region).
+    Unsupported(String),
     Failed(AwsFailure),
 }
+
+/// RDS refusing a stop this many times in a row while the database reports `available`
+/// means it will never stop it: the execution ends `not_stoppable` instead of looping.
+pub const MAX_STOP_REFUSALS: u32 = 3;
 
 /// The settings decisions depend on.
 #[derive(Debug, Clone)]
@@ -76,6 +82,13 @@ pub struct Situation {
     pub kind: ResourceKind,
     pub step_functions: bool,
     pub dry_run: bool,
+    /// A manual run that bypasses the tag check.
+    pub skip_tag_check: bool,
+    /// restop asked RDS to stop this database earlier (the request may have been made
+    /// just before a crash, so its answer was never recorded).
+    pub stop_requested: bool,
+    /// Consecutive stops RDS refused while the database reported `available`.
+    pub stop_refusals: u32,
     /// Time since the event (or the manual trigger).
     pub since_event: Duration,
     /// RESTOP_MAX_DURATION has passed.
@@ -156,27 +169,30 @@ fn decide_ignoring_deadline(
     if let Observation::Failed(failure) = observation {
         return on_failure(s, failure, policy, jitter);
     }
+    if let Observation::Unsupported(reason) = observation {
+        return Decision::finish(Outcome::Unsupported, reason.clone());
+    }
     match (s.phase, observation) {
         (Phase::CheckProtection, Observation::ProtectionSkipped) => {
             after_protection(s, "tag check skipped by request")
         }
-        (Phase::CheckProtection, Observation::Tags(tags)) => {
-            match tags.iter().find(|(key, _)| *key == policy.tag_key) {
-                Some((_, value)) if value.eq_ignore_ascii_case(&policy.tag_value) => {
-                    after_protection(s, "protected")
-                }
-                Some((_, value)) => Decision::finish(
-                    Outcome::NotProtected,
-                    format!(
-                        "tag {} is '{value}', not '{}'",
-                        policy.tag_key, policy.tag_value
-                    ),
-                ),
-                None => {
-                    Decision::finish(Outcome::NotProtected, format!("no tag {}", policy.tag_key))
-                }
-            }
-        }
+        (Phase::CheckProtection, Observation::Tags(tags)) => match protection(tags, policy) {
+            Ok(()) => after_protection(s, "protected"),
+            Err(reason) => Decision::finish(Outcome::NotProtected, reason),
+        },
+        // The wait can last hours: the tag may have been removed meanwhile.
+        (Phase::RecheckProtection, Observation::Tags(tags)) => match protection(tags, policy) {
+            Ok(()) => Decision::go(Phase::Stop, Duration::ZERO, "still protected: stop it"),
+            Err(reason) => Decision::finish(
+                Outcome::NotProtected,
+                format!("{reason} any more (removed while waiting)"),
+            ),
+        },
+        (Phase::RecheckProtection, Observation::ProtectionSkipped) => Decision::go(
+            Phase::Stop,
+            Duration::ZERO,
+            "tag check skipped by request: stop it",
+        ),
         (Phase::WaitAvailable | Phase::WaitStopped, Observation::Described(facts)) => {
             on_status(s, facts, policy)
         }
@@ -195,6 +211,31 @@ fn decide_ignoring_deadline(
             Outcome::Error,
             format!("internal error: {observation:?} is not expected in phase {phase}"),
         ),
+    }
+}
+
+/// Whether the tags protect the resource; if not, why.
+fn protection(tags: &[(String, String)], policy: &Policy) -> Result<(), String> {
+    match tags.iter().find(|(key, _)| *key == policy.tag_key) {
+        Some((_, value)) if value.eq_ignore_ascii_case(&policy.tag_value) => Ok(()),
+        Some((_, value)) => Err(format!(
+            "tag {} is '{value}', not '{}'",
+            policy.tag_key, policy.tag_value
+        )),
+        None => Err(format!("no tag {}", policy.tag_key)),
+    }
+}
+
+/// The next step once a status says the database can be stopped now.
+fn stop_now(s: &Situation, why: &str) -> Decision {
+    if s.skip_tag_check {
+        Decision::go(Phase::Stop, Duration::ZERO, format!("{why}: stop it"))
+    } else {
+        Decision::go(
+            Phase::RecheckProtection,
+            Duration::ZERO,
+            format!("{why}: check the tag again, then stop it"),
+        )
     }
 }
 
@@ -223,15 +264,15 @@ fn on_status(s: &Situation, facts: &ResourceFacts, policy: &Policy) -> Decision 
     }
     let status = facts.status.as_str();
     match (classify(status), s.phase) {
-        (StatusClass::Available, Phase::WaitAvailable) => {
-            Decision::go(Phase::Stop, Duration::ZERO, "available: stop it")
-        }
+        (StatusClass::Available, Phase::WaitAvailable) => stop_now(s, "available"),
         // Started again after our stop (or the stop is not visible yet): stop again.
-        (StatusClass::Available, _) => {
-            Decision::go(Phase::Stop, Duration::ZERO, "available again: stop it")
-        }
+        (StatusClass::Available, _) => stop_now(s, "available again"),
         (StatusClass::Stopping, _) => Decision::go(Phase::WaitStopped, poll, "stopping: wait"),
         (StatusClass::Stopped, Phase::WaitStopped) => Decision::finish(Outcome::Stopped, "stopped"),
+        // Our own stop request, made before a crash lost its answer.
+        (StatusClass::Stopped, _) if s.stop_requested => {
+            Decision::finish(Outcome::Stopped, "stopped (after restop's stop request)")
+        }
         (StatusClass::Stopped, _) if s.since_event < policy.start_grace => Decision::go(
             Phase::WaitAvailable,
             poll,
@@ -265,6 +306,17 @@ fn on_failure(s: &Situation, failure: &AwsFailure, policy: &Policy, jitter: f64)
             action: format!("retry after transient error: {message}"),
         },
         AwsFailure::NotFound => Decision::finish(Outcome::Gone, "not found"),
+        AwsFailure::InvalidState(message)
+            if s.phase == Phase::Stop && s.stop_refusals + 1 >= MAX_STOP_REFUSALS =>
+        {
+            Decision::finish(
+                Outcome::NotStoppable,
+                format!(
+                    "RDS refused the stop {MAX_STOP_REFUSALS} times in a row while the database \
+                     reported available: {message}"
+                ),
+            )
+        }
         AwsFailure::InvalidState(message) if s.phase == Phase::Stop => Decision::go(
             Phase::WaitAvailable,
             policy.poll_interval,
@@ -332,6 +384,22 @@ fn on_state_machine(run: &StateMachineRun, poll: Duration) -> Decision {
         StateMachineRun::Aborted => {
             Decision::finish(Outcome::Error, "state machine execution aborted")
         }
+    }
+}
+
+/// The count of consecutive stop refusals after this observation: a refusal adds one,
+/// `available` keeps the count (the next stop may be refused again), anything else resets it.
+pub fn stop_refusals_after(s: &Situation, observation: &Observation) -> u32 {
+    match (s.phase, observation) {
+        (Phase::Stop, Observation::Failed(AwsFailure::InvalidState(_))) => s.stop_refusals + 1,
+        (_, Observation::Described(facts)) if classify(&facts.status) == StatusClass::Available => {
+            s.stop_refusals
+        }
+        (Phase::RecheckProtection, Observation::Tags(_) | Observation::ProtectionSkipped) => {
+            s.stop_refusals
+        }
+        (_, Observation::Failed(AwsFailure::Transient(_))) => s.stop_refusals,
+        _ => 0,
     }
 }
 

@@ -10,6 +10,7 @@ mod launcher;
 mod notify;
 
 pub use launcher::{Launcher, Trigger};
+pub use notify::Notifier;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +24,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use self::aws::Aws;
-use self::decide::{AwsFailure, Decision, Observation, Policy, Situation, StateMachineRun, decide};
+use self::decide::{
+    AwsFailure, Decision, Observation, Policy, Situation, StateMachineRun, decide,
+    stop_refusals_after,
+};
 use crate::clock::Clock;
 use crate::config::EngineConfig;
 use crate::execution::{Mode, NotifyState, Outcome, Phase, Status};
@@ -131,6 +135,9 @@ impl Engine {
                     0
                 }
             };
+            if shutdown.is_cancelled() {
+                break;
+            }
             if worked as u32 == BATCH {
                 continue; // more may be due
             }
@@ -188,6 +195,7 @@ impl Engine {
                 Ok(true) => {}
                 Ok(false) => {
                     tracing::info!("job taken over or cancelled; step discarded");
+                    self.stop_orphaned_run(&job, &update).await;
                     return;
                 }
                 Err(e) => {
@@ -230,9 +238,93 @@ impl Engine {
         if job.status.is_active() {
             let (observation, rds_status) = self.observe(job).await;
             self.apply(job, now, &observation, rds_status)
+        } else if job.phase == Phase::AbortStateMachine {
+            self.abort_step(job, now).await
         } else {
             self.notify_step(job, now).await
         }
+    }
+
+    /// A cancel that came while this step was starting a state machine run could not stop
+    /// the run (it did not exist yet, or its ARN was not recorded): stop it now.
+    async fn stop_orphaned_run(&self, job: &Job, update: &JobUpdate) {
+        let Some(arn) = update.sfn_execution_arn.as_deref() else {
+            return;
+        };
+        if job.sfn_execution_arn.is_some() {
+            return; // not started by this step
+        }
+        let cancelled = matches!(
+            self.store.get_execution(&job.id).await,
+            Ok(Some((execution, _))) if execution.status == Status::Cancelled
+        );
+        if cancelled {
+            match self
+                .aws
+                .stop_state_machine_run(arn, "restop.Cancelled", "cancelled by an operator")
+                .await
+            {
+                Ok(()) => tracing::info!("stopped the state machine run of a cancelled execution"),
+                Err(e) => {
+                    tracing::error!(error = ?e, "could not stop the state machine run of a cancelled execution")
+                }
+            }
+        }
+    }
+
+    /// A cancelled Step Functions execution: stops its state machine run, found by its
+    /// recorded ARN or its deterministic name.
+    async fn abort_step(&self, job: &Job, now: DateTime<Utc>) -> (NewStep, JobUpdate) {
+        let mut update = self.unchanged(job);
+        let arn = job.sfn_execution_arn.clone().or_else(|| {
+            self.settings
+                .state_machine_arn
+                .as_deref()
+                .map(|machine| aws::execution_arn_for(machine, &run_name(job)))
+        });
+        let result = match &arn {
+            Some(arn) => {
+                self.aws
+                    .stop_state_machine_run(arn, "restop.Cancelled", "cancelled by an operator")
+                    .await
+            }
+            None => Err(AwsFailure::NotFound),
+        };
+        let (action, error) = match result {
+            Ok(()) => ("state machine run stopped", None),
+            Err(AwsFailure::NotFound) => ("no state machine run to stop", None),
+            Err(AwsFailure::Transient(e)) if now < job.deadline_at => {
+                update.retries = job.retries + 1;
+                update.next_run_at =
+                    Some(now + decide::backoff(job.retries, &self.settings.policy, rand::random()));
+                let step = NewStep {
+                    at: now,
+                    step: job.phase.as_str().to_owned(),
+                    rds_status: None,
+                    action: "retry stopping the state machine run".into(),
+                    error: Some(e),
+                };
+                return (step, update);
+            }
+            Err(e) => {
+                tracing::error!(error = ?e, "could not stop the state machine run of a cancelled execution");
+                (
+                    "could not stop the state machine run",
+                    Some(describe_failure(&e)),
+                )
+            }
+        };
+        update.phase = Phase::Done;
+        update.retries = 0;
+        update.next_run_at = (job.notification.state == Some(NotifyState::Pending)).then_some(now);
+        let step = NewStep {
+            at: now,
+            step: job.phase.as_str().to_owned(),
+            rds_status: None,
+            action: action.into(),
+            error,
+        };
+        (step, update)
     }
 
     /// Ends a job whose steps never complete, rather than claiming it for ever.
@@ -272,6 +364,7 @@ impl Engine {
             reason: job.reason.clone(),
             phase: job.phase,
             retries: job.retries,
+            stop_refusals: job.stop_refusals,
             sfn_execution_arn: job.sfn_execution_arn.clone(),
             finished_at: job.finished_at,
             notify_state: job.notification.state,
@@ -285,11 +378,15 @@ impl Engine {
     async fn observe(&self, job: &Job) -> (Observation, Option<String>) {
         let resource = &job.resource;
         let observation = match job.phase {
-            Phase::CheckProtection if job.skip_tag_check => Observation::ProtectionSkipped,
-            Phase::CheckProtection => match self.aws.list_tags(resource).await {
-                Ok(tags) => Observation::Tags(tags),
-                Err(e) => Observation::Failed(e),
-            },
+            Phase::CheckProtection | Phase::RecheckProtection if job.skip_tag_check => {
+                Observation::ProtectionSkipped
+            }
+            Phase::CheckProtection | Phase::RecheckProtection => {
+                match self.aws.list_tags(resource).await {
+                    Ok(tags) => Observation::Tags(tags),
+                    Err(e) => Observation::Failed(e),
+                }
+            }
             Phase::WaitAvailable | Phase::WaitStopped => match self.aws.describe(resource).await {
                 Ok(facts) => {
                     let status = facts.status.clone();
@@ -298,9 +395,19 @@ impl Engine {
                 Err(e) => Observation::Failed(e),
             },
             Phase::Stop if job.dry_run || self.settings.dry_run => Observation::StopSkipped,
-            Phase::Stop => match self.aws.stop(resource).await {
-                Ok(()) => Observation::StopRequested,
-                Err(e) => Observation::Failed(e),
+            Phase::Stop => match self.store.record_stop_intent(job, self.clock.now()).await {
+                // Recorded first: if restop dies after the call, the next owner knows
+                // that a `stopped` database is restop's own doing.
+                Ok(true) => match self.aws.stop(resource).await {
+                    Ok(()) => Observation::StopRequested,
+                    Err(e) => Observation::Failed(e),
+                },
+                Ok(false) => Observation::Failed(AwsFailure::Transient(
+                    "the job was taken over or cancelled before the stop".into(),
+                )),
+                Err(e) => Observation::Failed(AwsFailure::Transient(format!(
+                    "could not record the stop before making it: {e}"
+                ))),
             },
             Phase::StartStateMachine => self.start_state_machine(job).await,
             Phase::FollowStateMachine => match &job.sfn_execution_arn {
@@ -308,7 +415,13 @@ impl Engine {
                     Ok(StateMachineRun::Running) if self.clock.now() >= job.deadline_at => {
                         // restop gives up now: the state machine must not stop the
                         // database behind its back later.
-                        if let Err(e) = self.aws.stop_state_machine_run(arn).await {
+                        let cause =
+                            "RESTOP_MAX_DURATION passed; restop stopped following this execution";
+                        if let Err(e) = self
+                            .aws
+                            .stop_state_machine_run(arn, "restop.Timeout", cause)
+                            .await
+                        {
                             tracing::warn!(error = ?e, "could not stop the timed-out state machine execution");
                         }
                         Observation::StateMachine(StateMachineRun::Running)
@@ -320,7 +433,9 @@ impl Engine {
                     "no state machine execution recorded".into(),
                 )),
             },
-            Phase::Done => Observation::Failed(AwsFailure::Other("execution already done".into())),
+            Phase::AbortStateMachine | Phase::Done => {
+                Observation::Failed(AwsFailure::Other("execution already done".into()))
+            }
         };
         (observation, None)
     }
@@ -334,10 +449,10 @@ impl Engine {
         };
         let machine_region = state_machine.split(':').nth(3).unwrap_or_default();
         if machine_region != resource.region {
-            return Observation::Failed(AwsFailure::Other(format!(
-                "unsupported: the state machine runs in {machine_region} and cannot stop a resource in {}",
+            return Observation::Unsupported(format!(
+                "the state machine runs in {machine_region} and cannot stop a resource in {}",
                 resource.region
-            )));
+            ));
         }
         let input = StateMachineInput {
             resource_type: resource.kind,
@@ -352,7 +467,7 @@ impl Engine {
             start_grace_seconds: self.settings.policy.start_grace.as_secs(),
         };
         let input = serde_json::to_string(&input).expect("the input serialises");
-        let name = state_machine_execution_name(job.message_id.as_deref().unwrap_or(&job.id));
+        let name = run_name(job);
         match self
             .aws
             .start_state_machine(state_machine, &name, &input)
@@ -376,6 +491,9 @@ impl Engine {
             kind: job.resource.kind,
             step_functions: job.mode == Mode::StepFunctions,
             dry_run: job.dry_run || self.settings.dry_run,
+            skip_tag_check: job.skip_tag_check,
+            stop_requested: job.stop_requested_at.is_some(),
+            stop_refusals: job.stop_refusals,
             since_event: (now - job.event_at).to_std().unwrap_or_default(),
             past_deadline: now >= job.deadline_at,
             retries: job.retries,
@@ -403,6 +521,7 @@ impl Engine {
             reason: None,
             phase: job.phase,
             retries: 0,
+            stop_refusals: stop_refusals_after(&situation, observation),
             sfn_execution_arn: job.sfn_execution_arn.clone(),
             finished_at: None,
             notify_state: None,
@@ -456,6 +575,12 @@ struct StateMachineInput<'a> {
     dry_run: bool,
     poll_interval_seconds: u64,
     start_grace_seconds: u64,
+}
+
+/// The name of a job's state machine run: from the SNS MessageId, so that a redelivery is
+/// the same run, or from the execution's id.
+fn run_name(job: &Job) -> String {
+    state_machine_execution_name(job.message_id.as_deref().unwrap_or(&job.id))
 }
 
 /// Step Functions execution names: 1-80 of `[0-9A-Za-z_-]`. An SNS MessageId (a UUID)

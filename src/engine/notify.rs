@@ -1,6 +1,7 @@
-//! `RESTOP_NOTIFY_URL`: a JSON summary POSTed when an execution ends. Delivery is a job
-//! step like any other, retried with backoff; its failure is recorded on the execution and
-//! never changes the execution's outcome.
+//! `RESTOP_NOTIFY_URL`: JSON events POSTed to the operator. `execution_finished` when an
+//! execution ends: delivered as a job step like any other, retried with backoff, its
+//! failure recorded on the execution and never changing its outcome. `unsubscribed` when
+//! SNS says a topic no longer delivers to restop: a few tries in the background.
 
 use std::time::Duration;
 
@@ -10,6 +11,7 @@ use serde::Serialize;
 use super::Engine;
 use crate::execution::{NotifyState, Outcome, Status, TriggerKind};
 use crate::rds::resource::ResourceKind;
+use crate::sns::message::TopicArn;
 use crate::store::{Job, JobUpdate, NewStep};
 
 /// Attempts before giving up: with the backoff below (the engine's retry base, doubling,
@@ -29,6 +31,8 @@ pub fn client() -> reqwest::Client {
 /// The body POSTed to RESTOP_NOTIFY_URL when an execution ends.
 #[derive(Debug, Serialize)]
 pub struct Summary<'a> {
+    /// Always `execution_finished`, so receivers can tell the events apart.
+    pub event: &'static str,
     pub execution_id: &'a str,
     pub link: String,
     pub resource_type: ResourceKind,
@@ -51,6 +55,7 @@ impl<'a> From<&'a Job> for Summary<'a> {
     fn from(job: &'a Job) -> Self {
         let resource = &job.resource;
         Self {
+            event: "execution_finished",
             execution_id: &job.id,
             link: format!("/v1/executions/{}", job.id),
             resource_type: resource.kind,
@@ -70,6 +75,68 @@ impl<'a> From<&'a Job> for Summary<'a> {
                 .finished_at
                 .map(|end| (end - job.created_at).num_milliseconds() as f64 / 1000.0),
         }
+    }
+}
+
+/// The body POSTed to RESTOP_NOTIFY_URL when SNS confirms an unsubscription.
+#[derive(Debug, Serialize)]
+struct Unsubscribed<'a> {
+    /// Always `unsubscribed`.
+    event: &'static str,
+    topic_arn: &'a str,
+    message_id: &'a str,
+    at: DateTime<Utc>,
+}
+
+/// Tries for an event that belongs to no execution.
+const EVENT_ATTEMPTS: u32 = 3;
+
+/// Sends events that belong to no execution to RESTOP_NOTIFY_URL.
+#[derive(Clone)]
+pub struct Notifier {
+    url: url::Url,
+    http: reqwest::Client,
+}
+
+impl Notifier {
+    pub fn new(url: url::Url) -> Self {
+        Self {
+            url,
+            http: client(),
+        }
+    }
+
+    /// Says that the endpoint was unsubscribed from `topic`, in the background.
+    pub fn unsubscribed(&self, topic: &TopicArn, message_id: &str, at: DateTime<Utc>) {
+        let body = serde_json::to_vec(&Unsubscribed {
+            event: "unsubscribed",
+            topic_arn: topic.as_str(),
+            message_id,
+            at,
+        })
+        .expect("the event serialises");
+        let (url, http) = (self.url.clone(), self.http.clone());
+        tokio::spawn(async move {
+            for attempt in 1..=EVENT_ATTEMPTS {
+                let sent = http
+                    .post(url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                match sent {
+                    Ok(response) if response.status().is_success() => return,
+                    Ok(response) => {
+                        tracing::warn!(status = %response.status(), attempt, "RESTOP_NOTIFY_URL refused the unsubscribed event")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e.without_url(), attempt, "could not send the unsubscribed event")
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(2u64.pow(attempt))).await;
+            }
+            tracing::error!("the unsubscribed event could not be delivered to RESTOP_NOTIFY_URL");
+        });
     }
 }
 

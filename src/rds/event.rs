@@ -60,7 +60,7 @@ impl RdsEvent {
         })?;
         let arn = self.source_arn.as_deref().unwrap_or_default();
         let resource: ResourceArn = arn.parse()?;
-        if resource.kind != expected || resource.identifier != self.source_id {
+        if resource.kind != expected || !resource.identifier.eq_ignore_ascii_case(&self.source_id) {
             return Err(format!(
                 "Source ARN {arn} does not name the {} {}",
                 expected.as_str(),
@@ -69,6 +69,15 @@ impl RdsEvent {
         }
         Ok(resource)
     }
+}
+
+/// Whether `topic` may speak for `resource`. RDS publishes to topics in the database's own
+/// region; a topic speaks for its own account and for `member_accounts` (a central topic
+/// that member accounts publish to). Anything else could be anyone's topic naming our
+/// databases.
+pub fn fits_topic(resource: &ResourceArn, topic: &TopicArn, member_accounts: &[String]) -> bool {
+    resource.region == topic.region()
+        && (resource.account == topic.account() || member_accounts.contains(&resource.account))
 }
 
 /// Parses an SNS `Message` as an RDS event. `None` means "not an RDS event": such messages

@@ -63,13 +63,16 @@ impl FromStr for ResourceArn {
             return Err(err());
         }
         validate_identifier(identifier)?;
+        // RDS identifiers are case-insensitive (RDS keeps them in lower case): `db:Orders`
+        // and `db:orders` are one resource.
+        let identifier = identifier.to_ascii_lowercase();
         Ok(Self {
-            arn: s.to_owned(),
+            arn: format!("arn:{partition}:rds:{region}:{account}:{segment}:{identifier}"),
             partition: partition.to_owned(),
             region: region.to_owned(),
             account: account.to_owned(),
             kind,
-            identifier: identifier.to_owned(),
+            identifier,
         })
     }
 }
@@ -108,6 +111,8 @@ pub struct ResourceFacts {
     pub replicas: Vec<String>,
     /// For a cluster: `provisioned`, `serverless` (v1), ...
     pub engine_mode: Option<String>,
+    /// For a cluster: the Aurora global database it is a member of.
+    pub global_cluster_id: Option<String>,
 }
 
 /// Why RDS refuses to stop this resource, if it does.
@@ -135,6 +140,11 @@ pub fn not_stoppable_reason(kind: ResourceKind, facts: &ResourceFacts) -> Option
     if kind == ResourceKind::DbCluster && facts.engine_mode.as_deref() == Some("serverless") {
         return Some("Aurora Serverless v1 cluster".into());
     }
+    if let Some(global) = &facts.global_cluster_id {
+        return Some(format!(
+            "member of the Aurora global database {global}: RDS cannot stop it"
+        ));
+    }
     None
 }
 
@@ -161,6 +171,21 @@ mod tests {
         ] {
             assert!(bad.parse::<ResourceArn>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn identifiers_are_case_insensitive() {
+        let mixed: ResourceArn = "arn:aws:rds:eu-west-1:123456789012:db:Orders-DB"
+            .parse()
+            .unwrap();
+        assert_eq!(mixed.identifier, "orders-db");
+        assert_eq!(mixed.arn, "arn:aws:rds:eu-west-1:123456789012:db:orders-db");
+        assert_eq!(
+            mixed,
+            "arn:aws:rds:eu-west-1:123456789012:db:orders-db"
+                .parse()
+                .unwrap()
+        );
     }
 
     #[test]
@@ -253,6 +278,15 @@ mod tests {
                     ..facts()
                 },
                 "read replica",
+            ),
+            (
+                DbCluster,
+                ResourceFacts {
+                    engine: "aurora-mysql".into(),
+                    global_cluster_id: Some("world".into()),
+                    ..facts()
+                },
+                "global database world",
             ),
         ];
         for (kind, facts, expected) in cases {

@@ -1,8 +1,9 @@
 //! SNS signing certificates: taken from the operator's directory or fetched over verified
 //! TLS, parsed once, and cached by URL.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -11,6 +12,7 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::cert_url::CertUrl;
+use crate::clock::Clock;
 use crate::http::{FetchError, fetch_limited};
 
 /// A certificate body larger than this is not an SNS signing certificate.
@@ -18,6 +20,10 @@ const MAX_CERT_BYTES: usize = 16 * 1024;
 const CACHE_CAPACITY: u64 = 256;
 /// AWS rotates the certificate about yearly under a new URL; a day bounds a stale entry.
 const CACHE_TTL: Duration = Duration::from_secs(24 * 3600);
+/// A load that failed for now is remembered this long, so that a burst of deliveries does
+/// not fetch a failing URL again and again. Well below SNS's 20 s between retries, so a
+/// retry gets a fresh try.
+const FAILURE_TTL: Duration = Duration::from_secs(10);
 
 /// The parts of a signing certificate restop needs.
 #[derive(Debug)]
@@ -43,10 +49,13 @@ pub struct CertStore {
     dir: Option<PathBuf>,
     client: reqwest::Client,
     cache: moka::future::Cache<String, Arc<SigningCert>>,
+    /// Recent failures by URL, with when they happened.
+    failures: Mutex<HashMap<String, (CertError, DateTime<Utc>)>>,
+    clock: Arc<dyn Clock>,
 }
 
 impl CertStore {
-    pub fn new(dir: Option<PathBuf>, client: reqwest::Client) -> Self {
+    pub fn new(dir: Option<PathBuf>, client: reqwest::Client, clock: Arc<dyn Clock>) -> Self {
         Self {
             dir,
             client,
@@ -54,16 +63,42 @@ impl CertStore {
                 .max_capacity(CACHE_CAPACITY)
                 .time_to_live(CACHE_TTL)
                 .build(),
+            failures: Mutex::default(),
+            clock,
         }
     }
 
-    /// The certificate behind a validated URL. Concurrent callers for one URL share one load;
-    /// failures are not cached.
+    /// The certificate behind a validated URL. Concurrent callers for one URL share one
+    /// load; a passing failure is remembered for a few seconds only.
     pub async fn get(&self, cert_url: &CertUrl) -> Result<Arc<SigningCert>, CertError> {
-        self.cache
-            .try_get_with(cert_url.url.to_string(), self.load(cert_url))
+        let key = cert_url.url.to_string();
+        if let Some(failure) = self.recent_failure(&key) {
+            return Err(failure);
+        }
+        let loaded = self
+            .cache
+            .try_get_with(key.clone(), self.load(cert_url))
             .await
-            .map_err(|e| (*e).clone())
+            .map_err(|e| (*e).clone());
+        // Only passing trouble is remembered: an invalid certificate is refused for good.
+        if let Err(failure @ CertError::Unavailable(_)) = &loaded {
+            let now = self.clock.now();
+            let mut failures = self.failures.lock().expect("failure cache");
+            failures.retain(|_, (_, at)| !expired(*at, now));
+            if failures.len() < CACHE_CAPACITY as usize {
+                failures.insert(key, (failure.clone(), now));
+            }
+        }
+        loaded
+    }
+
+    fn recent_failure(&self, key: &str) -> Option<CertError> {
+        let now = self.clock.now();
+        let failures = self.failures.lock().expect("failure cache");
+        failures
+            .get(key)
+            .filter(|(_, at)| !expired(*at, now))
+            .map(|(failure, _)| failure.clone())
     }
 
     async fn load(&self, cert_url: &CertUrl) -> Result<Arc<SigningCert>, CertError> {
@@ -93,6 +128,10 @@ impl CertStore {
             .map(Arc::new)
             .map_err(CertError::Invalid)
     }
+}
+
+fn expired(at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    (now - at).to_std().is_ok_and(|age| age >= FAILURE_TTL)
 }
 
 /// Parses a body that must be exactly one PEM certificate and nothing else.
@@ -156,26 +195,25 @@ impl SigningCert {
     }
 }
 
-/// `sns.amazonaws.com`; `sns-signing.<region>.amazonaws.com`; in China
-/// `sns.<region>.amazonaws.com.cn` and `sns-signing.<region>.amazonaws.com.cn`; in GovCloud
-/// `sns.<region>.amazonaws.com`.
+/// The names a genuine signing certificate for `region` carries, as AWS's own SDK expects
+/// them (`SnsHostProvider` in the AWS SDK for Java v2): in the `aws` partition
+/// `sns.amazonaws.com` or, in newer regions, `sns-signing.<region>.amazonaws.com` (both
+/// are accepted, so a region that moves to the second keeps working); in China
+/// `sns-cn-north-1.amazonaws.com.cn` / `sns-cn-northwest-1.amazonaws.com.cn`; in GovCloud
+/// `sns-us-gov-west-1.amazonaws.com` for both regions; elsewhere, as the SDK falls back,
+/// `sns.` and the partition's domain.
 fn is_sns_signing_name(name: &str, region: &str) -> bool {
-    if name == "sns.amazonaws.com" {
-        return true;
+    match crate::partition::partition_of(region) {
+        Some("aws") => {
+            name == "sns.amazonaws.com" || name == format!("sns-signing.{region}.amazonaws.com")
+        }
+        Some("aws-cn") => match region {
+            "cn-north-1" | "cn-northwest-1" => name == format!("sns-{region}.amazonaws.com.cn"),
+            _ => name == "sns.amazonaws.com.cn",
+        },
+        Some("aws-us-gov") => name == "sns-us-gov-west-1.amazonaws.com",
+        _ => false,
     }
-    let china = region.starts_with("cn-");
-    let suffix = if china {
-        ".amazonaws.com.cn"
-    } else {
-        ".amazonaws.com"
-    };
-    let Some(host) = name.strip_suffix(suffix) else {
-        return false;
-    };
-    if host == format!("sns-signing.{region}") {
-        return true;
-    }
-    (china || region.starts_with("us-gov-")) && host == format!("sns.{region}")
 }
 
 #[cfg(test)]
@@ -184,37 +222,34 @@ mod tests {
 
     #[test]
     fn signing_names_by_partition() {
-        assert!(is_sns_signing_name("sns.amazonaws.com", "us-east-1"));
-        assert!(is_sns_signing_name(
-            "sns-signing.ap-east-2.amazonaws.com",
-            "ap-east-2"
-        ));
-        assert!(is_sns_signing_name(
-            "sns.cn-north-1.amazonaws.com.cn",
-            "cn-north-1"
-        ));
-        assert!(is_sns_signing_name(
-            "sns-signing.cn-north-1.amazonaws.com.cn",
-            "cn-north-1"
-        ));
-        assert!(is_sns_signing_name(
-            "sns.us-gov-west-1.amazonaws.com",
-            "us-gov-west-1"
-        ));
-
-        assert!(!is_sns_signing_name(
-            "sns-signing.eu-west-1.amazonaws.com",
-            "us-east-1"
-        ));
-        assert!(!is_sns_signing_name(
-            "sns.us-east-1.amazonaws.com",
-            "us-east-1"
-        ));
-        assert!(!is_sns_signing_name("s3.amazonaws.com", "us-east-1"));
-        assert!(!is_sns_signing_name(
-            "sns.amazonaws.com.evil.com",
-            "us-east-1"
-        ));
+        let accepted = [
+            ("sns.amazonaws.com", "us-east-1"),
+            ("sns-signing.ap-east-2.amazonaws.com", "ap-east-2"),
+            ("sns-cn-north-1.amazonaws.com.cn", "cn-north-1"),
+            ("sns-cn-northwest-1.amazonaws.com.cn", "cn-northwest-1"),
+            ("sns-us-gov-west-1.amazonaws.com", "us-gov-west-1"),
+            ("sns-us-gov-west-1.amazonaws.com", "us-gov-east-1"),
+        ];
+        for (name, region) in accepted {
+            assert!(is_sns_signing_name(name, region), "{name} for {region}");
+        }
+        let refused = [
+            ("sns-signing.eu-west-1.amazonaws.com", "us-east-1"),
+            ("sns.us-east-1.amazonaws.com", "us-east-1"),
+            ("s3.amazonaws.com", "us-east-1"),
+            ("sns.amazonaws.com.evil.com", "us-east-1"),
+            // The names an earlier version guessed for China and GovCloud.
+            ("sns.cn-north-1.amazonaws.com.cn", "cn-north-1"),
+            ("sns-signing.cn-north-1.amazonaws.com.cn", "cn-north-1"),
+            ("sns.us-gov-west-1.amazonaws.com", "us-gov-west-1"),
+            ("sns-us-gov-east-1.amazonaws.com", "us-gov-east-1"),
+            // Another partition's name.
+            ("sns.amazonaws.com", "cn-north-1"),
+            ("sns-cn-north-1.amazonaws.com.cn", "cn-northwest-1"),
+        ];
+        for (name, region) in refused {
+            assert!(!is_sns_signing_name(name, region), "{name} for {region}");
+        }
     }
 
     #[test]

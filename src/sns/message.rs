@@ -39,7 +39,12 @@ impl FromStr for TopicArn {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || format!("'{s}' is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)");
+        let err = || {
+            format!(
+                "'{}' is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)",
+                truncate(s)
+            )
+        };
         let parts: Vec<&str> = s.split(':').collect();
         let [arn, partition, service, region, account, name] = parts[..] else {
             return Err(err());
@@ -197,11 +202,9 @@ impl SnsMessage {
     }
 }
 
-fn truncate(s: &str) -> &str {
-    match s.char_indices().nth(64) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
+/// An echo of a field that failed to parse, short enough for logs and answers.
+fn truncate(s: &str) -> String {
+    super::shorten(s, 64)
 }
 
 /// The top-level object of a delivery: every known field as a string, duplicates refused.

@@ -6,10 +6,19 @@ pub mod confirm;
 pub mod message;
 pub mod verify;
 
+/// At most `max` characters of a text that came from outside, for logs and answers.
+pub fn shorten(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
 use axum::http::StatusCode;
 
-/// Why a delivery was refused. Each variant has a stable `code` that operators can count
-/// and alert on, and a status that tells SNS whether to retry (5xx) or give up (4xx).
+/// Why a delivery was refused. Each variant has a stable code (`api::ErrorCode`) that
+/// operators can count and alert on, and a status that tells SNS whether to retry (5xx)
+/// or give up (4xx).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
     #[error("HTTP Basic authentication required")]
@@ -39,23 +48,6 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::Unauthorized => "unauthorized",
-            Self::BodyTooLarge(_) => "body_too_large",
-            Self::RawDelivery => "raw_delivery",
-            Self::Malformed(_) => "malformed_message",
-            Self::SigningCertUrl(_) => "invalid_signing_cert_url",
-            Self::SubscribeUrl(_) => "invalid_subscribe_url",
-            Self::TopicNotAllowed(_) => "topic_not_allowed",
-            Self::Stale(_) => "stale_message",
-            Self::FromTheFuture(_) => "future_message",
-            Self::Certificate(_) => "invalid_certificate",
-            Self::Signature(_) => "invalid_signature",
-            Self::CertificateUnavailable(_) => "certificate_unavailable",
-        }
-    }
-
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,

@@ -17,7 +17,7 @@ use crate::clock::Clock;
 use crate::execution::MessageType;
 
 pub struct Verifier {
-    /// Empty allows every topic.
+    /// The topics whose messages restop accepts; empty refuses every message.
     pub allowed_topics: Vec<TopicArn>,
     pub extra_hosts: Vec<ExtraHost>,
     pub max_age: Duration,
@@ -28,7 +28,7 @@ pub struct Verifier {
 
 impl Verifier {
     pub fn is_topic_allowed(&self, topic: &TopicArn) -> bool {
-        self.allowed_topics.is_empty() || self.allowed_topics.contains(topic)
+        self.allowed_topics.contains(topic)
     }
 
     pub async fn verify(&self, msg: &SnsMessage) -> Result<(), Rejection> {
@@ -41,7 +41,10 @@ impl Verifier {
             }
         }
         if !self.is_topic_allowed(&msg.topic_arn) {
-            return Err(Rejection::TopicNotAllowed(msg.topic_arn.to_string()));
+            return Err(Rejection::TopicNotAllowed(super::shorten(
+                msg.topic_arn.as_str(),
+                128,
+            )));
         }
         self.check_freshness(msg)?;
         let digest = match msg.signature_version.as_str() {

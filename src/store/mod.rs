@@ -103,6 +103,9 @@ pub struct ExecutionLink {
     pub id: String,
     /// True when an active execution for the resource already existed.
     pub joined: bool,
+    /// True when the active execution was a dry run (or skipped the tag check) and a real
+    /// event made it a real run.
+    pub upgraded: bool,
 }
 
 /// An execution about to be created.
@@ -140,6 +143,7 @@ pub struct JobUpdate {
     pub reason: Option<String>,
     pub phase: Phase,
     pub retries: u32,
+    pub stop_refusals: u32,
     pub sfn_execution_arn: Option<String>,
     pub finished_at: Option<DateTime<Utc>>,
     pub notify_state: Option<NotifyState>,
@@ -224,6 +228,14 @@ pub trait Store: Send + Sync + 'static {
     async fn list_subscriptions(&self) -> Result<Vec<SubscriptionRecord>, StoreError>;
 
     async fn execution_stats(&self, now: DateTime<Utc>) -> Result<ExecutionStats, StoreError>;
+
+    /// Records that restop is about to ask RDS to stop the job's database, if the job's
+    /// lease token is still current. `Ok(false)`: the job was taken over or cancelled.
+    async fn record_stop_intent(&self, job: &Job, at: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Deletes, at most `batch` of each, ignored messages received and executions finished
+    /// before `before`. Returns how many rows went.
+    async fn delete_expired(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, StoreError>;
 
     /// Appends `step` and applies `update` in one transaction, if `job`'s lease token is
     /// still current. `Ok(false)`: the job was taken over or cancelled; nothing was written.

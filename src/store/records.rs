@@ -67,6 +67,10 @@ pub struct Execution {
     pub finished_at: Option<DateTime<Utc>>,
     pub deadline_at: DateTime<Utc>,
     pub next_run_at: Option<DateTime<Utc>>,
+    /// When restop asked RDS to stop the database (written before the call).
+    pub stop_requested_at: Option<DateTime<Utc>>,
+    /// Stops RDS refused in a row while the database reported `available`.
+    pub stop_refusals: u32,
     pub notification: Notification,
 }
 

@@ -18,7 +18,7 @@ use crate::rds::resource::ResourceArn;
 pub(super) const EXECUTION_COLUMNS: &str = "id, resource_arn, trigger, message_id, event_id,
     mode, dry_run, skip_tag_check, status, outcome, reason, phase, retries, sfn_execution_arn,
     event_at, created_at, updated_at, started_at, finished_at, deadline_at, next_run_at,
-    notify_state, notify_attempts, notify_error";
+    stop_requested_at, stop_refusals, notify_state, notify_attempts, notify_error";
 
 pub(super) const MESSAGE_COLUMNS: &str = "message_id, message_type, topic_arn, subject, body,
     sent_at, received_at, signature_version, disposition, disposition_reason, event_id,
@@ -51,6 +51,8 @@ pub(super) struct ExecutionRow {
     finished_at: Option<DateTime<Utc>>,
     deadline_at: DateTime<Utc>,
     next_run_at: Option<DateTime<Utc>>,
+    stop_requested_at: Option<DateTime<Utc>>,
+    stop_refusals: i32,
     notify_state: Option<String>,
     notify_attempts: i32,
     notify_error: Option<String>,
@@ -118,6 +120,8 @@ impl TryFrom<ExecutionRow> for Execution {
             finished_at: row.finished_at,
             deadline_at: row.deadline_at,
             next_run_at: row.next_run_at,
+            stop_requested_at: row.stop_requested_at,
+            stop_refusals: count(row.stop_refusals),
             notification: Notification {
                 state: decode_optional(T, "notify_state", row.notify_state)?,
                 attempts: count(row.notify_attempts),
@@ -159,7 +163,7 @@ pub(super) struct MessageRow {
     message_type: String,
     topic_arn: String,
     subject: Option<String>,
-    body: String,
+    body: Vec<u8>,
     sent_at: DateTime<Utc>,
     received_at: DateTime<Utc>,
     signature_version: String,
@@ -207,7 +211,11 @@ impl TryFrom<MessageRow> for MessageRecord {
             message_type: decode(T, "message_type", row.message_type)?,
             topic_arn: row.topic_arn,
             subject: row.subject,
-            body: row.body,
+            body: String::from_utf8(row.body).map_err(|e| StoreError::Corrupt {
+                table: T,
+                column: "body",
+                value: format!("{} bytes that are not UTF-8", e.as_bytes().len()),
+            })?,
             sent_at: row.sent_at,
             received_at: row.received_at,
             signature_version: row.signature_version,
@@ -368,23 +376,80 @@ macro_rules! impl_store {
                 .rows_affected()
                     == 1;
                 if inserted {
-                    return Ok(ExecutionLink { id: e.id.clone(), joined: false });
+                    return Ok(ExecutionLink { id: e.id.clone(), joined: false, upgraded: false });
                 }
-                let active: Option<String> = sqlx::query_scalar(
-                    "SELECT id FROM executions
+                let active: Option<(String, bool)> = sqlx::query_as(
+                    "SELECT id, dry_run OR skip_tag_check FROM executions
                      WHERE resource_arn = $1 AND status IN ('pending', 'running')",
                 )
                 .bind(&e.resource.arn)
                 .fetch_optional(&mut **tx)
                 .await?;
-                if let Some(id) = active {
-                    return Ok(ExecutionLink { id, joined: true });
+                if let Some((id, rehearsal)) = active {
+                    let real = !e.dry_run && !e.skip_tag_check;
+                    let upgraded = rehearsal && real;
+                    if upgraded {
+                        upgrade_to_real(tx, &id, e).await?;
+                    }
+                    return Ok(ExecutionLink { id, joined: true, upgraded });
                 }
             }
             Err(StoreError::Inconsistent(format!(
                 "could not start or join an execution for {}",
                 e.resource.arn
             )))
+        }
+
+        /// A real event for a resource whose active execution is a dry run, or one that
+        /// skipped the tag check: that execution becomes a real run (tag checked, stop made),
+        /// so a real forced start is never swallowed by a rehearsal. The lease token moves
+        /// on, so a rehearsal step in flight cannot commit. In Step Functions mode a dry run's
+        /// state machine run (which never stops anything) is left to end; a real one starts.
+        async fn upgrade_to_real(
+            tx: &mut Transaction<'_, $db>,
+            id: &str,
+            e: &NewExecution,
+        ) -> Result<(), StoreError> {
+            sqlx::query(
+                "UPDATE executions SET
+                     phase = CASE
+                         WHEN skip_tag_check THEN 'check_protection'
+                         WHEN phase = 'follow_state_machine' THEN 'start_state_machine'
+                         ELSE phase END,
+                     sfn_execution_arn = CASE WHEN phase = 'follow_state_machine' THEN NULL
+                         ELSE sfn_execution_arn END,
+                     dry_run = FALSE, skip_tag_check = FALSE,
+                     message_id = COALESCE($2, message_id), event_id = COALESCE($3, event_id),
+                     event_at = $4,
+                     deadline_at = CASE WHEN deadline_at < $5 THEN $5 ELSE deadline_at END,
+                     next_run_at = $6, updated_at = $6, retries = 0,
+                     lease_token = lease_token + 1, lease_owner = NULL, lease_expires_at = NULL
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(&e.message_id)
+            .bind(&e.event_id)
+            .bind(e.event_at)
+            .bind(e.deadline_at)
+            .bind(e.created_at)
+            .execute(&mut **tx)
+            .await?;
+            let action = format!(
+                "upgraded to a real run by {} {}",
+                e.event_id.as_deref().unwrap_or("an event"),
+                e.message_id.as_deref().map(|m| format!("(SNS message {m})")).unwrap_or_default()
+            );
+            sqlx::query(
+                "INSERT INTO execution_steps (execution_id, seq, at, last_at, step, action)
+                 SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $2, 'upgrade', $3
+                 FROM execution_steps WHERE execution_id = $1",
+            )
+            .bind(id)
+            .bind(e.created_at)
+            .bind(action.trim_end())
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
         }
 
         /// The INSERT of a message, doing nothing for a MessageId already stored.
@@ -408,7 +473,7 @@ macro_rules! impl_store {
             .bind(&m.signature_version)
             .bind(m.disposition.as_str())
             .bind(&m.disposition_reason)
-            .bind(&m.body)
+            .bind(m.body.as_bytes())
             .bind(event.map(|e| &e.event_id))
             .bind(event.map(|e| &e.source_type))
             .bind(event.map(|e| &e.source_id))
@@ -490,7 +555,7 @@ macro_rules! impl_store {
                         .push_bind(m.signature_version.clone())
                         .push_bind(m.disposition.as_str())
                         .push_bind(m.disposition_reason.clone())
-                        .push_bind(m.body.clone())
+                        .push_bind(m.body.as_bytes().to_vec())
                         .push_bind(event.map(|e| e.event_id.clone()))
                         .push_bind(event.map(|e| e.source_type.clone()))
                         .push_bind(event.map(|e| e.source_id.clone()))
@@ -602,10 +667,16 @@ macro_rules! impl_store {
                 notify: bool,
             ) -> Result<Cancelled, StoreError> {
                 let mut tx = self.pool.begin().await?;
+                // In Step Functions mode the state machine run must be stopped too: the
+                // engine does that as the execution's next step (phase abort_state_machine).
                 let cancelled = sqlx::query(
                     "UPDATE executions SET status = $5, outcome = $6,
-                         reason = 'cancelled by an operator', phase = 'done', finished_at = $2,
-                         updated_at = $2, next_run_at = $3, notify_state = $4,
+                         reason = 'cancelled by an operator',
+                         phase = CASE WHEN mode = 'step_functions' THEN 'abort_state_machine'
+                             ELSE 'done' END,
+                         finished_at = $2, updated_at = $2,
+                         next_run_at = CASE WHEN mode = 'step_functions' THEN $2 ELSE $3 END,
+                         notify_state = $4, retries = 0,
                          lease_token = lease_token + 1, lease_owner = NULL, lease_expires_at = NULL
                      WHERE id = $1 AND status IN ('pending', 'running')",
                 )
@@ -766,6 +837,65 @@ macro_rules! impl_store {
                 Ok(ExecutionStats { by_status, oldest_due })
             }
 
+            async fn record_stop_intent(&self, job: &Job, at: DateTime<Utc>) -> Result<bool, StoreError> {
+                let fenced = sqlx::query(
+                    "UPDATE executions SET stop_requested_at = $3, updated_at = $3
+                     WHERE id = $1 AND lease_token = $2",
+                )
+                .bind(&job.id)
+                .bind(job.lease_token)
+                .bind(at)
+                .execute(&self.pool)
+                .await?
+                .rows_affected()
+                    == 1;
+                Ok(fenced)
+            }
+
+            async fn delete_expired(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let executions: Vec<String> = sqlx::query_scalar(
+                    "SELECT id FROM executions
+                     WHERE finished_at < $1 AND next_run_at IS NULL
+                     ORDER BY finished_at LIMIT $2",
+                )
+                .bind(before)
+                .bind(i64::from(batch))
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut deleted = 0;
+                for id in &executions {
+                    // The messages that started an execution outlive it, unlinked.
+                    sqlx::query("UPDATE sns_messages SET execution_id = NULL WHERE execution_id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query("DELETE FROM execution_steps WHERE execution_id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    deleted += sqlx::query("DELETE FROM executions WHERE id = $1")
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                }
+                deleted += sqlx::query(
+                    "DELETE FROM sns_messages WHERE message_id IN (
+                         SELECT message_id FROM sns_messages
+                         WHERE disposition = $1 AND received_at < $2
+                         ORDER BY received_at LIMIT $3)",
+                )
+                .bind(Disposition::Ignored.as_str())
+                .bind(before)
+                .bind(i64::from(batch))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                Ok(deleted)
+            }
+
             async fn complete_step(
                 &self,
                 job: &Job,
@@ -777,7 +907,7 @@ macro_rules! impl_store {
                     "UPDATE executions SET status = $3, outcome = $4, reason = $5, phase = $6,
                          retries = $7, sfn_execution_arn = $8, finished_at = $9,
                          notify_state = $10, notify_attempts = $11, notify_error = $12,
-                         next_run_at = $13, updated_at = $14, attempts = 0,
+                         next_run_at = $13, updated_at = $14, stop_refusals = $15, attempts = 0,
                          lease_owner = NULL, lease_expires_at = NULL
                      WHERE id = $1 AND lease_token = $2",
                 )
@@ -795,6 +925,7 @@ macro_rules! impl_store {
                 .bind(&u.notify_error)
                 .bind(u.next_run_at)
                 .bind(step.at)
+                .bind(i32::try_from(u.stop_refusals).unwrap_or(i32::MAX))
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()

@@ -21,10 +21,10 @@ impl SqliteStore {
         let options: SqliteConnectOptions = url.parse()?;
         let options = options
             .create_if_missing(true)
-            // WAL lets the API read while a delivery writes; NORMAL is durable in WAL mode
-            // except for the last transactions on power loss, not on a process crash.
+            // WAL lets the API read while a delivery writes. FULL syncs the log at every
+            // commit: a 2xx promises SNS that the message survives power loss too.
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
@@ -39,3 +39,21 @@ impl SqliteStore {
 
 // One process owns a SQLite database, and its writes are serialised: no row locks needed.
 super::sql::impl_store!(SqliteStore, Sqlite, claim_lock = "");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn every_commit_is_synced_to_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/restop.db", dir.path().display());
+        let store = SqliteStore::connect(&url, 2).await.unwrap();
+        // 2 is FULL: a 2xx to SNS means the message survives power loss.
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(synchronous, 2);
+    }
+}

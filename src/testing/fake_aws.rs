@@ -9,11 +9,14 @@ use async_trait::async_trait;
 use crate::engine::aws::Aws;
 use crate::engine::decide::{AwsFailure, StateMachineRun};
 use crate::rds::resource::{ResourceArn, ResourceFacts, ResourceKind};
+use crate::sns::message::TopicArn;
 
 #[derive(Default)]
 pub struct FakeAws {
     databases: Mutex<HashMap<String, FakeDatabase>>,
     calls: Mutex<HashMap<(&'static str, String), usize>>,
+    /// How long each call takes.
+    latency: Mutex<std::time::Duration>,
 }
 
 struct FakeDatabase {
@@ -49,6 +52,18 @@ impl FakeAws {
         self.databases.lock().unwrap()[arn].status.clone()
     }
 
+    /// Makes every call take `latency`.
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        *self.latency.lock().unwrap() = latency;
+    }
+
+    async fn delay(&self) {
+        let latency = *self.latency.lock().unwrap();
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+    }
+
     fn count(&self, operation: &'static str, arn: &str) {
         *self
             .calls
@@ -61,7 +76,13 @@ impl FakeAws {
 
 #[async_trait]
 impl Aws for FakeAws {
+    /// The fake holds no credentials anywhere: confirmations visit the SubscribeURL.
+    async fn acts_in(&self, _: &str) -> bool {
+        false
+    }
+
     async fn list_tags(&self, r: &ResourceArn) -> Result<Vec<(String, String)>, AwsFailure> {
+        self.delay().await;
         self.count("ListTagsForResource", &r.arn);
         let databases = self.databases.lock().unwrap();
         databases
@@ -71,6 +92,7 @@ impl Aws for FakeAws {
     }
 
     async fn describe(&self, r: &ResourceArn) -> Result<ResourceFacts, AwsFailure> {
+        self.delay().await;
         self.count("Describe", &r.arn);
         let databases = self.databases.lock().unwrap();
         let db = databases.get(&r.arn).ok_or(AwsFailure::NotFound)?;
@@ -116,7 +138,11 @@ impl Aws for FakeAws {
         Err(AwsFailure::Other("the fake has no Step Functions".into()))
     }
 
-    async fn stop_state_machine_run(&self, _: &str) -> Result<(), AwsFailure> {
+    async fn stop_state_machine_run(&self, _: &str, _: &str, _: &str) -> Result<(), AwsFailure> {
         Err(AwsFailure::Other("the fake has no Step Functions".into()))
+    }
+
+    async fn confirm_subscription(&self, _: &TopicArn, _: &str) -> Result<String, AwsFailure> {
+        Err(AwsFailure::Other("the fake has no SNS".into()))
     }
 }

@@ -144,6 +144,8 @@ pub struct StubState {
     pub cert_status: u16,
     pub confirm_status: u16,
     pub cert_fetches: usize,
+    /// How long a certificate download takes.
+    pub cert_delay: std::time::Duration,
     /// The raw query string of every confirmation GET.
     pub confirmations: Vec<String>,
 }
@@ -252,19 +254,30 @@ impl SnsStub {
     }
 }
 
-/// The SNS `Message` an RDS event subscription sends.
+/// The SNS `Message` an RDS event subscription sends, about a resource of the test
+/// account in us-east-1.
 pub fn rds_event_message(event_id: &str, source: &str, identifier: &str) -> String {
     let kind = if source == "db-cluster" {
         "cluster"
     } else {
         "db"
     };
+    rds_event_message_for(
+        event_id,
+        source,
+        identifier,
+        &format!("arn:aws:rds:us-east-1:123456789012:{kind}:{identifier}"),
+    )
+}
+
+/// The same about the resource `arn`, which may be anyone's.
+pub fn rds_event_message_for(event_id: &str, source: &str, identifier: &str, arn: &str) -> String {
     json!({
         "Event Source": source,
         "Event Time": "2026-11-26 07:22:41.245",
         "Identifier Link": format!("https://console.aws.amazon.com/rds/home?region=us-east-1#dbinstance:id={identifier}"),
         "Source ID": identifier,
-        "Source ARN": format!("arn:aws:rds:us-east-1:123456789012:{kind}:{identifier}"),
+        "Source ARN": arn,
         "Event ID": format!("http://docs.amazonwebservices.com/AmazonRDS/latest/UserGuide/USER_Events.html#{event_id}"),
         "Event Message": "DB instance is being started due to it exceeding the maximum allowed time being stopped."
     })
@@ -275,15 +288,16 @@ async fn cert(
     State(state): State<Arc<Mutex<StubState>>>,
     Path(file): Path<String>,
 ) -> impl IntoResponse {
-    let mut state = state.lock().unwrap();
-    state.cert_fetches += 1;
-    if file != format!("SimpleNotificationService-{CERT_HASH}.pem") {
-        return (StatusCode::NOT_FOUND, String::new());
-    }
-    (
-        StatusCode::from_u16(state.cert_status).unwrap(),
-        state.cert_body.clone(),
-    )
+    let (status, body, delay) = {
+        let mut state = state.lock().unwrap();
+        state.cert_fetches += 1;
+        if file != format!("SimpleNotificationService-{CERT_HASH}.pem") {
+            return (StatusCode::NOT_FOUND, String::new());
+        }
+        (state.cert_status, state.cert_body.clone(), state.cert_delay)
+    };
+    tokio::time::sleep(delay).await;
+    (StatusCode::from_u16(status).unwrap(), body)
 }
 
 async fn confirm(

@@ -28,6 +28,7 @@ on_both_backends!(
     messages_and_subscriptions_without_secrets,
     errors_share_one_shape,
     metrics_move,
+    identifiers_are_one_resource_whatever_their_case,
 );
 
 struct Api {
@@ -750,4 +751,29 @@ async fn metrics_move(db: TestDb) {
     ] {
         assert!(metrics.contains(needle), "{needle} missing from\n{metrics}");
     }
+}
+
+async fn identifiers_are_one_resource_whatever_their_case(db: TestDb) {
+    let api = api(&db).await;
+    // The engine is off: the first run stays active.
+    let first = api
+        .post(
+            "/v1/executions",
+            json!({"resource_arn": "arn:aws:rds:us-east-1:123456789012:db:Orders"}),
+        )
+        .await;
+    assert_eq!(first.status, 201, "{}", first.text);
+    assert_eq!(first.body["resource_id"], "orders");
+    assert_eq!(
+        first.body["resource_arn"],
+        "arn:aws:rds:us-east-1:123456789012:db:orders"
+    );
+    let second = api
+        .post(
+            "/v1/executions",
+            json!({"resource_arn": "arn:aws:rds:us-east-1:123456789012:db:ORDERS"}),
+        )
+        .await;
+    assert_eq!(second.status, 409, "{}", second.text);
+    assert_eq!(second.body["error"]["execution_id"], first.body["id"]);
 }

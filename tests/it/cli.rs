@@ -5,12 +5,14 @@ use std::time::Duration;
 
 fn restop() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_restop"));
-    // Only what each test sets counts.
+    // Only what each test sets counts; no AWS set-up at all, as on a new laptop, and no
+    // instance metadata service to ask (nothing may leave this machine).
     for (key, _) in std::env::vars() {
-        if key.starts_with("RESTOP_") || key == "DATABASE_URL" {
+        if key.starts_with("RESTOP_") || key.starts_with("AWS_") || key == "DATABASE_URL" {
             command.env_remove(key);
         }
     }
+    command.env("AWS_EC2_METADATA_DISABLED", "true");
     command
 }
 
@@ -24,11 +26,61 @@ fn an_invalid_setting_stops_start_up_and_is_named() {
         ("RESTOP_SNS_BASIC_AUTH", "no-colon"),
         ("RESTOP_SNS_AUTO_CONFIRM", "maybe"),
         ("DATABASE_URL", "mysql://db"),
+        ("RESTOP_RETENTION", "12h"),
+        ("RESTOP_SNS_CONCURRENCY", "0"),
     ] {
         let output = restop().arg("serve").env(variable, value).output().unwrap();
         assert!(!output.status.success(), "{variable}={value} accepted");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(variable), "{variable}: {stderr}");
+    }
+}
+
+#[test]
+fn settings_out_of_range_are_refused() {
+    let refused: &[&[(&str, &str)]] = &[
+        &[("RESTOP_POLL_INTERVAL", "0s")],
+        &[("RESTOP_MAX_DURATION", "31d")],
+        // The lease must outlast an AWS call (25 s by default).
+        &[("RESTOP_JOB_LEASE", "20s")],
+        &[("RESTOP_JOB_LEASE", "10s"), ("RESTOP_AWS_TIMEOUT", "10s")],
+        // 2,880 polls of a state machine need more than its 25,000 history events.
+        &[
+            ("RESTOP_POLL_INTERVAL", "30s"),
+            (
+                "RESTOP_STATE_MACHINE_ARN",
+                "arn:aws:states:us-east-1:123456789012:stateMachine:restop",
+            ),
+        ],
+    ];
+    for settings in refused {
+        let output = restop()
+            .arg("serve")
+            .envs(settings.iter().copied())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{settings:?} accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(settings[0].0), "{settings:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_bad_secret_is_named_but_never_printed() {
+    for (variable, value) in [
+        ("RESTOP_API_TOKENS", "hunter2-short"),
+        (
+            "RESTOP_API_TOKENS",
+            "a-long-enough-token-0123456789,hunter2",
+        ),
+        ("RESTOP_SNS_BASIC_AUTH", "hunter2"),
+        ("DATABASE_URL", "mysql://restop:hunter2@db/restop"),
+    ] {
+        let output = restop().arg("serve").env(variable, value).output().unwrap();
+        assert!(!output.status.success(), "{variable} accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(variable), "{variable}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "{variable} printed: {stderr}");
     }
 }
 
@@ -56,11 +108,12 @@ async fn serve_runs_with_no_setup_and_stops_on_sigterm() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = restop()
+    let child = restop()
         .arg("serve")
         .env("RESTOP_LISTEN", format!("127.0.0.1:{port}"))
+        .env("HOME", dir.path())
         .current_dir(dir.path())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -82,9 +135,20 @@ async fn serve_runs_with_no_setup_and_stops_on_sigterm() {
         .status()
         .unwrap();
     assert!(killed.success());
-    let status = tokio::task::spawn_blocking(move || child.wait())
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
         .unwrap()
         .unwrap();
-    assert!(status.success(), "exit after SIGTERM: {status}");
+    assert!(
+        output.status.success(),
+        "exit after SIGTERM: {}",
+        output.status
+    );
+
+    // What a new user sees in the log: a line per missing setting, no SDK internals.
+    let log = String::from_utf8_lossy(&output.stdout);
+    let lines = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
+    assert_eq!(lines("RESTOP_TOPIC_ARNS is empty"), 1, "{log}");
+    assert_eq!(lines("no AWS region configured"), 1, "{log}");
+    assert_eq!(lines("imds"), 0, "{log}");
 }

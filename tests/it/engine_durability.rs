@@ -20,6 +20,8 @@ use crate::support::{TestApp, config};
 on_both_backends!(
     sigkill_mid_execution_loses_nothing_and_repeats_no_step,
     a_failed_notification_is_retried_and_never_changes_the_outcome,
+    a_crash_right_after_the_stop_call_still_ends_stopped,
+    an_unsubscription_is_announced,
 );
 
 /// `restop serve` as a child process.
@@ -50,6 +52,7 @@ impl Process {
             .env("RESTOP_POLL_INTERVAL", "1s")
             .env("RESTOP_START_GRACE", "5s")
             .env("RESTOP_JOB_LEASE", "2s")
+            .env("RESTOP_AWS_TIMEOUT", "1s")
             .env("AWS_ENDPOINT_URL", &moto.url)
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
@@ -306,6 +309,7 @@ async fn a_failed_notification_is_retried_and_never_changes_the_outcome(db: Test
     let received = receiver.lock().unwrap().received.clone();
     assert_eq!(received.len(), 3);
     let summary = &received[2];
+    assert_eq!(summary["event"], "execution_finished");
     assert_eq!(summary["execution_id"], execution.as_str());
     assert_eq!(summary["link"], format!("/v1/executions/{execution}"));
     assert_eq!(summary["resource_id"], "plain");
@@ -325,4 +329,113 @@ async fn a_failed_notification_is_retried_and_never_changes_the_outcome(db: Test
         history.last().unwrap().starts_with("notify sent"),
         "{history:?}"
     );
+}
+
+async fn a_crash_right_after_the_stop_call_still_ends_stopped(db: TestDb) {
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
+    let stub = SnsStub::start().await;
+    let rds = moto.rds().await;
+    let tags =
+        [("auto-restart-protection", "yes")].map(|(k, v)| Tag::builder().key(k).value(v).build());
+    rds.create_db_instance()
+        .db_instance_identifier("interrupted")
+        .db_instance_class("db.t3.micro")
+        .engine("postgres")
+        .allocated_storage(20)
+        .master_username("admin")
+        .master_user_password("password123")
+        .set_tags(Some(tags.to_vec()))
+        .send()
+        .await
+        .unwrap();
+    // The stop request reaches RDS two seconds after restop made it: restop dies meanwhile,
+    // so the stop happens but its answer is never recorded.
+    moto.fault(serde_json::json!({"action": "StopDBInstance", "code": null,
+                                  "delay_seconds": 2, "resource": "interrupted"}))
+        .await;
+    let first = Process::start(&db, &stub, &moto).await;
+    let msg = stub.rds_notification("RDS-EVENT-0154", "db-instance", "interrupted");
+    let response = reqwest::Client::new()
+        .post(format!("{}/sns", first.base))
+        .body(msg.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let execution = response.json::<Value>().await.unwrap()["execution_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for _ in 0..200 {
+        if moto.count_calls("StopDBInstance").await > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill().await;
+
+    let second = Process::start(&db, &stub, &moto).await;
+    let mut status = String::new();
+    for _ in 0..300 {
+        status = db
+            .text("SELECT status FROM executions WHERE id = $1", &execution)
+            .await
+            .unwrap();
+        if status != "pending" && status != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    second.kill().await;
+    let outcome = db
+        .text("SELECT outcome FROM executions WHERE id = $1", &execution)
+        .await;
+    let history = steps(&db, &execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_deref()),
+        ("succeeded", Some("stopped")),
+        "{history:?}"
+    );
+}
+
+async fn an_unsubscription_is_announced(db: TestDb) {
+    let stub = SnsStub::start().await;
+    let receiver = Arc::new(Mutex::new(Receiver::default()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let notify_url = format!("http://{}/hooks/restop", listener.local_addr().unwrap());
+    let hook = axum::Router::new()
+        .route("/hooks/restop", axum::routing::post(receive))
+        .with_state(receiver.clone());
+    tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
+    let mut cfg = config(&db.url, Some(&stub.host));
+    cfg.engine.notify_url = Some(notify_url.parse().unwrap());
+    let app = TestApp::spawn(cfg).await;
+
+    let msg = stub.confirmation("UnsubscribeConfirmation", "tok-gone");
+    let (status, body) = app.post_sns(&msg).await;
+    assert_eq!(
+        (status, &body["disposition"]),
+        (200, &serde_json::json!("unsubscribed"))
+    );
+    let mut received = Vec::new();
+    for _ in 0..100 {
+        received = receiver.lock().unwrap().received.clone();
+        if !received.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0]["event"], "unsubscribed");
+    assert_eq!(received[0]["topic_arn"], TOPIC);
+    assert_eq!(received[0]["message_id"], msg["MessageId"]);
+    assert!(received[0]["at"].as_str().is_some());
+    assert!(app.metrics().await.contains(&format!(
+        "restop_unsubscriptions_total{{topic=\"{TOPIC}\"}} 1"
+    )));
+    // A redelivery is no second announcement.
+    app.post_sns(&msg).await;
+    assert_eq!(receiver.lock().unwrap().received.len(), 1);
 }

@@ -26,6 +26,11 @@ on_both_backends!(
     timeout_ends_a_wait_that_never_ends,
     dry_run_never_stops,
     duplicate_and_second_events_join_one_execution,
+    a_real_event_makes_a_dry_run_real,
+    a_tag_removed_while_waiting_prevents_the_stop,
+    stops_refused_again_and_again_end_not_stoppable,
+    aurora_global_database_members_are_not_stoppable,
+    a_subscription_is_confirmed_with_the_sns_api_where_restop_has_credentials,
 );
 
 async fn a_forced_start_of_an_instance_is_stopped_again(db: TestDb) {
@@ -63,9 +68,14 @@ async fn a_forced_start_of_an_instance_is_stopped_again(db: TestDb) {
         "{steps:?}"
     );
     assert!(
+        steps.iter().any(|s| s
+            .starts_with("wait_available/available/available: check the tag again, then stop it")),
+        "{steps:?}"
+    );
+    assert!(
         steps
             .iter()
-            .any(|s| s.starts_with("wait_available/available/available: stop it")),
+            .any(|s| s.starts_with("recheck_protection//still protected: stop it")),
         "{steps:?}"
     );
     assert!(
@@ -454,4 +464,167 @@ async fn duplicate_and_second_events_join_one_execution(db: TestDb) {
         .await,
         2
     );
+}
+
+async fn a_real_event_makes_a_dry_run_real(db: TestDb) {
+    let Some(w) = world(db, |_| {}).await else {
+        return;
+    };
+    let busy = ("moto:force-status", "backing-up:4");
+    w.create_instance("rehearsed", &[PROTECTED[0], busy]).await;
+    let (status, body) = w
+        .trigger(json!({"resource_arn": instance_arn("rehearsed"), "dry_run": true}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let rehearsal = body["id"].as_str().unwrap().to_owned();
+    // While the dry run waits, AWS force-starts the database for real.
+    let real = w.event("RDS-EVENT-0154", "db-instance", "rehearsed").await;
+    assert_eq!(real, rehearsal, "the event upgrades the active dry run");
+    let (status, outcome, _) = w.finished(&real).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("succeeded", "stopped")
+    );
+    assert_eq!(w.instance_status("rehearsed").await, "stopped");
+    let steps = w.steps(&real).await;
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.starts_with("upgrade//upgraded to a real run by RDS-EVENT-0154")),
+        "{steps:?}"
+    );
+
+    // A manual run that skips the tag check is upgraded too: the tag is checked again.
+    w.create_instance("untagged", &[busy]).await;
+    let (status, body) = w
+        .trigger(json!({"resource_arn": instance_arn("untagged"), "skip_tag_check": true}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let skipping = body["id"].as_str().unwrap().to_owned();
+    let real = w.event("RDS-EVENT-0154", "db-instance", "untagged").await;
+    assert_eq!(real, skipping);
+    let (status, outcome, _) = w.finished(&real).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("skipped", "not_protected")
+    );
+    assert!(
+        !w.moto
+            .calls_for("untagged")
+            .await
+            .contains(&"StopDBInstance".to_owned())
+    );
+}
+
+async fn a_tag_removed_while_waiting_prevents_the_stop(db: TestDb) {
+    let Some(w) = world(db, |_| {}).await else {
+        return;
+    };
+    w.create_instance(
+        "fickle",
+        &[PROTECTED[0], ("moto:force-status", "backing-up:3")],
+    )
+    .await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "fickle").await;
+    w.wait_for_step(&execution, "wait_available/backing-up/")
+        .await;
+    w.remove_tags(&instance_arn("fickle"), &["auto-restart-protection"])
+        .await;
+    let (status, outcome, reason) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("skipped", "not_protected")
+    );
+    assert!(reason.contains("removed while waiting"), "{reason}");
+    assert!(
+        !w.moto
+            .calls_for("fickle")
+            .await
+            .contains(&"StopDBInstance".to_owned())
+    );
+    assert_eq!(w.instance_status("fickle").await, "available");
+}
+
+async fn stops_refused_again_and_again_end_not_stoppable(db: TestDb) {
+    let Some(w) = world(db, |_| {}).await else {
+        return;
+    };
+    w.create_instance("stubborn", PROTECTED).await;
+    // RDS says "invalid state" to every stop while the database reports `available`.
+    w.moto
+        .fault(json!({"action": "StopDBInstance", "count": 10, "code": "InvalidDBInstanceState",
+                      "message": "Instance stubborn is not in available state", "resource": "stubborn"}))
+        .await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "stubborn").await;
+    let (status, outcome, reason) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("skipped", "not_stoppable")
+    );
+    assert!(reason.contains("refused the stop 3 times"), "{reason}");
+    let stops = w
+        .moto
+        .calls_for("stubborn")
+        .await
+        .iter()
+        .filter(|a| *a == "StopDBInstance")
+        .count();
+    assert_eq!(stops, 3);
+}
+
+async fn aurora_global_database_members_are_not_stoppable(db: TestDb) {
+    let Some(w) = world(db, |_| {}).await else {
+        return;
+    };
+    w.create_cluster("worldwide", PROTECTED).await;
+    w.rds
+        .create_global_cluster()
+        .global_cluster_identifier("world")
+        .source_db_cluster_identifier(cluster_arn("worldwide"))
+        .send()
+        .await
+        .unwrap();
+    let execution = w.event("RDS-EVENT-0153", "db-cluster", "worldwide").await;
+    let (status, outcome, reason) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("skipped", "not_stoppable")
+    );
+    assert!(reason.contains("global database"), "{reason}");
+    assert!(
+        !w.moto
+            .calls_for("worldwide")
+            .await
+            .contains(&"StopDBCluster".to_owned())
+    );
+}
+
+async fn a_subscription_is_confirmed_with_the_sns_api_where_restop_has_credentials(db: TestDb) {
+    let Some(w) = world(db, |_| {}).await else {
+        return;
+    };
+    // The topic lives in restop's own account (moto's), so restop may confirm it itself.
+    w.moto
+        .sns()
+        .await
+        .create_topic()
+        .name("rds-events")
+        .send()
+        .await
+        .unwrap();
+    let msg = w.stub.confirmation("SubscriptionConfirmation", "tok-api");
+    let (status, body) = w.app.post_sns(&msg).await;
+    assert_eq!(
+        (status, &body["disposition"]),
+        (200, &json!("confirmed")),
+        "{body}"
+    );
+    assert!(
+        w.stub.confirmations().is_empty(),
+        "the SubscribeURL was visited"
+    );
+    let calls = w.moto.call_params("ConfirmSubscription").await;
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0]["AuthenticateOnUnsubscribe"], "true");
+    assert_eq!(calls[0]["Token"], "tok-api");
 }

@@ -23,7 +23,7 @@ const PROTECTED: &[(&str, &str)] = &[("auto-restart-protection", "yes")];
 async fn replica(db: &TestDb, aws: Arc<dyn Aws>) -> App {
     let mut config = config(&db.url, None);
     config.engine.engine_enabled = true;
-    config.engine.poll_interval = Duration::from_millis(200);
+    config.engine.poll_interval = Duration::from_secs(1);
     config.engine.start_grace = Duration::from_secs(60);
     config.engine.max_duration = Duration::from_secs(600);
     config.engine.job_lease = Duration::from_secs(30);
@@ -73,7 +73,8 @@ async fn two_engines_on_one_postgres_never_double_claim() {
     }
 
     for arn in &arns {
-        assert_eq!(aws.calls("ListTagsForResource", arn), 1, "{arn}");
+        // The tag is read when the run starts and again right before the stop.
+        assert_eq!(aws.calls("ListTagsForResource", arn), 2, "{arn}");
         assert_eq!(aws.calls("Stop", arn), 1, "{arn}");
         assert_eq!(aws.calls("Describe", arn), 2, "{arn}");
         assert_eq!(aws.status(arn), "stopped");
@@ -85,8 +86,8 @@ async fn two_engines_on_one_postgres_never_double_claim() {
         .await,
         300
     );
-    // Four distinct steps each: tags, available, stop, stopped.
-    assert_eq!(db.count("SELECT COUNT(*) FROM execution_steps").await, 1200);
+    // Five distinct steps each: tags, available, tags again, stop, stopped.
+    assert_eq!(db.count("SELECT COUNT(*) FROM execution_steps").await, 1500);
     assert_eq!(
         db.count("SELECT COUNT(*) FROM execution_steps WHERE repeats <> 1")
             .await,
@@ -141,6 +142,7 @@ async fn an_expired_lease_is_taken_over_and_the_old_owner_is_fenced_out() {
             reason: None,
             phase: Phase::WaitAvailable,
             retries: 0,
+            stop_refusals: 0,
             sfn_execution_arn: None,
             finished_at: None,
             notify_state: None,
@@ -190,7 +192,11 @@ async fn a_job_whose_steps_never_complete_is_given_up() {
         let lease = Duration::from_secs(1);
         for i in 0..5 {
             let at = now + chrono::Duration::seconds(1 + 2 * i);
-            let claimed = app.store().claim_jobs("doomed", at, lease, 10).await.unwrap();
+            let claimed = app
+                .store()
+                .claim_jobs("doomed", at, lease, 10)
+                .await
+                .unwrap();
             assert_eq!(claimed.len(), 1, "{backend:?}: claim {i}");
         }
         clock.set(now + chrono::Duration::seconds(60));
@@ -205,6 +211,69 @@ async fn a_job_whose_steps_never_complete_is_given_up() {
             "{reason}"
         );
         assert_eq!(steps.last().unwrap().action, "give up");
-        assert_eq!(aws.calls("ListTagsForResource", arn), 0, "no AWS call for it");
+        assert_eq!(
+            aws.calls("ListTagsForResource", arn),
+            0,
+            "no AWS call for it"
+        );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_this_version_cannot_read_stops_no_other_job() {
+    for backend in [Backend::Postgres, Backend::Sqlite] {
+        let Some(db) = TestDb::create(backend).await else {
+            continue;
+        };
+        let aws = Arc::new(FakeAws::default());
+        let app = replica(&db, aws.clone()).await;
+        let good = "arn:aws:rds:us-east-1:123456789012:db:good";
+        let odd = "arn:aws:rds:us-east-1:123456789012:db:odd";
+        aws.add(good, "starting", PROTECTED);
+        aws.add(odd, "starting", PROTECTED);
+        let good_id = accept_event(app.store(), good).await;
+        let odd_id = accept_event(app.store(), odd).await;
+        // A status a newer version wrote, say.
+        db.execute(&format!(
+            "UPDATE executions SET status = 'paused' WHERE id = '{odd_id}'"
+        ))
+        .await;
+        app.engine().unwrap().run_round().await.unwrap();
+        assert!(
+            aws.calls("ListTagsForResource", good) >= 1,
+            "{backend:?}: the readable job was not worked"
+        );
+        assert_eq!(aws.calls("ListTagsForResource", odd), 0, "{backend:?}");
+        let steps =
+            |id: &str| format!("SELECT COUNT(*) FROM execution_steps WHERE execution_id = '{id}'");
+        assert!(db.count(&steps(&good_id)).await >= 1);
+        assert_eq!(db.count(&steps(&odd_id)).await, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_honoured_while_every_round_is_full() {
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
+    let aws = Arc::new(FakeAws::default());
+    let app = replica(&db, aws.clone()).await;
+    for i in 0..1000 {
+        let arn = format!("arn:aws:rds:us-east-1:123456789012:db:busy-{i}");
+        aws.add(&arn, "starting", PROTECTED);
+        accept_event(app.store(), &arn).await;
+    }
+    // Slow AWS and a 1 s poll: more jobs fall due each second than the engine can work,
+    // so every round is full.
+    aws.set_latency(Duration::from_millis(200));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let engine = tokio::spawn(app.engine().unwrap().clone().run(stop.clone()));
+    while db.count("SELECT COUNT(*) FROM execution_steps").await < 200 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(5), engine)
+        .await
+        .expect("the engine stops between rounds")
+        .unwrap();
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use restop::clock::ManualClock;
 use restop::sns::Rejection;
 use restop::sns::certs::CertStore;
-use restop::sns::message::SnsMessage;
+use restop::sns::message::{SnsMessage, TopicArn};
 use restop::sns::verify::Verifier;
 use serde_json::{Value, json};
 
@@ -53,6 +53,17 @@ fn fixtures() -> Vec<Fixture> {
     fixtures
 }
 
+/// The topics the fixtures come from: restop accepts messages of listed topics only.
+fn fixture_topics() -> Vec<TopicArn> {
+    let mut topics: Vec<TopicArn> = fixtures()
+        .iter()
+        .filter_map(|f| f.json["TopicArn"].as_str())
+        .filter_map(|arn| arn.parse().ok())
+        .collect();
+    topics.dedup();
+    topics
+}
+
 /// The fixture certificates under the names restop looks up: `SimpleNotificationService-<hash>.pem`.
 fn cert_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -67,12 +78,16 @@ fn cert_dir() -> tempfile::TempDir {
 
 fn verifier(cert_dir: &tempfile::TempDir, clock: Arc<ManualClock>) -> Verifier {
     Verifier {
-        allowed_topics: Vec::new(),
+        allowed_topics: fixture_topics(),
         extra_hosts: Vec::new(),
         max_age: Duration::from_secs(3600),
         max_future_skew: Duration::from_secs(300),
         // No network: a certificate missing from the directory would be a test failure.
-        certs: CertStore::new(Some(cert_dir.path().to_owned()), reqwest::Client::new()),
+        certs: CertStore::new(
+            Some(cert_dir.path().to_owned()),
+            reqwest::Client::new(),
+            clock.clone(),
+        ),
         clock,
     }
 }
@@ -194,7 +209,7 @@ async fn genuine_messages_are_accepted_over_http(db: TestDb) {
     let dir = cert_dir();
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
     let mut cfg = config(&db.url, None);
-    cfg.sns.topic_arns.0.clear();
+    cfg.sns.topic_arns.0 = fixture_topics();
     cfg.sns.sns_auto_confirm = false;
     cfg.sns.sns_cert_dir = Some(dir.path().to_owned());
     let app = TestApp::spawn_with_clock(cfg, clock.clone()).await;

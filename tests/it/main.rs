@@ -9,5 +9,6 @@ mod genuine_messages;
 mod openapi_contract;
 mod sns_endpoint;
 mod step_functions;
+mod store;
 mod structure;
 mod support;

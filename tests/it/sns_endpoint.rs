@@ -1,15 +1,17 @@
 //! `POST /sns` end to end over real HTTP, with messages signed by our own test key and the
 //! certificate served by a local fake SNS. Every test runs on Postgres and on SQLite.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use restop::clock::{Clock, ManualClock};
 use serde_json::{Value, json};
 
 use crate::on_both_backends;
 use crate::support::db::{Backend, TestDb};
 use crate::support::proxy::CuttableProxy;
-use crate::support::sns::{CERT_HASH, SigningKey, SnsStub, TOPIC, sns_timestamp};
+use crate::support::sns::{self, CERT_HASH, SigningKey, SnsStub, TOPIC, sns_timestamp};
 use crate::support::{TestApp, config, error_code};
 
 on_both_backends!(
@@ -23,7 +25,8 @@ on_both_backends!(
     tampered_signed_fields_are_refused,
     unsupported_signature_versions_are_refused,
     certificate_problems_are_refused,
-    certificate_unavailable_answers_503_and_is_not_cached,
+    certificate_trouble_answers_503_and_is_tried_again_after_a_pause,
+    an_unreadable_certificate_file_answers_503,
     certificate_is_fetched_once,
     certificate_directory_avoids_the_fetch,
     subscription_is_confirmed_exactly_once,
@@ -34,6 +37,12 @@ on_both_backends!(
     basic_auth_is_required_when_configured,
     oversized_malformed_and_raw_bodies_are_refused,
     database_down_answers_503_and_loses_nothing,
+    no_listed_topic_trusts_no_topic,
+    events_about_other_accounts_or_regions_are_not_acted_on,
+    a_nul_character_is_kept_and_spoils_no_batch,
+    long_topic_arns_and_bad_paths_answer_the_error_shape,
+    a_full_sns_door_answers_503_so_sns_retries,
+    metrics_can_have_a_listener_of_their_own,
 );
 
 async fn start(db: &TestDb) -> (SnsStub, TestApp) {
@@ -333,17 +342,33 @@ async fn certificate_problems_are_refused(db: TestDb) {
     assert_refused(&app, &db, &msg, 403, "invalid_signature").await;
 }
 
-async fn certificate_unavailable_answers_503_and_is_not_cached(db: TestDb) {
-    let (stub, app) = start(&db).await;
-    stub.set(|s| s.cert_status = 500);
+async fn certificate_trouble_answers_503_and_is_tried_again_after_a_pause(db: TestDb) {
+    let stub = SnsStub::start().await;
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let app = TestApp::spawn_with_clock(config(&db.url, Some(&stub.host)), clock.clone()).await;
     let msg = stub.notification("x");
+    let later = |seconds| clock.set(clock.now() + chrono::Duration::seconds(seconds));
+
+    stub.set(|s| s.cert_status = 500);
     assert_refused(&app, &db, &msg, 503, "certificate_unavailable").await;
-    stub.set(|s| s.cert_status = 404);
+    // SNS's next try, at once: the failure is remembered, the host is not asked again.
+    assert_refused(&app, &db, &msg, 503, "certificate_unavailable").await;
+    assert_eq!(stub.cert_fetches(), 1);
+    // What a host answers while a certificate is being published passes too.
+    for status in [403, 404, 408, 429] {
+        later(11);
+        stub.set(|s| s.cert_status = status);
+        assert_refused(&app, &db, &msg, 503, "certificate_unavailable").await;
+    }
+    assert_eq!(stub.cert_fetches(), 5);
+    // Anything else is a refusal for good.
+    later(11);
+    stub.set(|s| s.cert_status = 400);
     assert_refused(&app, &db, &msg, 403, "invalid_certificate").await;
-    // SNS retries; the failure was not cached.
+    later(11);
     stub.set(|s| s.cert_status = 200);
     assert_eq!(app.post_sns(&msg).await.0, 200);
-    assert_eq!(stub.cert_fetches(), 3);
+    assert_eq!(stub.cert_fetches(), 7);
 
     // Nobody listening at all.
     let port = {
@@ -368,6 +393,32 @@ async fn certificate_is_fetched_once(db: TestDb) {
     }
     assert_eq!(stub.cert_fetches(), 1);
     assert_eq!(db.message_count().await, 16);
+}
+
+async fn an_unreadable_certificate_file_answers_503(db: TestDb) {
+    let stub = SnsStub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir
+        .path()
+        .join(format!("SimpleNotificationService-{CERT_HASH}.pem"));
+    // A directory where the file should be: reading it fails, even as root.
+    std::fs::create_dir(&path).unwrap();
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let mut cfg = config(&db.url, Some(&stub.host));
+    cfg.sns.sns_cert_dir = Some(dir.path().to_owned());
+    let app = TestApp::spawn_with_clock(cfg, clock.clone()).await;
+    let msg = stub.notification("x");
+    assert_refused(&app, &db, &msg, 503, "certificate_unavailable").await;
+    // The operator fixes the file; SNS's retry goes through.
+    std::fs::remove_dir(&path).unwrap();
+    std::fs::write(&path, &stub.signer.cert_pem).unwrap();
+    clock.set(clock.now() + chrono::Duration::seconds(11));
+    assert_eq!(app.post_sns(&msg).await.0, 200);
+    assert_eq!(
+        stub.cert_fetches(),
+        0,
+        "the directory was used, not the network"
+    );
 }
 
 async fn certificate_directory_avoids_the_fetch(db: TestDb) {
@@ -763,4 +814,202 @@ async fn post_chunked(app: &TestApp, length: usize) -> (u16, Value) {
         .map(|start| &body[start..])
         .unwrap_or_default();
     (status, serde_json::from_str(json).unwrap_or(Value::Null))
+}
+
+async fn no_listed_topic_trusts_no_topic(db: TestDb) {
+    let stub = SnsStub::start().await;
+    let mut cfg = config(&db.url, Some(&stub.host));
+    cfg.sns.topic_arns.0.clear();
+    let app = TestApp::spawn(cfg).await;
+    let event = stub.rds_notification("RDS-EVENT-0154", "db-instance", "orders");
+    assert_refused(&app, &db, &event, 403, "topic_not_allowed").await;
+    let confirmation = stub.confirmation("SubscriptionConfirmation", "tok-1");
+    assert_refused(&app, &db, &confirmation, 403, "topic_not_allowed").await;
+    assert!(
+        stub.confirmations().is_empty(),
+        "a subscription was confirmed"
+    );
+    assert_eq!(db.count("SELECT COUNT(*) FROM executions").await, 0);
+    assert_eq!(db.count("SELECT COUNT(*) FROM sns_subscriptions").await, 0);
+    // The API still works.
+    let health = app
+        .client
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+async fn events_about_other_accounts_or_regions_are_not_acted_on(db: TestDb) {
+    let (stub, app) = start(&db).await;
+    let other_account = "arn:aws:rds:us-east-1:999999999999:db:orders";
+    let other_region = "arn:aws:rds:eu-west-1:123456789012:db:orders";
+    let eventbridge = json!({
+        "version": "0", "id": "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+        "detail-type": "RDS DB Instance Event", "source": "aws.rds",
+        "account": "999999999999", "time": "2026-11-26T07:22:41Z", "region": "us-east-1",
+        "resources": [other_account],
+        "detail": {"EventCategories": ["notification"], "SourceType": "DB_INSTANCE",
+                   "SourceArn": other_account, "Date": "2026-11-26T07:22:41.245Z",
+                   "Message": "DB instance is being started due to it exceeding the maximum allowed time being stopped.",
+                   "SourceIdentifier": "orders", "EventID": "RDS-EVENT-0154"}
+    });
+    for message in [
+        sns::rds_event_message_for("RDS-EVENT-0154", "db-instance", "orders", other_account),
+        sns::rds_event_message_for("RDS-EVENT-0154", "db-instance", "orders", other_region),
+        eventbridge.to_string(),
+    ] {
+        let msg = stub.notification(&message);
+        let (status, body) = app.post_sns(&msg).await;
+        // 2xx: SNS must not deliver it again.
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["disposition"], "ignored", "{message}");
+        assert_eq!(body["execution_id"], Value::Null);
+        let id = msg["MessageId"].as_str().unwrap();
+        assert_eq!(
+            db.text(
+                "SELECT disposition_reason FROM sns_messages WHERE message_id = $1",
+                id
+            )
+            .await
+            .as_deref(),
+            Some("foreign_resource")
+        );
+    }
+    assert_eq!(db.count("SELECT COUNT(*) FROM executions").await, 0);
+    assert!(app.metrics().await.contains(
+        "restop_sns_messages_total{type=\"Notification\",result=\"foreign_resource\"} 3"
+    ));
+}
+
+async fn a_nul_character_is_kept_and_spoils_no_batch(db: TestDb) {
+    let (stub, app) = start(&db).await;
+    // U+0000 is legal JSON, so a legal SNS Message, and illegal in a Postgres TEXT.
+    let with_nul = stub.notification("before\u{0}after");
+    let mut plain: Vec<Value> = (0..20)
+        .map(|i| stub.notification(&format!("m{i}")))
+        .collect();
+    plain.push(with_nul.clone());
+    let posts = plain.iter().map(|m| app.post_sns(m));
+    for (status, body) in futures::future::join_all(posts).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(db.message_count().await, 21);
+    let id = with_nul["MessageId"].as_str().unwrap();
+    let stored: Value = app
+        .client
+        .get(format!("{}/v1/messages/{id}", app.base))
+        .bearer_auth(crate::support::TOKENS[0])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["message"], "before\u{0}after");
+
+    // A row the database does refuse fails its own delivery only: on Postgres, U+0000 in
+    // a Subject (a TEXT column; SNS itself never sends one).
+    let mut bad = stub.unsigned_notification("x");
+    bad["Subject"] = "bad\u{0}subject".into();
+    stub.signer.sign(&mut bad);
+    let good: Vec<Value> = (0..20)
+        .map(|i| stub.notification(&format!("g{i}")))
+        .collect();
+    let posts = good.iter().chain([&bad]).map(|m| app.post_sns(m));
+    let answers = futures::future::join_all(posts).await;
+    for (status, body) in &answers[..20] {
+        assert_eq!(*status, 200, "{body}");
+    }
+    let (status, body) = &answers[20];
+    match db.backend {
+        Backend::Postgres => assert_eq!((*status, error_code(body)), (503, "storage_unavailable")),
+        Backend::Sqlite => assert_eq!(*status, 200, "{body}"),
+    }
+    for msg in &good {
+        let id = msg["MessageId"].as_str().unwrap();
+        assert!(db.message_disposition(id).await.is_some(), "{id} lost");
+    }
+}
+
+async fn long_topic_arns_and_bad_paths_answer_the_error_shape(db: TestDb) {
+    let (stub, app) = start(&db).await;
+    let mut msg = stub.unsigned_notification("x");
+    msg["TopicArn"] = format!("arn:aws:sns:us-east-1:123456789012:{}", "t".repeat(5000)).into();
+    stub.signer.sign(&mut msg);
+    let (status, body) = app.post_sns(&msg).await;
+    assert_eq!((status, error_code(&body)), (400, "malformed_message"));
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.chars().count() < 200, "{message}");
+
+    let response = app
+        .client
+        .get(format!("{}/v1/executions/%FF", app.base))
+        .bearer_auth(crate::support::TOKENS[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(error_code(&body), "invalid_parameter");
+}
+
+async fn a_full_sns_door_answers_503_so_sns_retries(db: TestDb) {
+    let stub = SnsStub::start().await;
+    let mut cfg = config(&db.url, Some(&stub.host));
+    cfg.sns.sns_concurrency = 1;
+    let app = TestApp::spawn(cfg).await;
+    // The first delivery holds the only slot while its certificate downloads slowly.
+    stub.set(|s| s.cert_delay = Duration::from_millis(1500));
+    let slow = stub.notification("slow");
+    let second = stub.notification("second");
+    let (first, refused) = tokio::join!(app.post_sns(&slow), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.post_sns(&second).await
+    });
+    assert_eq!(first.0, 200, "{}", first.1);
+    assert_eq!((refused.0, error_code(&refused.1)), (503, "overloaded"));
+    // The slot is free again: SNS's retry is accepted.
+    assert_eq!(app.post_sns(&second).await.0, 200);
+    assert!(
+        app.metrics()
+            .await
+            .contains("restop_sns_refusals_total{reason=\"overloaded\"} 1")
+    );
+}
+
+async fn metrics_can_have_a_listener_of_their_own(db: TestDb) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = config(&db.url, None);
+    cfg.metrics_listen = Some(format!("127.0.0.1:{port}").parse().unwrap());
+    let app = TestApp::spawn(cfg).await;
+    let main = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(main.status(), 404);
+    let mut apart = None;
+    for _ in 0..100 {
+        if let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
+            apart = Some(response);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let apart = apart.expect("the metrics listener answers");
+    assert_eq!(apart.status(), 200);
+    assert!(
+        apart
+            .text()
+            .await
+            .unwrap()
+            .contains("# TYPE restop_sns_messages_total counter")
+    );
 }

@@ -16,6 +16,10 @@ use crate::support::moto::{Moto, cluster_arn, instance_arn};
 use crate::support::world::PROTECTED;
 
 on_both_backends!(
+    cancel_stops_the_state_machine_run,
+    cancel_while_the_run_is_being_started_stops_it_too,
+    another_region_is_unsupported_in_step_functions_mode,
+    a_global_database_member_is_reported_not_stoppable_by_the_state_machine,
     a_state_machine_run_past_the_deadline_is_stopped,
     step_functions_mode_stops_an_instance,
     step_functions_mode_stops_a_cluster,
@@ -472,4 +476,134 @@ async fn a_state_machine_run_past_the_deadline_is_stopped(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(described.status().as_str(), "ABORTED");
+}
+
+/// Waits until moto reports the state machine run as `status`.
+async fn wait_for_run(w: &World, execution_arn: &str, status: &str) {
+    for _ in 0..100 {
+        let described = w
+            .sfn
+            .describe_execution()
+            .execution_arn(execution_arn)
+            .send()
+            .await;
+        if described.is_ok_and(|d| d.status().as_str() == status) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the state machine run {execution_arn} never became {status}");
+}
+
+async fn cancel_stops_the_state_machine_run(db: TestDb) {
+    // Without the interpreter a run stays RUNNING until someone stops it.
+    let Some(w) = world(db, false, |_| {}).await else {
+        return;
+    };
+    w.create_instance("halted", PROTECTED).await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "halted").await;
+    let run = w.sfn_execution(&execution).await;
+    let (status, body) = w.cancel(&execution).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "cancelled");
+    wait_for_run(&w, &run, "ABORTED").await;
+    w.wait_for_step(&execution, "abort_state_machine//state machine run stopped")
+        .await;
+    assert_eq!(w.column(&execution, "phase").await.as_deref(), Some("done"));
+    assert_eq!(w.instance_status("halted").await, "available");
+    assert_eq!(w.stops_of("halted", "StopDBInstance").await, 0);
+}
+
+async fn cancel_while_the_run_is_being_started_stops_it_too(db: TestDb) {
+    let Some(w) = world(db, false, |_| {}).await else {
+        return;
+    };
+    w.create_instance("racing", PROTECTED).await;
+    // StartExecution reaches moto only after 2 s: the cancel comes before restop knows
+    // the run's ARN, even before the run exists.
+    w.moto
+        .fault(json!({"action": "StartExecution", "service": "states", "code": null, "delay_seconds": 2}))
+        .await;
+    let msg = w
+        .stub
+        .rds_notification("RDS-EVENT-0154", "db-instance", "racing");
+    let execution = w.post(&msg).await;
+    for _ in 0..100 {
+        if w.moto.count_calls("StartExecution").await > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, body) = w.cancel(&execution).await;
+    assert_eq!(status, 200, "{body}");
+    // The run's name is the SNS MessageId, so its ARN is known without restop's record.
+    let name = msg["MessageId"].as_str().unwrap();
+    let run = format!(
+        "{}:{name}",
+        w.state_machine.replace(":stateMachine:", ":execution:")
+    );
+    wait_for_run(&w, &run, "ABORTED").await;
+    assert_eq!(
+        w.column(&execution, "status").await.as_deref(),
+        Some("cancelled")
+    );
+}
+
+async fn another_region_is_unsupported_in_step_functions_mode(db: TestDb) {
+    let Some(w) = world(db, false, |_| {}).await else {
+        return;
+    };
+    let config = w.moto.sdk_config().await;
+    let faraway = aws_sdk_rds::Client::from_conf(
+        aws_sdk_rds::config::Builder::from(&config)
+            .region(aws_sdk_rds::config::Region::new("eu-west-1"))
+            .build(),
+    );
+    faraway
+        .create_db_instance()
+        .db_instance_identifier("faraway")
+        .db_instance_class("db.t3.micro")
+        .engine("postgres")
+        .allocated_storage(20)
+        .master_username("admin")
+        .master_user_password("password123")
+        .set_tags(Some(crate::support::world::tags(PROTECTED)))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = w
+        .trigger(json!({"resource_arn": "arn:aws:rds:eu-west-1:123456789012:db:faraway"}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let execution = body["id"].as_str().unwrap().to_owned();
+    let (status, outcome, reason) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("skipped", "unsupported")
+    );
+    assert!(reason.contains("eu-west-1"), "{reason}");
+    assert_eq!(w.moto.count_calls("StartExecution").await, 0);
+}
+
+async fn a_global_database_member_is_reported_not_stoppable_by_the_state_machine(db: TestDb) {
+    let Some(w) = world(db, true, |_| {}).await else {
+        return;
+    };
+    w.create_cluster("worldwide", PROTECTED).await;
+    w.rds
+        .create_global_cluster()
+        .global_cluster_identifier("world")
+        .source_db_cluster_identifier(cluster_arn("worldwide"))
+        .send()
+        .await
+        .unwrap();
+    let execution = w.event("RDS-EVENT-0153", "db-cluster", "worldwide").await;
+    let (status, outcome, reason) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("skipped", "not_stoppable"),
+        "{reason}"
+    );
+    assert!(reason.contains("global database"), "{reason}");
+    assert_eq!(w.stops_of("worldwide", "StopDBCluster").await, 0);
 }

@@ -473,6 +473,7 @@ def _describe_call(environ: dict[str, Any]) -> dict[str, Any] | None:
                     resources.append(value)
         protocol = "json"
         json_content_type = content_type if content_type.startswith("application/x-amz-json") else None
+        call_params = payload if isinstance(payload, dict) else {}
     else:
         params = parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
         if environ.get("REQUEST_METHOD") == "POST" and content_type == "application/x-www-form-urlencoded":
@@ -500,6 +501,7 @@ def _describe_call(environ: dict[str, Any]) -> dict[str, Any] | None:
                         resources.append(value)
         protocol = "query"
         json_content_type = None
+        call_params = {key: values[0] for key, values in params.items() if values}
 
     return {
         "action": action,
@@ -508,6 +510,7 @@ def _describe_call(environ: dict[str, Any]) -> dict[str, Any] | None:
         "resources": resources,
         "protocol": protocol,
         "json_content_type": json_content_type,
+        "params": call_params,
     }
 
 
@@ -597,6 +600,7 @@ class RestopTestMiddleware:
             "service": call["service"],
             "resource": call["resource"],
             "resources": call["resources"],
+            "params": call["params"],
             "at": time.time(),
             "fault": False,
             "status": None,

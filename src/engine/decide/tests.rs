@@ -20,6 +20,9 @@ fn situation(phase: Phase) -> Situation {
         kind: ResourceKind::DbInstance,
         step_functions: false,
         dry_run: false,
+        skip_tag_check: false,
+        stop_requested: false,
+        stop_refusals: 0,
         since_event: MIN,
         past_deadline: false,
         retries: 0,
@@ -102,7 +105,7 @@ fn waiting_for_available() {
     let poll = policy().poll_interval;
     assert_eq!(
         next_phase(&run(&s, &described("available"))),
-        Some((Phase::Stop, Duration::ZERO))
+        Some((Phase::RecheckProtection, Duration::ZERO))
     );
     for busy in [
         "starting",
@@ -188,7 +191,7 @@ fn waiting_for_stopped() {
     );
     assert_eq!(
         next_phase(&run(&s, &described("available"))),
-        Some((Phase::Stop, Duration::ZERO))
+        Some((Phase::RecheckProtection, Duration::ZERO))
     );
     assert_eq!(
         next_phase(&run(&s, &described("backing-up"))),
@@ -429,7 +432,9 @@ fn exhaustive_over_phases_statuses_and_times() {
                         if past_deadline {
                             assert!(next_phase(&d).is_none());
                         }
-                        if next_phase(&d).is_some_and(|(p, _)| p == Phase::Stop) {
+                        if next_phase(&d).is_some_and(|(p, _)| {
+                            matches!(p, Phase::Stop | Phase::RecheckProtection)
+                        }) {
                             assert_eq!(status, "available", "stop requested from {status}");
                         }
                         if let Some(o) = outcome(&d) {
@@ -440,4 +445,92 @@ fn exhaustive_over_phases_statuses_and_times() {
             }
         }
     }
+}
+
+#[test]
+fn the_tag_is_checked_again_right_before_the_stop() {
+    let s = situation(Phase::RecheckProtection);
+    let d = run(&s, &tags(&[("auto-restart-protection", "yes")]));
+    assert_eq!(next_phase(&d), Some((Phase::Stop, Duration::ZERO)));
+    let d = run(&s, &tags(&[("auto-restart-protection", "no")]));
+    assert_eq!(outcome(&d), Some(Outcome::NotProtected));
+    let d = run(&s, &tags(&[]));
+    let Decision::Finish { reason, .. } = d else {
+        unreachable!()
+    };
+    assert!(reason.contains("removed while waiting"), "{reason}");
+    // A run told to skip the tag check skips it here too.
+    let skipping = Situation {
+        skip_tag_check: true,
+        ..situation(Phase::WaitAvailable)
+    };
+    assert_eq!(
+        next_phase(&run(&skipping, &described("available"))),
+        Some((Phase::Stop, Duration::ZERO))
+    );
+}
+
+#[test]
+fn stopped_after_our_own_stop_request_is_our_success() {
+    // The stop was requested, then restop died before recording its answer; the next
+    // owner finds the database stopped, well after the grace period.
+    let s = Situation {
+        stop_requested: true,
+        since_event: 60 * MIN,
+        ..situation(Phase::WaitAvailable)
+    };
+    assert_eq!(
+        outcome(&run(&s, &described("stopped"))),
+        Some(Outcome::Stopped)
+    );
+    let not_ours = Situation {
+        stop_requested: false,
+        ..s
+    };
+    assert_eq!(
+        outcome(&run(&not_ours, &described("stopped"))),
+        Some(Outcome::AlreadyStopped)
+    );
+}
+
+#[test]
+fn a_stop_refused_again_and_again_ends_not_stoppable() {
+    let refused = Observation::Failed(AwsFailure::InvalidState(
+        "InvalidDBClusterStateFault".into(),
+    ));
+    let mut s = situation(Phase::Stop);
+    for _ in 1..MAX_STOP_REFUSALS {
+        let d = run(&s, &refused);
+        assert_eq!(next_phase(&d).map(|(p, _)| p), Some(Phase::WaitAvailable));
+        s.stop_refusals = stop_refusals_after(&s, &refused);
+        // The database says `available` again: the count holds.
+        let waiting = Situation {
+            phase: Phase::WaitAvailable,
+            ..s.clone()
+        };
+        assert_eq!(
+            stop_refusals_after(&waiting, &described("available")),
+            s.stop_refusals
+        );
+    }
+    assert_eq!(s.stop_refusals, MAX_STOP_REFUSALS - 1);
+    assert_eq!(outcome(&run(&s, &refused)), Some(Outcome::NotStoppable));
+    // Anything but `available` in between resets the count.
+    let waiting = Situation {
+        phase: Phase::WaitAvailable,
+        ..s.clone()
+    };
+    assert_eq!(stop_refusals_after(&waiting, &described("backing-up")), 0);
+    assert_eq!(stop_refusals_after(&s, &Observation::StopRequested), 0);
+}
+
+#[test]
+fn unsupported_work_is_skipped() {
+    let s = Situation {
+        step_functions: true,
+        ..situation(Phase::StartStateMachine)
+    };
+    let d = run(&s, &Observation::Unsupported("another region".into()));
+    assert_eq!(outcome(&d), Some(Outcome::Unsupported));
+    assert_eq!(Outcome::Unsupported.status(), Status::Skipped);
 }

@@ -93,6 +93,15 @@ impl TestDb {
         }
     }
 
+    /// Runs a statement (to put the database in a state restop itself would not).
+    pub async fn execute(&self, sql: &str) {
+        match &self.inspect {
+            Inspect::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+            Inspect::Sqlite(pool) => sqlx::query(sql).execute(pool).await.map(drop),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     /// A scalar count query, e.g. `SELECT COUNT(*) FROM sns_messages`.
     pub async fn count(&self, sql: &str) -> i64 {
         match &self.inspect {

@@ -49,6 +49,7 @@ pub fn config(database_url: &str, extra_host: Option<&str>) -> ServeConfig {
     config.engine.start_grace = Duration::from_secs(5);
     config.engine.max_duration = Duration::from_secs(120);
     config.engine.job_lease = Duration::from_secs(10);
+    config.engine.aws_timeout = Duration::from_secs(5);
     config.engine.engine_enabled = false;
     config
 }

@@ -62,7 +62,7 @@ impl Moto {
     }
 
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        SdkAws::loader()
+        SdkAws::loader(std::time::Duration::from_secs(5))
             .endpoint_url(&self.url)
             .region(Region::new(REGION))
             .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
@@ -149,6 +149,29 @@ impl Moto {
                 )
             })
             .collect()
+    }
+
+    /// The parameters of every request for `action`, in order.
+    pub async fn call_params(&self, action: &str) -> Vec<Value> {
+        let calls: Vec<Value> = self
+            .http
+            .get(format!("{}/restop-test/calls", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        calls
+            .into_iter()
+            .filter(|c| c["action"] == action)
+            .map(|c| c["params"].clone())
+            .collect()
+    }
+
+    /// An SNS client for setting up topics.
+    pub async fn sns(&self) -> aws_sdk_sns::Client {
+        aws_sdk_sns::Client::new(&self.sdk_config().await)
     }
 
     pub async fn calls_for(&self, resource: &str) -> Vec<String> {

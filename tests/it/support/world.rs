@@ -125,6 +125,63 @@ impl World {
             .unwrap();
     }
 
+    pub async fn remove_tags(&self, arn: &str, keys: &[&str]) {
+        self.rds
+            .remove_tags_from_resource()
+            .resource_name(arn)
+            .set_tag_keys(Some(keys.iter().map(|k| k.to_string()).collect()))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// `POST /v1/executions` with `body`: the status and the answer.
+    pub async fn trigger(&self, body: Value) -> (u16, Value) {
+        let response = self
+            .app
+            .client
+            .post(format!("{}/v1/executions", self.app.base))
+            .bearer_auth(super::TOKENS[0])
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    /// `POST /v1/executions/{id}/cancel`: the status and the answer.
+    pub async fn cancel(&self, execution: &str) -> (u16, Value) {
+        let response = self
+            .app
+            .client
+            .post(format!(
+                "{}/v1/executions/{execution}/cancel",
+                self.app.base
+            ))
+            .bearer_auth(super::TOKENS[0])
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    /// Waits until the execution has a step starting with `prefix` (as [`World::steps`]
+    /// writes them).
+    pub async fn wait_for_step(&self, execution: &str, prefix: &str) {
+        for _ in 0..300 {
+            if self
+                .steps(execution)
+                .await
+                .iter()
+                .any(|s| s.starts_with(prefix))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no step {prefix}: {:?}", self.steps(execution).await);
+    }
+
     pub async fn instance_status(&self, id: &str) -> String {
         let out = self
             .rds

@@ -1,0 +1,176 @@
+//! The store on its own, on both backends: retention, and the indexes behind the /v1
+//! filters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use restop::execution::{Disposition, MessageType};
+use restop::store::{NewMessage, Store, connect_and_migrate};
+
+use crate::on_both_backends;
+use crate::support::db::{Backend, TestDb};
+use crate::support::events::accept_event;
+
+on_both_backends!(
+    retention_deletes_old_ignored_messages_and_finished_executions,
+    the_v1_filters_are_served_by_indexes,
+);
+
+async fn store(db: &TestDb) -> Arc<dyn Store> {
+    connect_and_migrate(&restop::config::DatabaseConfig {
+        database_url: db.url.parse().unwrap(),
+        db_max_connections: 2,
+    })
+    .await
+    .unwrap()
+}
+
+fn message(disposition: Disposition, received_at: DateTime<Utc>) -> NewMessage {
+    NewMessage {
+        message_id: uuid::Uuid::new_v4().to_string(),
+        message_type: MessageType::Notification,
+        topic_arn: "arn:aws:sns:us-east-1:123456789012:rds-events".into(),
+        subject: None,
+        sent_at: received_at,
+        received_at,
+        signature_version: "2".into(),
+        disposition,
+        disposition_reason: None,
+        body: "{}".into(),
+        event: None,
+        execution: None,
+    }
+}
+
+async fn retention_deletes_old_ignored_messages_and_finished_executions(db: TestDb) {
+    let store = store(&db).await;
+    let now = Utc::now();
+    let old = now - chrono::Duration::days(100);
+    let old_ignored = message(Disposition::Ignored, old);
+    let new_ignored = message(Disposition::Ignored, now);
+    store
+        .insert_messages(&[old_ignored.clone(), new_ignored.clone()])
+        .await
+        .unwrap();
+    // An execution that ended 100 days ago, and its accepted message; one still active.
+    let finished = accept_event(&store, "arn:aws:rds:us-east-1:123456789012:db:long-ago").await;
+    store.cancel_execution(&finished, old, false).await.unwrap();
+    let active = accept_event(&store, "arn:aws:rds:us-east-1:123456789012:db:busy").await;
+
+    let clock = restop::clock::ManualClock::new(now);
+    let deleted = restop::retention::sweep(&*store, &clock, Duration::from_secs(90 * 86_400))
+        .await
+        .unwrap();
+    assert_eq!(deleted, 2, "the old ignored message and the old execution");
+    assert_eq!(db.message_disposition(&old_ignored.message_id).await, None);
+    assert!(
+        db.message_disposition(&new_ignored.message_id)
+            .await
+            .is_some()
+    );
+    assert!(store.get_execution(&finished).await.unwrap().is_none());
+    assert_eq!(
+        db.count(&format!(
+            "SELECT COUNT(*) FROM execution_steps WHERE execution_id = '{finished}'"
+        ))
+        .await,
+        0
+    );
+    assert!(store.get_execution(&active).await.unwrap().is_some());
+    // The accepted messages stay, unlinked from what was deleted.
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM sns_messages WHERE disposition = 'accepted'")
+            .await,
+        2
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM sns_messages WHERE execution_id IS NOT NULL")
+            .await,
+        1
+    );
+    // Nothing is left to delete.
+    let again = restop::retention::sweep(&*store, &clock, Duration::from_secs(90 * 86_400))
+        .await
+        .unwrap();
+    assert_eq!(again, 0);
+}
+
+/// The query plan of `sql` as text, with sequential scans discouraged on Postgres so that
+/// a tiny test table still shows which index the filter would use.
+async fn plan(db: &TestDb, sql: &str) -> String {
+    let rows: Vec<String> = match db.backend {
+        Backend::Postgres => {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .connect(&db.url)
+                .await
+                .unwrap();
+            let mut conn = pool.acquire().await.unwrap();
+            sqlx::query("SET enable_seqscan = off")
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+            sqlx::query_scalar(&format!("EXPLAIN {sql}"))
+                .fetch_all(&mut *conn)
+                .await
+                .unwrap()
+        }
+        Backend::Sqlite => {
+            let rows: Vec<(i64, i64, i64, String)> =
+                sqlx::query_as(&format!("EXPLAIN QUERY PLAN {sql}"))
+                    .fetch_all(db.sqlite_pool())
+                    .await
+                    .unwrap();
+            rows.into_iter().map(|(_, _, _, detail)| detail).collect()
+        }
+    };
+    rows.join("\n")
+}
+
+async fn the_v1_filters_are_served_by_indexes(db: TestDb) {
+    store(&db).await;
+    let page = "ORDER BY received_at DESC, message_id DESC LIMIT 51";
+    let executions = "ORDER BY created_at DESC, id DESC LIMIT 51";
+    let cases = [
+        (
+            format!("SELECT * FROM sns_messages WHERE disposition = 'ignored' {page}"),
+            "sns_messages_disposition",
+        ),
+        (
+            format!("SELECT * FROM sns_messages WHERE topic_arn = 't' {page}"),
+            "sns_messages_topic",
+        ),
+        (
+            format!("SELECT * FROM sns_messages WHERE source_id = 'orders' {page}"),
+            "sns_messages_source_id",
+        ),
+        (
+            format!("SELECT * FROM sns_messages WHERE source_arn = 'a' {page}"),
+            "sns_messages_source_arn",
+        ),
+        (
+            format!("SELECT * FROM executions WHERE status = 'failed' {executions}"),
+            "executions_status",
+        ),
+        (
+            format!("SELECT * FROM executions WHERE trigger = 'manual' {executions}"),
+            "executions_trigger",
+        ),
+        (
+            format!("SELECT * FROM executions WHERE resource_id = 'orders' {executions}"),
+            "executions_resource_id",
+        ),
+    ];
+    for (sql, index) in cases {
+        let plan = plan(&db, &sql).await;
+        eprintln!("{:?}: {sql}\n{plan}\n", db.backend);
+        assert!(plan.contains(index), "{sql} does not use {index}:\n{plan}");
+        assert!(
+            !plan.contains("Seq Scan")
+                && !plan.contains("SCAN sns_messages")
+                && !plan.contains("SCAN executions"),
+            "{sql} scans the table:\n{plan}"
+        );
+    }
+}
