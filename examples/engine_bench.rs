@@ -1,9 +1,12 @@
 //! Benchmark of the protection engine at scale: many active executions, each waiting for a
-//! database that stays `starting`, against an in-process fake RDS. Prints CPU time per
-//! second of wall time, database work per poll, and resident memory.
+//! database that stays `starting`, spread over accounts and regions, against an in-process
+//! fake RDS that counts its requests. Prints RDS calls per execution and poll, the busiest
+//! second of each account and region against the request budget, CPU time per second of
+//! wall time, database work per poll, and resident memory.
 //!
 //! cargo run --release --example engine_bench -- [--executions 10000] [--poll-seconds 60]
-//!     [--measure-seconds 120] [--database-url postgres://postgres@127.0.0.1:5432/postgres]
+//!     [--accounts 5] [--regions 3] [--rds-max-rps 4] [--measure-seconds 120]
+//!     [--database-url postgres://postgres@127.0.0.1:5432/postgres]
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -23,6 +26,15 @@ struct Args {
     executions: usize,
     #[arg(long, default_value_t = 60)]
     poll_seconds: u64,
+    /// Accounts the executions are spread over (restop's own and members).
+    #[arg(long, default_value_t = 5)]
+    accounts: usize,
+    /// Regions the executions are spread over.
+    #[arg(long, default_value_t = 3)]
+    regions: usize,
+    /// RESTOP_RDS_MAX_RPS.
+    #[arg(long, default_value_t = 4.0)]
+    rds_max_rps: f64,
     /// Steady-state measurement window, after every execution has been polled once.
     #[arg(long, default_value_t = 120)]
     measure_seconds: u64,
@@ -40,10 +52,37 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let (url, admin) = fresh_database(&args.database_url).await?;
     let poll = Duration::from_secs(args.poll_seconds);
+    let accounts: Vec<String> = (0..args.accounts)
+        .map(|i| {
+            if i == 0 {
+                fake_aws::OWN_ACCOUNT.to_owned()
+            } else {
+                format!("{:012}", 200_000_000_000u64 + i as u64)
+            }
+        })
+        .collect();
+    let regions = [
+        "us-east-1",
+        "eu-west-1",
+        "ap-southeast-2",
+        "us-west-2",
+        "eu-central-1",
+    ];
+    let regions = &regions[..args.regions.clamp(1, regions.len())];
     let mut config = ServeConfig::defaults();
     config.database.database_url = url.parse().map_err(anyhow::Error::msg)?;
     config.engine.poll_interval = poll;
+    config.accounts.rds_max_rps = args.rds_max_rps;
+    config.accounts.accounts = restop::config::CommaList(
+        accounts[1..]
+            .iter()
+            .map(|a| a.parse().map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<_>>()?,
+    );
     let aws = Arc::new(fake_aws::FakeAws::default());
+    for member in &accounts[1..] {
+        aws.add_member(member);
+    }
     let app = App::build(
         config,
         Deps {
@@ -56,7 +95,9 @@ async fn main() -> anyhow::Result<()> {
 
     let started = Instant::now();
     for i in 0..args.executions {
-        let arn = format!("arn:aws:rds:us-east-1:123456789012:db:bench-{i}");
+        let account = &accounts[i % accounts.len()];
+        let region = regions[(i / accounts.len()) % regions.len()];
+        let arn = format!("arn:aws:rds:{region}:{account}:db:bench-{i}");
         aws.add(&arn, "starting", &[("auto-restart-protection", "yes")]);
         events::accept_event(&store, &arn).await;
     }
@@ -82,8 +123,12 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(poll).await;
 
     let before = Sample::take(&admin, &url).await?;
+    let (requests_before, window_start) = (aws.requests(), Instant::now());
     tokio::time::sleep(Duration::from_secs(args.measure_seconds)).await;
     let after = Sample::take(&admin, &url).await?;
+    let requests = aws.requests() - requests_before;
+    let busiest = aws.busiest_second(window_start);
+    let busiest_ever = aws.busiest_second(started);
     stop.cancel();
     task.await?;
 
@@ -98,6 +143,26 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "window:            {wall:.0} s, {polls:.0} polls ({:.1}/s)",
         polls / wall
+    );
+    println!(
+        "spread over:       {} accounts x {} regions",
+        accounts.len(),
+        regions.len()
+    );
+    println!(
+        "RDS calls:         {requests} in the window, {:.4} per execution and poll",
+        requests as f64 / polls
+    );
+    let most = |seconds: &std::collections::HashMap<(String, String), usize>| {
+        seconds.values().copied().max().unwrap_or(0)
+    };
+    println!(
+        "busiest second:    {} calls in one account and region in the window, {} since the start \
+         (budget: {} a second, bursts of {}; RDS allows 12)",
+        most(&busiest),
+        most(&busiest_ever),
+        args.rds_max_rps,
+        2.0 * args.rds_max_rps
     );
     println!(
         "engine CPU:        {:.1}% of one core ({cpu:.2} s CPU)",

@@ -15,8 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api;
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Retention, ServeConfig, SnsConfig};
-use crate::engine::aws::{Aws, Metered, SdkAws};
+use crate::config::{Retention, Schedule, ServeConfig, SnsConfig};
+use crate::engine::aws::{Accounts, Aws, Metered, Paced, SdkAws};
+use crate::engine::catchup::{Catchup, CatchupSettings};
 use crate::engine::{Engine, EngineSettings, Launcher, Notifier};
 use crate::http;
 use crate::metrics::Metrics;
@@ -49,6 +50,8 @@ pub struct App {
     retention: Option<Duration>,
     /// `None` when `RESTOP_ENGINE` is off.
     engine: Option<Arc<Engine>>,
+    /// The catch-up sweeper and the account-regions it reads; `None` when it is off.
+    catchup: Option<(Catchup, Vec<(String, String)>)>,
 }
 
 impl App {
@@ -62,7 +65,7 @@ impl App {
             .with_context(|| format!("DATABASE_URL {:?}", config.database.database_url))?;
         warn_about_open_settings(&config);
         let clock = deps.clock;
-        let settings = EngineSettings::from_config(&config.engine);
+        let settings = EngineSettings::from_config(&config.engine, config.accounts.rds_max_rps);
         let wakeup = Arc::new(Notify::new());
         let launcher = Launcher {
             mode: settings.mode(),
@@ -71,13 +74,52 @@ impl App {
             notify: settings.notify_url.is_some(),
         };
         let metrics = Arc::new(Metrics::default());
-        let aws: Arc<dyn Aws> = Arc::new(Metered::new(
-            match deps.aws {
-                Some(aws) => aws,
-                None => Arc::new(SdkAws::from_environment(config.engine.aws_timeout).await),
-            },
+        let accounts = Accounts::from_config(&config.accounts);
+        let sdk: Arc<dyn Aws> = match deps.aws {
+            Some(aws) => aws,
+            None => Arc::new(
+                SdkAws::from_environment(config.engine.aws_timeout, accounts.clone()).await,
+            ),
+        };
+        let paced = Arc::new(Paced::new(
+            sdk,
+            config.accounts.rds_max_rps,
             metrics.clone(),
         ));
+        let aws: Arc<dyn Aws> = Arc::new(Metered::new(paced, metrics.clone()));
+        // The account-regions whose event log the catch-up reads: those of the allowed
+        // topics, and the member accounts in the topics' regions.
+        let mut places: Vec<(String, String)> = Vec::new();
+        for topic in &config.sns.topic_arns.0 {
+            let accounts = std::iter::once(topic.account().to_owned()).chain(accounts.members());
+            for account in accounts {
+                let place = (account, topic.region().to_owned());
+                if !places.contains(&place) {
+                    places.push(place);
+                }
+            }
+        }
+        let catchup = match config.engine.catchup_interval {
+            Schedule::Every(interval) if config.engine.engine_enabled => Some((
+                Catchup::new(
+                    store.clone(),
+                    aws.clone(),
+                    launcher.clone(),
+                    clock.clone(),
+                    metrics.clone(),
+                    CatchupSettings {
+                        interval,
+                        lookback: config.engine.catchup_lookback,
+                        max_duration: settings.max_duration,
+                        lease: settings.lease,
+                        owner: settings.owner.clone(),
+                        policy: settings.policy.clone(),
+                    },
+                ),
+                places,
+            )),
+            _ => None,
+        };
         let sns = config.sns;
         let http = http::sns_client();
         let verifier = Verifier {
@@ -97,6 +139,8 @@ impl App {
                 auto_confirm: sns.sns_auto_confirm,
                 basic_auth: sns.sns_basic_auth,
                 event_ids: config.event_ids,
+                wake_event_ids: config.wake_event_ids,
+                member_accounts: accounts.members(),
                 metrics,
                 clock: clock.clone(),
                 launcher,
@@ -124,6 +168,7 @@ impl App {
                 Retention::Forever => None,
             },
             engine,
+            catchup,
         })
     }
 
@@ -159,6 +204,9 @@ impl App {
         let engine = self
             .engine
             .map(|engine| tokio::spawn(engine.run(stop.clone())));
+        let catchup = self
+            .catchup
+            .map(|(catchup, places)| tokio::spawn(catchup.run(places, stop.clone())));
         let retention = self.retention.map(|retention| {
             tokio::spawn(crate::retention::run(
                 self.store.clone(),
@@ -180,6 +228,9 @@ impl App {
         }
         if let Some(retention) = retention {
             retention.await.context("retention sweep panicked")?;
+        }
+        if let Some(catchup) = catchup {
+            catchup.await.context("catch-up sweeper panicked")?;
         }
         if let Some(metrics) = metrics {
             metrics

@@ -80,6 +80,9 @@ pub struct ServeConfig {
     #[command(flatten)]
     pub engine: EngineConfig,
 
+    #[command(flatten)]
+    pub accounts: AccountsConfig,
+
     /// Comma-separated bearer tokens accepted on /v1 (each at least 16 characters).
     #[arg(
         long,
@@ -94,6 +97,12 @@ pub struct ServeConfig {
     #[arg(long, env = "RESTOP_EVENT_IDS", value_delimiter = ',',
           default_value = "RDS-EVENT-0154,RDS-EVENT-0153", value_parser = parse_event_id)]
     pub event_ids: Vec<String>,
+
+    /// RDS event ids that say a start has ended: a waiting execution for that database
+    /// looks at it at once (they never start one).
+    #[arg(long, env = "RESTOP_WAKE_EVENT_IDS", value_delimiter = ',',
+          default_value = "RDS-EVENT-0088,RDS-EVENT-0151", value_parser = parse_event_id)]
+    pub wake_event_ids: Vec<String>,
 
     /// Log format; levels come from RUST_LOG.
     #[arg(long, env = "RESTOP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -181,10 +190,104 @@ pub struct EngineConfig {
     #[arg(long, env = "RESTOP_AWS_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
     pub aws_timeout: Duration,
 
+    /// How often RDS's event log is read for forced starts SNS did not deliver (`off`
+    /// disables it).
+    #[arg(long, env = "RESTOP_CATCHUP_INTERVAL", default_value = "10m", value_parser = parse_schedule)]
+    pub catchup_interval: Schedule,
+
+    /// How far back the first read of RDS's event log goes (at most 14d: RDS keeps 14 days).
+    #[arg(long, env = "RESTOP_CATCHUP_LOOKBACK", default_value = "24h", value_parser = parse_duration)]
+    pub catchup_lookback: Duration,
+
     /// Run the protection engine in this process (turn off for API-only replicas).
     #[arg(long, env = "RESTOP_ENGINE", default_value_t = true,
           action = clap::ArgAction::Set, value_parser = parse_bool)]
     pub engine_enabled: bool,
+}
+
+/// The AWS accounts restop acts in, and how fast it may call RDS there.
+#[derive(Debug, Clone, Args)]
+pub struct AccountsConfig {
+    /// Accounts restop may act in besides its own: `ACCOUNT_ID` or `ACCOUNT_ID=ROLE_ARN`,
+    /// comma-separated.
+    #[arg(long, env = "RESTOP_ACCOUNTS", default_value = "")]
+    pub accounts: CommaList<MemberAccount>,
+
+    /// The role assumed in a listed account that names none.
+    #[arg(long, env = "RESTOP_ROLE_NAME", default_value = "restop-member",
+          value_parser = parse_role_name)]
+    pub role_name: String,
+
+    /// Sent as the external id with every AssumeRole.
+    #[arg(long, env = "RESTOP_EXTERNAL_ID", hide_env_values = true)]
+    pub external_id: Option<String>,
+
+    /// RDS requests per second restop makes in one account and region (bursts of twice
+    /// that); RDS allows each account and region 12, shared with every other tool.
+    #[arg(long, env = "RESTOP_RDS_MAX_RPS", default_value_t = 4.0, value_parser = parse_rate)]
+    pub rds_max_rps: f64,
+}
+
+/// A member account and, optionally, the role to assume there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberAccount {
+    pub account: String,
+    /// `None`: `arn:<partition>:iam::<account>:role/<RESTOP_ROLE_NAME>`.
+    pub role_arn: Option<String>,
+}
+
+impl FromStr for MemberAccount {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (account, role_arn) = match s.split_once('=') {
+            Some((account, role)) => (account, Some(role)),
+            None => (s, None),
+        };
+        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!("'{account}' is not a 12-digit AWS account id"));
+        }
+        if let Some(role) = role_arn {
+            let parts: Vec<&str> = role.split(':').collect();
+            let valid = matches!(
+                parts[..],
+                ["arn", partition, "iam", "", role_account, name]
+                    if crate::partition::is_partition(partition)
+                        && role_account.len() == 12
+                        && name.strip_prefix("role/").is_some_and(|n| !n.is_empty())
+            );
+            if !valid {
+                return Err(format!(
+                    "'{role}' is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+                ));
+            }
+        }
+        Ok(Self {
+            account: account.to_owned(),
+            role_arn: role_arn.map(str::to_owned),
+        })
+    }
+}
+
+fn parse_role_name(s: &str) -> Result<String, String> {
+    let valid = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
+    if valid {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("'{s}' is not an IAM role name"))
+    }
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(rate) if (0.1..=1000.0).contains(&rate) => Ok(rate),
+        _ => Err(format!(
+            "'{s}' is not a number of requests per second from 0.1 to 1000"
+        )),
+    }
 }
 
 /// A Step Functions execution has at most this many history events.
@@ -204,6 +307,11 @@ impl ServeConfig {
         }
         if engine.max_duration > Duration::from_secs(30 * 86_400) {
             return Err("RESTOP_MAX_DURATION must be at most 30d".into());
+        }
+        if engine.catchup_lookback > Duration::from_secs(14 * 86_400) {
+            return Err(
+                "RESTOP_CATCHUP_LOOKBACK must be at most 14d: RDS keeps events 14 days".into(),
+            );
         }
         if engine.aws_timeout.is_zero() {
             return Err("RESTOP_AWS_TIMEOUT must be at least 1s".into());
@@ -439,6 +547,24 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .checked_mul(seconds_per_unit)
         .map(Duration::from_secs)
         .ok_or_else(err)
+}
+
+/// A background task's period, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    Every(Duration),
+    Off,
+}
+
+fn parse_schedule(s: &str) -> Result<Schedule, String> {
+    match s {
+        "off" => Ok(Schedule::Off),
+        _ => parse_duration(s)
+            .ok()
+            .filter(|d| *d >= Duration::from_secs(1))
+            .map(Schedule::Every)
+            .ok_or_else(|| format!("'{s}' is not `off` or a duration of at least 1s")),
+    }
 }
 
 /// How long history is kept.

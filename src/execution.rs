@@ -134,6 +134,8 @@ text_enum! {
         Cancelled = "cancelled",
         /// Step Functions mode cannot reach a resource outside the state machine's region.
         Unsupported = "unsupported",
+        /// A forced start found too late: older than RESTOP_MAX_DURATION.
+        Expired = "expired",
         Error = "error",
     }
 }
@@ -143,7 +145,9 @@ impl Outcome {
     pub fn status(self) -> Status {
         match self {
             Self::Stopped | Self::AlreadyStopped | Self::Gone | Self::DryRun => Status::Succeeded,
-            Self::NotProtected | Self::NotStoppable | Self::Unsupported => Status::Skipped,
+            Self::NotProtected | Self::NotStoppable | Self::Unsupported | Self::Expired => {
+                Status::Skipped
+            }
             Self::Cancelled => Status::Cancelled,
             Self::Timeout | Self::AccessDenied | Self::Error => Status::Failed,
         }
@@ -191,6 +195,9 @@ text_enum! {
         Sns = "sns",
         /// An operator's `POST /v1/executions`.
         Manual = "manual",
+        /// A forced start found in RDS's event log (`DescribeEvents`) that SNS had not
+        /// delivered.
+        Catchup = "catchup",
     }
 }
 
@@ -210,6 +217,8 @@ text_enum! {
         Accepted = "accepted",
         /// Authentic, but nothing to do (other events, non-RDS messages).
         Ignored = "ignored",
+        /// A "started" event that made a waiting execution look at its database now.
+        Wakeup = "wakeup",
         /// A confirmation is being attempted.
         Confirming = "confirming",
         Confirmed = "confirmed",

@@ -34,6 +34,11 @@ struct RefusalLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TopicLabels {
     topic: String,
 }
@@ -41,12 +46,22 @@ struct TopicLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AwsCallLabels {
     operation: &'static str,
+    account: String,
+    region: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AwsErrorLabels {
     operation: &'static str,
     kind: &'static str,
+    account: String,
+    region: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PlaceLabels {
+    account: String,
+    region: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -71,6 +86,11 @@ pub struct Metrics {
     unsubscriptions: Family<TopicLabels, Counter>,
     aws_calls: Family<AwsCallLabels, Counter>,
     aws_errors: Family<AwsErrorLabels, Counter>,
+    aws_throttles: Family<PlaceLabels, Counter>,
+    budget_waits: Family<PlaceLabels, Counter>,
+    catchup_sweeps: Family<ResultLabels, Counter>,
+    catchup_forced_starts: Family<ResultLabels, Counter>,
+    wakeups: Family<ResultLabels, Counter>,
     http_requests: HistogramFamily<HttpLabels>,
     database: std::sync::Arc<DatabaseGauges>,
 }
@@ -108,6 +128,36 @@ impl Default for Metrics {
             "Failed AWS API calls, by operation and kind of failure.",
             Family::default(),
         );
+        let aws_throttles = declare(
+            &mut registry,
+            "restop_aws_throttles",
+            "AWS calls answered with throttling, by account and region.",
+            Family::default(),
+        );
+        let budget_waits = declare(
+            &mut registry,
+            "restop_rds_budget_waits",
+            "RDS calls that waited for the request budget of their account and region.",
+            Family::default(),
+        );
+        let catchup_sweeps = declare(
+            &mut registry,
+            "restop_catchup_sweeps",
+            "Reads of an account and region's RDS event log for forced starts, by result.",
+            Family::default(),
+        );
+        let catchup_forced_starts = declare(
+            &mut registry,
+            "restop_catchup_forced_starts",
+            "Forced starts found in RDS's event log: new (no execution knew it), known, expired.",
+            Family::default(),
+        );
+        let wakeups = declare(
+            &mut registry,
+            "restop_wakeups",
+            "Started events: woken (a waiting execution looked at once) or ignored.",
+            Family::default(),
+        );
         let http_requests = declare(
             &mut registry,
             "restop_http_request_duration_seconds",
@@ -123,6 +173,11 @@ impl Default for Metrics {
             unsubscriptions,
             aws_calls,
             aws_errors,
+            aws_throttles,
+            budget_waits,
+            catchup_sweeps,
+            catchup_forced_starts,
+            wakeups,
             http_requests,
             database,
         }
@@ -184,16 +239,64 @@ impl Metrics {
             .inc();
     }
 
-    /// One AWS call; `error` is the kind of failure, if it failed.
-    pub fn aws_call(&self, operation: &'static str, error: Option<&'static str>) {
+    /// One AWS call in `account` and `region`; `error` is the kind of failure, if it failed.
+    pub fn aws_call(
+        &self,
+        operation: &'static str,
+        account: &str,
+        region: &str,
+        error: Option<&'static str>,
+    ) {
         self.aws_calls
-            .get_or_create(&AwsCallLabels { operation })
+            .get_or_create(&AwsCallLabels {
+                operation,
+                account: account.to_owned(),
+                region: region.to_owned(),
+            })
             .inc();
         if let Some(kind) = error {
             self.aws_errors
-                .get_or_create(&AwsErrorLabels { operation, kind })
+                .get_or_create(&AwsErrorLabels {
+                    operation,
+                    kind,
+                    account: account.to_owned(),
+                    region: region.to_owned(),
+                })
                 .inc();
         }
+    }
+
+    /// AWS answered a call in `account` and `region` with throttling.
+    pub fn throttled(&self, account: &str, region: &str) {
+        self.aws_throttles
+            .get_or_create(&place(account, region))
+            .inc();
+    }
+
+    /// A catch-up sweep ended: `ok` or `failed`.
+    pub fn catchup_sweep(&self, result: &'static str) {
+        self.catchup_sweeps
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// A forced start found in RDS's event log: `new`, `known` or `expired`.
+    pub fn catchup_forced_start(&self, result: &'static str) {
+        self.catchup_forced_starts
+            .get_or_create(&ResultLabels { result })
+            .inc();
+    }
+
+    /// A started event: `woken` or `ignored`.
+    pub fn wakeup(&self, result: &'static str) {
+        self.wakeups.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// An RDS call waited for the request budget of `account` and `region`.
+    pub fn budget_wait(&self, account: &str, region: &str) {
+        self.budget_waits
+            .get_or_create(&place(account, region))
+            .inc();
     }
 
     /// One answered HTTP request; `route` is the matched route template, not the path.
@@ -215,6 +318,13 @@ impl Metrics {
         prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+fn place(account: &str, region: &str) -> PlaceLabels {
+    PlaceLabels {
+        account: account.to_owned(),
+        region: region.to_owned(),
     }
 }
 
@@ -278,7 +388,12 @@ mod tests {
         let m = Metrics::default();
         m.sns_refusal("invalid_signature");
         m.sns_refusal("invalid_signature");
-        m.aws_call("StopDBInstance", Some("throttled"));
+        m.aws_call(
+            "StopDBInstance",
+            "111122223333",
+            "eu-west-1",
+            Some("throttled"),
+        );
         m.http_request("/v1/executions", "GET", 200, 0.02);
         let stats = ExecutionStats {
             by_status: vec![
@@ -290,7 +405,7 @@ mod tests {
         let text = m.render(Some(stats), Utc::now());
         assert!(text.contains("restop_sns_refusals_total{reason=\"invalid_signature\"} 2"));
         assert!(text.contains(
-            "restop_aws_errors_total{operation=\"StopDBInstance\",kind=\"throttled\"} 1"
+            "restop_aws_errors_total{operation=\"StopDBInstance\",kind=\"throttled\",account=\"111122223333\",region=\"eu-west-1\"} 1"
         ));
         assert!(text.contains(
             "restop_http_request_duration_seconds_bucket{route=\"/v1/executions\",method=\"GET\",status=\"200\",le=\"0.01\"} 0"

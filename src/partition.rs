@@ -19,6 +19,11 @@ const PARTITIONS: &[(&str, &[&str])] = &[
     ("aws-eusc", &["eusc-de"]),
 ];
 
+/// True for a partition's name (`aws`, `aws-cn`, ...).
+pub fn is_partition(name: &str) -> bool {
+    PARTITIONS.iter().any(|(partition, _)| *partition == name)
+}
+
 /// The partition a region belongs to: `PREFIX-NAME-N` with a known prefix, a lowercase
 /// name and a one- or two-digit number.
 pub fn partition_of(region: &str) -> Option<&'static str> {

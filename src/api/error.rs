@@ -22,6 +22,7 @@ text_enum! {
         ExecutionActive = "execution_active",
         ExecutionFinished = "execution_finished",
         ResourceNotFound = "resource_not_found",
+        AccountNotAllowed = "account_not_allowed",
         AwsUnavailable = "aws_unavailable",
         StorageUnavailable = "storage_unavailable",
         Timeout = "timeout",

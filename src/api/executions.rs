@@ -150,7 +150,22 @@ async fn resolve(app: &AppState, r: &TriggerRequest) -> Result<ResourceArn, ApiE
                 "region comes from resource_arn; do not give both",
             ));
         }
-        return arn.parse().map_err(bad_request);
+        let resource: ResourceArn = arn.parse().map_err(bad_request)?;
+        return match app.aws.acts_in(&resource.account).await {
+            Ok(true) => Ok(resource),
+            Ok(false) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::AccountNotAllowed,
+                format!(
+                    "account {} is neither restop's own nor in RESTOP_ACCOUNTS",
+                    resource.account
+                ),
+            )),
+            Err(e) => Err(aws_unavailable(
+                e,
+                "could not tell which accounts restop acts in",
+            )),
+        };
     }
     let (kind, identifier) = match (&r.db_instance_identifier, &r.db_cluster_identifier) {
         (Some(id), _) => (ResourceKind::DbInstance, id),
@@ -165,9 +180,15 @@ async fn resolve(app: &AppState, r: &TriggerRequest) -> Result<ResourceArn, ApiE
     if !is_region(region) {
         return Err(bad_request(format!("'{region}' is not an AWS region")));
     }
+    // An identifier names a database of restop's own account.
+    let account = app
+        .aws
+        .own_account()
+        .await
+        .map_err(|e| aws_unavailable(e, "could not tell restop's own account"))?;
     let arn = app
         .aws
-        .resource_arn(kind, region, identifier)
+        .resource_arn(&account, kind, region, identifier)
         .await
         .map_err(|failure| match failure {
             AwsFailure::NotFound => ApiError::new(
@@ -175,14 +196,10 @@ async fn resolve(app: &AppState, r: &TriggerRequest) -> Result<ResourceArn, ApiE
                 ErrorCode::ResourceNotFound,
                 format!("no {kind} {identifier} in {region}"),
             ),
-            other => {
-                tracing::warn!(error = ?other, "could not look up the resource ARN");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorCode::AwsUnavailable,
-                    format!("could not ask RDS for {kind} {identifier} in {region}; retry later"),
-                )
-            }
+            other => aws_unavailable(
+                other,
+                &format!("could not ask RDS for {kind} {identifier} in {region}"),
+            ),
         })?;
     arn.parse().map_err(|e: String| {
         ApiError::new(
@@ -191,6 +208,16 @@ async fn resolve(app: &AppState, r: &TriggerRequest) -> Result<ResourceArn, ApiE
             format!("RDS answered an unexpected ARN: {e}"),
         )
     })
+}
+
+/// AWS could not answer a question the request needs: 503, so the caller tries again.
+fn aws_unavailable(failure: AwsFailure, what: &str) -> ApiError {
+    tracing::warn!(error = ?failure, "{what}");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::AwsUnavailable,
+        format!("{what}; retry later"),
+    )
 }
 
 pub async fn cancel(

@@ -48,6 +48,10 @@ pub struct Shared {
     pub auto_confirm: bool,
     pub basic_auth: Option<BasicAuth>,
     pub event_ids: Vec<String>,
+    /// RDS event ids that wake a waiting execution (RESTOP_WAKE_EVENT_IDS).
+    pub wake_event_ids: Vec<String>,
+    /// RESTOP_ACCOUNTS: accounts whose events a topic may carry besides its own.
+    pub member_accounts: Vec<String>,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub launcher: Launcher,

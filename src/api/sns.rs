@@ -28,7 +28,7 @@ use crate::engine::Trigger;
 use crate::execution::{Disposition, MessageType, SubscriptionStatus, TriggerKind};
 use crate::http::FetchError;
 use crate::rds::event::{RdsEvent, fits_topic, parse_rds_event};
-use crate::rds::resource::ResourceArn;
+use crate::rds::resource::{ResourceArn, ResourceKind};
 use crate::sns::Rejection;
 use crate::sns::confirm::confirm_subscription;
 use crate::sns::message::{SnsMessage, TopicArn};
@@ -153,6 +153,7 @@ async fn process(app: &AppState, msg: SnsMessage) -> Result<Handled, Failure> {
         body: msg.message.clone(),
         event: None,
         execution: None,
+        execution_id: None,
     };
     let subscription = |status, subscribe_url: Option<String>| SubscriptionUpdate {
         topic_arn: msg.topic_arn.to_string(),
@@ -259,7 +260,7 @@ async fn notification(
     mut record: NewMessage,
 ) -> Result<StoredNotification, Failure> {
     let event = parse_rds_event(&msg.message, &msg.topic_arn);
-    let classified = classify(event.as_ref(), &msg.topic_arn, &app.event_ids);
+    let classified = classify(event.as_ref(), &msg.topic_arn, app);
     let foreign = matches!(&classified, Classified::Foreign(_));
     match classified {
         Classified::Accepted(resource) => {
@@ -285,6 +286,16 @@ async fn notification(
             record.disposition = Disposition::Ignored;
             record.disposition_reason = Some(FOREIGN_RESOURCE.into());
         }
+        Classified::Wake(resource) => match wake(app, &resource, record.received_at).await? {
+            Some(execution) => {
+                record.disposition = Disposition::Wakeup;
+                record.execution_id = Some(execution);
+            }
+            None => {
+                record.disposition = Disposition::Ignored;
+                record.disposition_reason = Some("no execution waits for this database".into());
+            }
+        },
         Classified::Ignored(reason) => {
             record.disposition = Disposition::Ignored;
             record.disposition_reason = Some(reason);
@@ -299,6 +310,7 @@ async fn notification(
         account_id: event.account,
     });
     let disposition = record.disposition;
+    let woken = record.execution_id.clone();
     // Plain records go through the group-commit intake; those that start an execution
     // need their own transaction.
     let inserted = if record.execution.is_some() {
@@ -327,7 +339,7 @@ async fn notification(
             }
             stored.execution_id = Some(link.id);
         }
-        Inserted::New { execution: None } => {}
+        Inserted::New { execution: None } => stored.execution_id = woken,
         Inserted::Duplicate(disposition) => {
             stored.disposition = disposition;
             stored.duplicate = true;
@@ -347,7 +359,8 @@ async fn confirm(
 ) -> Result<(), Failure> {
     let topic = &msg.topic_arn;
     let mut result = Err(FetchError::Refused("not confirmed".into()));
-    if let (Some(token), true) = (&msg.token, app.aws.acts_in(topic.account()).await) {
+    let credentials_there = matches!(app.aws.acts_in(topic.account()).await, Ok(true));
+    if let (Some(token), true) = (&msg.token, credentials_there) {
         result = app.aws.confirm_subscription(topic, token).await.map_err(|e| {
             tracing::warn!(error = ?e, "could not confirm with the SNS API; visiting the SubscribeURL instead");
             FetchError::Refused(format!("{e:?}"))
@@ -394,10 +407,58 @@ async fn confirm(
         .map_err(|e| Failure::Confirmation(e.to_string()))
 }
 
+/// How long a wake-up may spend finding an Aurora member instance's cluster.
+const WAKE_LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A "started" event: makes the execution waiting for this database (or, for an Aurora
+/// member instance, for its cluster) look at it now. Returns the execution woken. Costs no
+/// AWS call unless a cluster execution waits in the instance's account and region.
+async fn wake(
+    app: &AppState,
+    resource: &ResourceArn,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<String>, Failure> {
+    let mut woken = store(app.store.wake(&resource.arn, now)).await?;
+    if woken.is_none()
+        && resource.kind == ResourceKind::DbInstance
+        && store(
+            app.store
+                .cluster_waiting(&resource.account, &resource.region),
+        )
+        .await?
+    {
+        // An Aurora member's start says its cluster is coming up.
+        let facts = tokio::time::timeout(WAKE_LOOKUP_TIMEOUT, app.aws.describe(resource)).await;
+        if let Ok(Ok(facts)) = facts {
+            if let Some(cluster) = facts.cluster_id {
+                let arn = format!(
+                    "arn:{}:rds:{}:{}:cluster:{}",
+                    resource.partition,
+                    resource.region,
+                    resource.account,
+                    cluster.to_ascii_lowercase()
+                );
+                woken = store(app.store.wake(&arn, now)).await?;
+            }
+        }
+    }
+    match &woken {
+        Some(execution) => {
+            tracing::info!(execution_id = %execution, "a started event woke the waiting execution");
+            app.metrics.wakeup("woken");
+            app.launcher.wake();
+        }
+        None => app.metrics.wakeup("ignored"),
+    }
+    Ok(woken)
+}
+
 /// What a notification is to restop.
 enum Classified {
     /// An event restop acts on, about this resource.
     Accepted(ResourceArn),
+    /// A "started" event about this resource: a waiting execution may look at it now.
+    Wake(ResourceArn),
     /// An event about a resource outside its topic's region, or its account (and the
     /// accounts allowed to publish to it).
     Foreign(ResourceArn),
@@ -405,21 +466,27 @@ enum Classified {
     Ignored(String),
 }
 
-fn classify(event: Option<&RdsEvent>, topic: &TopicArn, event_ids: &[String]) -> Classified {
+fn classify(event: Option<&RdsEvent>, topic: &TopicArn, app: &AppState) -> Classified {
     let Some(event) = event else {
         return Classified::Ignored("not an RDS event".into());
     };
     let resource = event.resource();
     if let Ok(resource) = &resource {
-        if !fits_topic(resource, topic, &[]) {
+        if !fits_topic(resource, topic, &app.member_accounts) {
             return Classified::Foreign(resource.clone());
         }
     }
-    if !event_ids.contains(&event.event_id) {
-        return Classified::Ignored(format!("{} is not in RESTOP_EVENT_IDS", event.event_id));
+    let acts_on = app.event_ids.contains(&event.event_id);
+    let wakes = app.wake_event_ids.contains(&event.event_id);
+    if !acts_on && !wakes {
+        return Classified::Ignored(format!(
+            "{} is not in RESTOP_EVENT_IDS or RESTOP_WAKE_EVENT_IDS",
+            event.event_id
+        ));
     }
     match resource {
-        Ok(resource) => Classified::Accepted(resource),
+        Ok(resource) if acts_on => Classified::Accepted(resource),
+        Ok(resource) => Classified::Wake(resource),
         Err(reason) => Classified::Ignored(reason),
     }
 }

@@ -11,8 +11,10 @@ use crate::rds::status::{StatusClass, classify};
 /// An AWS call's failure, sorted by what restop should do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AwsFailure {
-    /// Throttling, 5xx, network trouble: retry with backoff.
+    /// 5xx, network trouble, expired credentials: retry with backoff.
     Transient(String),
+    /// RDS (or Step Functions) said slow down: retry with backoff, and call less often.
+    Throttled(String),
     /// The resource's state changed under us (InvalidDBInstanceState / InvalidDBClusterStateFault).
     InvalidState(String),
     /// The resource does not exist (any more).
@@ -64,6 +66,10 @@ pub enum Observation {
 /// means it will never stop it: the execution ends `not_stoppable` instead of looping.
 pub const MAX_STOP_REFUSALS: u32 = 3;
 
+/// After a "started" event wakes an execution, this many polls come quickly (1, 2, 4, 8,
+/// 16 s): the event may come before the status says `available`. Then the poll interval.
+pub const WAKE_POLLS: u32 = 5;
+
 /// The settings decisions depend on.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -89,6 +95,8 @@ pub struct Situation {
     pub stop_requested: bool,
     /// Consecutive stops RDS refused while the database reported `available`.
     pub stop_refusals: u32,
+    /// Polls since a "started" event woke the execution (0: not woken, or long ago).
+    pub wake_polls: u32,
     /// Time since the event (or the manual trigger).
     pub since_event: Duration,
     /// RESTOP_MAX_DURATION has passed.
@@ -256,7 +264,13 @@ fn after_protection(s: &Situation, why: &str) -> Decision {
 }
 
 fn on_status(s: &Situation, facts: &ResourceFacts, policy: &Policy) -> Decision {
-    let poll = policy.poll_interval;
+    // Soon after a wake-up, look again soon: the status may lag the event.
+    let poll = match s.wake_polls {
+        polls @ 1..=WAKE_POLLS if s.phase == Phase::WaitAvailable => {
+            Duration::from_secs(1 << (polls - 1)).min(policy.poll_interval)
+        }
+        _ => policy.poll_interval,
+    };
     if s.phase == Phase::WaitAvailable {
         if let Some(reason) = not_stoppable_reason(s.kind, facts) {
             return Decision::finish(Outcome::NotStoppable, reason);
@@ -299,7 +313,7 @@ fn on_status(s: &Situation, facts: &ResourceFacts, policy: &Policy) -> Decision 
 
 fn on_failure(s: &Situation, failure: &AwsFailure, policy: &Policy, jitter: f64) -> Decision {
     match failure {
-        AwsFailure::Transient(message) => Decision::Continue {
+        AwsFailure::Transient(message) | AwsFailure::Throttled(message) => Decision::Continue {
             phase: s.phase,
             after: backoff(s.retries, policy, jitter),
             retry: true,
@@ -398,7 +412,24 @@ pub fn stop_refusals_after(s: &Situation, observation: &Observation) -> u32 {
         (Phase::RecheckProtection, Observation::Tags(_) | Observation::ProtectionSkipped) => {
             s.stop_refusals
         }
-        (_, Observation::Failed(AwsFailure::Transient(_))) => s.stop_refusals,
+        (_, Observation::Failed(AwsFailure::Transient(_) | AwsFailure::Throttled(_))) => {
+            s.stop_refusals
+        }
+        _ => 0,
+    }
+}
+
+/// The count of polls since a wake-up after this observation: it goes on while the
+/// database is still getting ready, up to [`WAKE_POLLS`]; anything else ends it.
+pub fn wake_polls_after(s: &Situation, observation: &Observation) -> u32 {
+    match (s.phase, observation) {
+        (Phase::WaitAvailable, Observation::Described(facts))
+            if s.wake_polls > 0
+                && s.wake_polls < WAKE_POLLS
+                && classify(&facts.status) != StatusClass::Available =>
+        {
+            s.wake_polls + 1
+        }
         _ => 0,
     }
 }

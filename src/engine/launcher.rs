@@ -12,6 +12,7 @@ use crate::rds::resource::ResourceArn;
 use crate::store::NewExecution;
 
 /// Creates executions the way the engine expects them.
+#[derive(Clone)]
 pub struct Launcher {
     pub mode: Mode,
     pub max_duration: Duration,

@@ -5,6 +5,8 @@
 //! crash anywhere loses at most an uncommitted step, which the next owner repeats.
 
 pub mod aws;
+mod budget;
+pub mod catchup;
 pub mod decide;
 mod launcher;
 mod notify;
@@ -12,7 +14,7 @@ mod notify;
 pub use launcher::{Launcher, Trigger};
 pub use notify::Notifier;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,21 +25,27 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use self::aws::Aws;
+use self::aws::{Aws, Scope};
 use self::decide::{
     AwsFailure, Decision, Observation, Policy, Situation, StateMachineRun, decide,
-    stop_refusals_after,
+    stop_refusals_after, wake_polls_after,
 };
 use crate::clock::Clock;
 use crate::config::EngineConfig;
 use crate::execution::{Mode, NotifyState, Outcome, Phase, Status};
 use crate::rds::resource::ResourceKind;
-use crate::store::{Job, JobUpdate, NewStep, Store, StoreError};
+use crate::store::{Claim, Job, JobUpdate, NewStep, Store, StoreError};
 
 /// How often an idle engine looks for due jobs; new executions wake it at once.
 const IDLE_TICK: Duration = Duration::from_secs(1);
-/// Jobs claimed per round (and worked concurrently).
-const BATCH: u32 = 64;
+/// Jobs other than polls claimed per round (and worked concurrently), at most.
+const STEP_BATCH: u32 = 64;
+/// Polls claimed per round: they are described together, up to a hundred per call, so
+/// many at once make few calls.
+const POLL_BATCH: u32 = 1000;
+/// Polls fall due on a grid of this step (at most), so that databases waiting at the same
+/// time are described together.
+const POLL_GRID: Duration = Duration::from_secs(5);
 /// A job that was due "now" again after a step is run straight away, this many times, so a
 /// short chain (tags -> describe -> stop) does not wait for the next round.
 const IMMEDIATE_STEPS: usize = 4;
@@ -53,13 +61,26 @@ pub struct EngineSettings {
     pub state_machine_arn: Option<String>,
     pub notify_url: Option<url::Url>,
     pub lease: Duration,
+    /// Jobs other than polls claimed per round: no more than the RDS budget can serve
+    /// within half a lease, even if all are in one account and region.
+    pub step_batch: u32,
     /// Identifies this process in leases.
     pub owner: String,
 }
 
+/// What one round of the engine did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Round {
+    /// Jobs worked.
+    pub worked: usize,
+    /// A claim came back full: more may be due at once.
+    pub full: bool,
+}
+
 impl EngineSettings {
     /// The engine's settings, from `restop serve`'s.
-    pub fn from_config(config: &EngineConfig) -> Self {
+    pub fn from_config(config: &EngineConfig, rds_max_rps: f64) -> Self {
+        let affordable = rds_max_rps * config.job_lease.as_secs_f64() / 2.0;
         Self {
             policy: Policy {
                 tag_key: config.tag_key.clone(),
@@ -74,6 +95,7 @@ impl EngineSettings {
             state_machine_arn: config.state_machine_arn.clone(),
             notify_url: config.notify_url.clone(),
             lease: config.job_lease,
+            step_batch: (affordable as u32).clamp(1, STEP_BATCH),
             owner: process_identity(),
         }
     }
@@ -128,17 +150,17 @@ impl Engine {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         tracing::info!(owner = %self.settings.owner, "protection engine started");
         loop {
-            let worked = match self.run_round().await {
-                Ok(worked) => worked,
+            let full = match self.run_round().await {
+                Ok(round) => round.full,
                 Err(e) => {
                     tracing::error!(error = %e, "engine could not claim jobs; retrying");
-                    0
+                    false
                 }
             };
             if shutdown.is_cancelled() {
                 break;
             }
-            if worked as u32 == BATCH {
+            if full {
                 continue; // more may be due
             }
             tokio::select! {
@@ -150,21 +172,46 @@ impl Engine {
         tracing::info!("protection engine stopped");
     }
 
-    /// Claims one batch of due jobs and works them concurrently. Returns how many.
-    pub async fn run_round(self: &Arc<Self>) -> Result<usize, StoreError> {
-        let jobs = self
+    /// Claims the due jobs and works them concurrently: polls of one account, region and
+    /// kind described together (a call per hundred), every other job on its own.
+    pub async fn run_round(self: &Arc<Self>) -> Result<Round, StoreError> {
+        let now = self.clock.now();
+        let (owner, lease) = (&self.settings.owner, self.settings.lease);
+        let step_batch = self.settings.step_batch;
+        let steps = self
             .store
-            .claim_jobs(
-                &self.settings.owner,
-                self.clock.now(),
-                self.settings.lease,
-                BATCH,
-            )
+            .claim_jobs(owner, now, lease, Claim::Steps, step_batch)
             .await?;
-        let count = jobs.len();
-        let mut set = JoinSet::new();
+        let polls = self
+            .store
+            .claim_jobs(owner, now, lease, Claim::Polls, POLL_BATCH)
+            .await?;
+        let round = Round {
+            worked: steps.len() + polls.len(),
+            full: steps.len() == step_batch as usize || polls.len() == POLL_BATCH as usize,
+        };
+
+        let mut groups: BTreeMap<Scope, Vec<Job>> = BTreeMap::new();
+        for job in polls {
+            groups
+                .entry(Scope::of(&job.resource))
+                .or_default()
+                .push(job);
+        }
+        let mut described = JoinSet::new();
+        for (scope, jobs) in groups {
+            let mut jobs = jobs.into_iter().peekable();
+            while jobs.peek().is_some() {
+                let chunk: Vec<Job> = jobs.by_ref().take(aws::DESCRIBE_BATCH).collect();
+                let engine = self.clone();
+                let scope = scope.clone();
+                described.spawn(async move { engine.poll_together(&scope, chunk).await });
+            }
+        }
+
+        let mut work = JoinSet::new();
         let mut executions = HashMap::new();
-        for job in jobs {
+        let mut start = |job: Job, first: Option<(NewStep, JobUpdate)>| {
             let engine = self.clone();
             let span = tracing::info_span!(
                 "execution",
@@ -173,10 +220,23 @@ impl Engine {
                 message_id = job.message_id.as_deref().unwrap_or(""),
             );
             let id = job.id.clone();
-            let task = set.spawn(async move { engine.work(job).await }.instrument(span));
+            let task = work.spawn(async move { engine.work(job, first).await }.instrument(span));
             executions.insert(task.id(), id);
+        };
+        for job in steps {
+            start(job, None);
         }
-        while let Some(joined) = set.join_next_with_id().await {
+        while let Some(chunk) = described.join_next().await {
+            match chunk {
+                Ok(observed) => {
+                    for (job, first) in observed {
+                        start(job, Some(first));
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "a batched poll panicked"),
+            }
+        }
+        while let Some(joined) = work.join_next_with_id().await {
             if let Err(e) = joined {
                 // The lease runs out and the job is claimed again; after a few claims
                 // without progress it is given up.
@@ -184,13 +244,49 @@ impl Engine {
                 tracing::error!(execution_id, error = %e, "a step panicked");
             }
         }
-        Ok(count)
+        Ok(round)
     }
 
-    /// Runs steps of one claimed job while it stays due right away.
-    async fn work(&self, mut job: Job) {
+    /// Describes the databases of waiting jobs of one scope in one call, and decides each
+    /// job's step from what it says. A database absent from the answer is gone.
+    async fn poll_together(
+        &self,
+        scope: &Scope,
+        jobs: Vec<Job>,
+    ) -> Vec<(Job, (NewStep, JobUpdate))> {
+        let identifiers: Vec<String> = jobs.iter().map(|j| j.resource.identifier.clone()).collect();
+        let described = self.aws.describe_many(scope, &identifiers).await;
+        let now = self.clock.now();
+        jobs.into_iter()
+            .map(|job| {
+                let first = if job.attempts > MAX_CLAIMS_WITHOUT_PROGRESS {
+                    self.give_up(&job, now)
+                } else {
+                    let (observation, rds_status) = match &described {
+                        Ok(found) => match found.get(&job.resource.identifier) {
+                            Some(facts) => (
+                                Observation::Described(facts.clone()),
+                                Some(facts.status.clone()),
+                            ),
+                            None => (Observation::Failed(AwsFailure::NotFound), None),
+                        },
+                        Err(failure) => (Observation::Failed(failure.clone()), None),
+                    };
+                    self.apply(&job, now, &observation, rds_status)
+                };
+                (job, first)
+            })
+            .collect()
+    }
+
+    /// Runs steps of one claimed job while it stays due right away; the first step may
+    /// have been decided already (from a batched poll).
+    async fn work(&self, mut job: Job, mut first: Option<(NewStep, JobUpdate)>) {
         for _ in 0..IMMEDIATE_STEPS {
-            let (step, update) = self.step(&job).await;
+            let (step, update) = match first.take() {
+                Some(decided) => decided,
+                None => self.step(&job).await,
+            };
             match self.store.complete_step(&job, &step, &update).await {
                 Ok(true) => {}
                 Ok(false) => {
@@ -293,7 +389,7 @@ impl Engine {
         let (action, error) = match result {
             Ok(()) => ("state machine run stopped", None),
             Err(AwsFailure::NotFound) => ("no state machine run to stop", None),
-            Err(AwsFailure::Transient(e)) if now < job.deadline_at => {
+            Err(AwsFailure::Transient(e) | AwsFailure::Throttled(e)) if now < job.deadline_at => {
                 update.retries = job.retries + 1;
                 update.next_run_at =
                     Some(now + decide::backoff(job.retries, &self.settings.policy, rand::random()));
@@ -365,6 +461,7 @@ impl Engine {
             phase: job.phase,
             retries: job.retries,
             stop_refusals: job.stop_refusals,
+            wake_polls: job.wake_polls,
             sfn_execution_arn: job.sfn_execution_arn.clone(),
             finished_at: job.finished_at,
             notify_state: job.notification.state,
@@ -462,6 +559,7 @@ impl Engine {
             event_id: job.event_id.as_deref(),
             message_id: job.message_id.as_deref(),
             execution_id: &job.id,
+            role_arn: self.aws.member_role(&resource.account, &resource.partition),
             dry_run: job.dry_run || self.settings.dry_run,
             poll_interval_seconds: self.settings.policy.poll_interval.as_secs().max(1),
             start_grace_seconds: self.settings.policy.start_grace.as_secs(),
@@ -494,6 +592,7 @@ impl Engine {
             skip_tag_check: job.skip_tag_check,
             stop_requested: job.stop_requested_at.is_some(),
             stop_refusals: job.stop_refusals,
+            wake_polls: job.wake_polls,
             since_event: (now - job.event_at).to_std().unwrap_or_default(),
             past_deadline: now >= job.deadline_at,
             retries: job.retries,
@@ -522,6 +621,7 @@ impl Engine {
             phase: job.phase,
             retries: 0,
             stop_refusals: stop_refusals_after(&situation, observation),
+            wake_polls: wake_polls_after(&situation, observation),
             sfn_execution_arn: job.sfn_execution_arn.clone(),
             finished_at: None,
             notify_state: None,
@@ -541,7 +641,16 @@ impl Engine {
             } => {
                 update.phase = phase;
                 update.retries = if retry { job.retries + 1 } else { 0 };
-                update.next_run_at = Some(now + after);
+                let poll = self.settings.policy.poll_interval;
+                let waiting = matches!(phase, Phase::WaitAvailable | Phase::WaitStopped);
+                update.next_run_at = Some(if waiting && !retry && after >= poll {
+                    on_the_grid(
+                        now + after,
+                        self.settings.policy.poll_interval.min(POLL_GRID),
+                    )
+                } else {
+                    now + after
+                });
             }
             Decision::Finish { outcome, reason } => self.finish(&mut update, now, outcome, reason),
         }
@@ -572,9 +681,27 @@ struct StateMachineInput<'a> {
     event_id: Option<&'a str>,
     message_id: Option<&'a str>,
     execution_id: &'a str,
+    /// The member account's role the state machine's tasks assume; absent for resources
+    /// in restop's own account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role_arn: Option<String>,
     dry_run: bool,
     poll_interval_seconds: u64,
     start_grace_seconds: u64,
+}
+
+/// The first point of the grid of step `grid` at or after `at`: polls that fall due
+/// within one step of each other fall due together, and are described in one call.
+fn on_the_grid(at: DateTime<Utc>, grid: Duration) -> DateTime<Utc> {
+    let step = i64::try_from(grid.as_millis()).unwrap_or(i64::MAX).max(1);
+    let millis = at.timestamp_millis();
+    let up = millis.div_euclid(step) * step
+        + if millis.rem_euclid(step) == 0 {
+            0
+        } else {
+            step
+        };
+    DateTime::from_timestamp_millis(up).unwrap_or(at)
 }
 
 /// The name of a job's state machine run: from the SNS MessageId, so that a redelivery is
@@ -602,6 +729,7 @@ pub fn state_machine_execution_name(message_id: &str) -> String {
 fn describe_failure(failure: &AwsFailure) -> String {
     match failure {
         AwsFailure::Transient(m)
+        | AwsFailure::Throttled(m)
         | AwsFailure::InvalidState(m)
         | AwsFailure::InvalidParameterCombination(m)
         | AwsFailure::Other(m) => m.clone(),
@@ -643,6 +771,28 @@ fn log_step(job: &Job, step: &NewStep, update: &JobUpdate) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn polls_fall_due_on_a_grid() {
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let grid = Duration::from_secs(5);
+        assert_eq!(
+            on_the_grid(at("2026-11-29T10:00:01.2Z"), grid),
+            at("2026-11-29T10:00:05Z")
+        );
+        assert_eq!(
+            on_the_grid(at("2026-11-29T10:00:04.9Z"), grid),
+            at("2026-11-29T10:00:05Z")
+        );
+        assert_eq!(
+            on_the_grid(at("2026-11-29T10:00:05Z"), grid),
+            at("2026-11-29T10:00:05Z")
+        );
+        assert_eq!(
+            on_the_grid(at("2026-11-29T10:00:05.001Z"), grid),
+            at("2026-11-29T10:00:10Z")
+        );
+    }
 
     #[test]
     fn execution_names_are_valid_and_stable() {

@@ -137,6 +137,13 @@ pub fn not_stoppable_reason(kind: ResourceKind, facts: &ResourceFacts) -> Option
     if facts.engine.starts_with("custom-") {
         return Some("RDS Custom".into());
     }
+    // DescribeDBClusters also answers for Neptune, DocumentDB and Multi-AZ DB clusters.
+    if kind == ResourceKind::DbCluster && !facts.engine.starts_with("aurora") {
+        return Some(format!(
+            "a {} cluster, not Aurora: restop stops Aurora clusters only",
+            facts.engine
+        ));
+    }
     if kind == ResourceKind::DbCluster && facts.engine_mode.as_deref() == Some("serverless") {
         return Some("Aurora Serverless v1 cluster".into());
     }
@@ -266,10 +273,19 @@ mod tests {
             (
                 DbCluster,
                 ResourceFacts {
+                    engine: "aurora-mysql".into(),
                     engine_mode: Some("serverless".into()),
                     ..facts()
                 },
                 "Serverless v1",
+            ),
+            (
+                DbCluster,
+                ResourceFacts {
+                    engine: "neptune".into(),
+                    ..facts()
+                },
+                "a neptune cluster, not Aurora",
             ),
             (
                 DbCluster,

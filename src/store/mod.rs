@@ -10,8 +10,8 @@ mod sqlite;
 
 pub use intake::Intake;
 pub use records::{
-    Cancelled, Execution, ExecutionFilter, Job, MessageEvent, MessageFilter, MessageRecord,
-    Notification, Position, Step, SubscriptionRecord,
+    Cancelled, Execution, ExecutionFilter, ForcedStart, Job, MessageEvent, MessageFilter,
+    MessageRecord, Notification, Position, Step, SubscriptionRecord, Sweep,
 };
 
 use std::sync::Arc;
@@ -74,6 +74,8 @@ pub struct NewMessage {
     pub event: Option<MessageEvent>,
     /// For an accepted event: the execution to start, unless one is active for the resource.
     pub execution: Option<NewExecution>,
+    /// An existing execution the message concerns (the one a "started" event woke).
+    pub execution_id: Option<String>,
 }
 
 /// A change to what is known of a topic's subscription.
@@ -144,6 +146,7 @@ pub struct JobUpdate {
     pub phase: Phase,
     pub retries: u32,
     pub stop_refusals: u32,
+    pub wake_polls: u32,
     pub sfn_execution_arn: Option<String>,
     pub finished_at: Option<DateTime<Utc>>,
     pub notify_state: Option<NotifyState>,
@@ -151,6 +154,15 @@ pub struct JobUpdate {
     pub notify_error: Option<String>,
     /// `None`: nothing left to do.
     pub next_run_at: Option<DateTime<Utc>>,
+}
+
+/// Which due jobs a claim takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// Active executions waiting for a status: described together, many per call.
+    Polls,
+    /// Everything else: tag checks, stops, state machines, notifications.
+    Steps,
 }
 
 #[async_trait]
@@ -184,13 +196,15 @@ pub trait Store: Send + Sync + 'static {
         subscription: &SubscriptionUpdate,
     ) -> Result<(), StoreError>;
 
-    /// Leases up to `limit` due jobs to `owner` until `now + lease`. Jobs leased by another
-    /// owner are skipped until that lease expires. Pending executions become running.
+    /// Leases up to `limit` due jobs of the `claim` kind to `owner` until `now + lease`.
+    /// Jobs leased by another owner are skipped until that lease expires. Pending
+    /// executions become running.
     async fn claim_jobs(
         &self,
         owner: &str,
         now: DateTime<Utc>,
         lease: Duration,
+        claim: Claim,
         limit: u32,
     ) -> Result<Vec<Job>, StoreError>;
 
@@ -228,6 +242,57 @@ pub trait Store: Send + Sync + 'static {
     async fn list_subscriptions(&self) -> Result<Vec<SubscriptionRecord>, StoreError>;
 
     async fn execution_stats(&self, now: DateTime<Utc>) -> Result<ExecutionStats, StoreError>;
+
+    /// Makes the active execution of `resource_arn` that waits for `available` look at its
+    /// database at once, with short polls after that. Returns its id, if there is one.
+    async fn wake(
+        &self,
+        resource_arn: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Whether an active execution of a DB cluster in `account` and `region` waits for
+    /// `available` (a member instance's "started" event may be for it).
+    async fn cluster_waiting(&self, account: &str, region: &str) -> Result<bool, StoreError>;
+
+    /// Records a forced start found in RDS's event log: a new execution, unless one exists
+    /// for the same forced start (the resource, and an event time within an hour) or the
+    /// resource has an active one; an expired one if it is too old to act on. `note` is
+    /// the first step of a new execution; `notify` schedules the end notification of an
+    /// expired one.
+    async fn record_forced_start(
+        &self,
+        execution: &NewExecution,
+        expired: bool,
+        note: &str,
+        notify: bool,
+    ) -> Result<ForcedStart, StoreError>;
+
+    /// Adds the account-regions not yet swept, due at `now`.
+    async fn ensure_sweeps(
+        &self,
+        places: &[(String, String)],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Leases up to `limit` due sweeps to `owner` until `now + lease`.
+    async fn claim_sweeps(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<Sweep>, StoreError>;
+
+    /// Ends a sweep, fenced by its lease token: `Ok(until)` for a sweep that read the log
+    /// up to `until`, `Err(error)` for one that failed.
+    async fn complete_sweep(
+        &self,
+        sweep: &Sweep,
+        result: Result<DateTime<Utc>, String>,
+        next_run_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
 
     /// Records that restop is about to ask RDS to stop the job's database, if the job's
     /// lease token is still current. `Ok(false)`: the job was taken over or cancelled.

@@ -9,6 +9,30 @@ use crate::execution::{
 };
 use crate::rds::resource::ResourceArn;
 
+/// An account and region whose RDS event log is read for forced starts, claimed with a
+/// lease like a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sweep {
+    pub account: String,
+    pub region: String,
+    /// The end of the last sweep that succeeded.
+    pub swept_until: Option<DateTime<Utc>>,
+    /// Sweeps that failed in a row.
+    pub failures: u32,
+    pub lease_token: i64,
+}
+
+/// What a sweep found of one forced start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForcedStart {
+    /// Nothing knew it: this execution now handles it.
+    New(String),
+    /// An execution for it (or the resource's active one) exists already.
+    Known(String),
+    /// Too old to act on: recorded as this skipped execution.
+    Expired(String),
+}
+
 /// Keyset pagination position: the last item of the previous page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Position {
@@ -71,6 +95,10 @@ pub struct Execution {
     pub stop_requested_at: Option<DateTime<Utc>>,
     /// Stops RDS refused in a row while the database reported `available`.
     pub stop_refusals: u32,
+    /// "Started" events that woke the execution.
+    pub wakes: u32,
+    /// Short polls made since the last wake-up (0: polling at the interval).
+    pub wake_polls: u32,
     pub notification: Notification,
 }
 

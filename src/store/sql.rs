@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::{
     Execution, Job, MessageEvent, MessageRecord, Notification, StoreError, SubscriptionRecord,
+    Sweep,
 };
 use crate::execution::{Outcome, Status};
 use crate::rds::resource::ResourceArn;
@@ -18,7 +19,8 @@ use crate::rds::resource::ResourceArn;
 pub(super) const EXECUTION_COLUMNS: &str = "id, resource_arn, trigger, message_id, event_id,
     mode, dry_run, skip_tag_check, status, outcome, reason, phase, retries, sfn_execution_arn,
     event_at, created_at, updated_at, started_at, finished_at, deadline_at, next_run_at,
-    stop_requested_at, stop_refusals, notify_state, notify_attempts, notify_error";
+    stop_requested_at, stop_refusals, wakes, wake_polls, notify_state, notify_attempts,
+    notify_error";
 
 pub(super) const MESSAGE_COLUMNS: &str = "message_id, message_type, topic_arn, subject, body,
     sent_at, received_at, signature_version, disposition, disposition_reason, event_id,
@@ -53,6 +55,8 @@ pub(super) struct ExecutionRow {
     next_run_at: Option<DateTime<Utc>>,
     stop_requested_at: Option<DateTime<Utc>>,
     stop_refusals: i32,
+    wakes: i32,
+    wake_polls: i32,
     notify_state: Option<String>,
     notify_attempts: i32,
     notify_error: Option<String>,
@@ -122,6 +126,8 @@ impl TryFrom<ExecutionRow> for Execution {
             next_run_at: row.next_run_at,
             stop_requested_at: row.stop_requested_at,
             stop_refusals: count(row.stop_refusals),
+            wakes: count(row.wakes),
+            wake_polls: count(row.wake_polls),
             notification: Notification {
                 state: decode_optional(T, "notify_state", row.notify_state)?,
                 attempts: count(row.notify_attempts),
@@ -272,6 +278,28 @@ pub(super) fn decode_counts(
         .collect()
 }
 
+/// A `catchup_sweeps` row, claimed.
+#[derive(sqlx::FromRow)]
+pub(super) struct SweepRow {
+    account_id: String,
+    region: String,
+    swept_until: Option<DateTime<Utc>>,
+    failures: i32,
+    lease_token: i64,
+}
+
+impl From<SweepRow> for Sweep {
+    fn from(row: SweepRow) -> Self {
+        Sweep {
+            account: row.account_id,
+            region: row.region,
+            swept_until: row.swept_until,
+            failures: count(row.failures),
+            lease_token: row.lease_token,
+        }
+    }
+}
+
 /// Decodes every row, failing on the first that cannot be read.
 pub(super) fn decode_all<R, T: TryFrom<R, Error = StoreError>>(
     rows: Vec<R>,
@@ -286,16 +314,18 @@ macro_rules! impl_store {
         use sqlx::{QueryBuilder, Transaction};
 
         use super::sql::{
-            EXECUTION_COLUMNS, ExecutionRow, JobRow, MESSAGE_COLUMNS, MessageRow,
+            EXECUTION_COLUMNS, ExecutionRow, JobRow, MESSAGE_COLUMNS, MessageRow, SweepRow,
             SUBSCRIPTION_COLUMNS, SubscriptionRow, decode_all, decode_counts, decode_jobs,
         };
         use super::{
-            Cancelled, Execution, ExecutionFilter, ExecutionLink, Inserted, Job, JobUpdate,
+            Cancelled, Claim, Execution, ExecutionFilter, ExecutionLink, ForcedStart, Inserted,
+            Job, JobUpdate, Sweep,
             MessageFilter, MessageRecord, NewExecution, NewMessage, NewStep, Position, Step,
             Store, StoreError, SubscriptionRecord, SubscriptionUpdate,
         };
         use crate::execution::{
-            Disposition, ExecutionStats, NotifyState, Outcome, Status, SubscriptionStatus,
+            Disposition, ExecutionStats, NotifyState, Outcome, Phase, Status, SubscriptionStatus,
+            TriggerKind,
         };
 
         /// `AND (at < p.at OR (at = p.at AND id < p.id))`: the rows after `p`, newest first.
@@ -346,6 +376,12 @@ macro_rules! impl_store {
             tx: &mut Transaction<'_, $db>,
             e: &NewExecution,
         ) -> Result<ExecutionLink, StoreError> {
+            // SNS and RDS's event log may both report one forced start.
+            if matches!(e.trigger, TriggerKind::Sns | TriggerKind::Catchup) {
+                if let Some(id) = same_forced_start(tx, e).await? {
+                    return Ok(ExecutionLink { id, joined: true, upgraded: false });
+                }
+            }
             // Two tries: an active execution may finish between the insert and the lookup.
             for _ in 0..2 {
                 let inserted = sqlx::query(
@@ -398,6 +434,50 @@ macro_rules! impl_store {
                 "could not start or join an execution for {}",
                 e.resource.arn
             )))
+        }
+
+        /// The execution of the forced start `e` describes, if one exists: the same resource,
+        /// started by an event (SNS or the event log) whose time is within an hour of `e`'s.
+        /// Real forced starts of one resource are seven days apart at least; the two paths
+        /// may round the time differently.
+        async fn same_forced_start(
+            tx: &mut Transaction<'_, $db>,
+            e: &NewExecution,
+        ) -> Result<Option<String>, StoreError> {
+            let window = chrono::Duration::hours(1);
+            Ok(sqlx::query_scalar(
+                "SELECT id FROM executions
+                 WHERE resource_arn = $1 AND trigger IN ('sns', 'catchup')
+                   AND event_at >= $2 AND event_at <= $3
+                 ORDER BY created_at LIMIT 1",
+            )
+            .bind(&e.resource.arn)
+            .bind(e.event_at - window)
+            .bind(e.event_at + window)
+            .fetch_optional(&mut **tx)
+            .await?)
+        }
+
+        /// The first step of an execution, before any of the engine's.
+        async fn first_step(
+            tx: &mut Transaction<'_, $db>,
+            id: &str,
+            at: DateTime<Utc>,
+            step: &str,
+            action: &str,
+        ) -> Result<(), StoreError> {
+            sqlx::query(
+                "INSERT INTO execution_steps (execution_id, seq, at, last_at, step, action)
+                 SELECT $1, COALESCE(MAX(seq), 0) + 1, $2, $2, $3, $4
+                 FROM execution_steps WHERE execution_id = $1",
+            )
+            .bind(id)
+            .bind(at)
+            .bind(step)
+            .bind(action)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
         }
 
         /// A real event for a resource whose active execution is a dry run, or one that
@@ -460,8 +540,9 @@ macro_rules! impl_store {
             sqlx::query(
                 "INSERT INTO sns_messages (message_id, message_type, topic_arn, subject, sent_at,
                      received_at, signature_version, disposition, disposition_reason, body,
-                     event_id, source_type, source_id, source_arn, region, account_id)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                     event_id, source_type, source_id, source_arn, region, account_id,
+                     execution_id)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
                  ON CONFLICT (message_id) DO NOTHING",
             )
             .bind(&m.message_id)
@@ -480,6 +561,7 @@ macro_rules! impl_store {
             .bind(event.and_then(|e| e.source_arn.as_ref()))
             .bind(event.map(|e| &e.region))
             .bind(event.map(|e| &e.account_id))
+            .bind(&m.execution_id)
         }
 
         /// What became of a message stored earlier (for a redelivery).
@@ -542,7 +624,8 @@ macro_rules! impl_store {
                 let mut q = QueryBuilder::<$db>::new(
                     "INSERT INTO sns_messages (message_id, message_type, topic_arn, subject, sent_at,
                          received_at, signature_version, disposition, disposition_reason, body,
-                         event_id, source_type, source_id, source_arn, region, account_id) ",
+                         event_id, source_type, source_id, source_arn, region, account_id,
+                         execution_id) ",
                 );
                 q.push_values(messages, |mut row, m| {
                     let event = m.event.as_ref();
@@ -561,7 +644,8 @@ macro_rules! impl_store {
                         .push_bind(event.map(|e| e.source_id.clone()))
                         .push_bind(event.and_then(|e| e.source_arn.clone()))
                         .push_bind(event.map(|e| e.region.clone()))
-                        .push_bind(event.map(|e| e.account_id.clone()));
+                        .push_bind(event.map(|e| e.account_id.clone()))
+                        .push_bind(m.execution_id.clone());
                 });
                 q.push(" ON CONFLICT (message_id) DO NOTHING RETURNING message_id");
                 Ok(q.build_query_scalar().fetch_all(&self.pool).await?)
@@ -597,8 +681,15 @@ macro_rules! impl_store {
                 owner: &str,
                 now: DateTime<Utc>,
                 lease: std::time::Duration,
+                claim: Claim,
                 limit: u32,
             ) -> Result<Vec<Job>, StoreError> {
+                let polls = "phase IN ('wait_available', 'wait_stopped')
+                             AND status IN ('pending', 'running')";
+                let kind = match claim {
+                    Claim::Polls => polls.to_owned(),
+                    Claim::Steps => format!("NOT ({polls})"),
+                };
                 // The shape of the well-known Postgres queues: pick due rows in a CTE (locked
                 // and skipped by concurrent claims on Postgres), lease them in the same statement.
                 let rows: Vec<JobRow> = sqlx::query_as(&format!(
@@ -606,6 +697,7 @@ macro_rules! impl_store {
                          SELECT id AS due_id FROM executions
                          WHERE next_run_at <= $2
                            AND (lease_expires_at IS NULL OR lease_expires_at < $2)
+                           AND {kind}
                          ORDER BY next_run_at
                          LIMIT $4 {}
                      )
@@ -837,6 +929,175 @@ macro_rules! impl_store {
                 Ok(ExecutionStats { by_status, oldest_due })
             }
 
+            async fn wake(&self, resource_arn: &str, now: DateTime<Utc>) -> Result<Option<String>, StoreError> {
+                Ok(sqlx::query_scalar(
+                    "UPDATE executions SET next_run_at = $2, wakes = wakes + 1, wake_polls = 1,
+                         updated_at = $2
+                     WHERE resource_arn = $1 AND status IN ('pending', 'running')
+                       AND phase = 'wait_available'
+                     RETURNING id",
+                )
+                .bind(resource_arn)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn cluster_waiting(&self, account: &str, region: &str) -> Result<bool, StoreError> {
+                let waiting: Option<String> = sqlx::query_scalar(
+                    "SELECT id FROM executions
+                     WHERE account_id = $1 AND region = $2 AND resource_type = 'db-cluster'
+                       AND status IN ('pending', 'running') AND phase = 'wait_available'
+                     LIMIT 1",
+                )
+                .bind(account)
+                .bind(region)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(waiting.is_some())
+            }
+
+            async fn record_forced_start(
+                &self,
+                e: &NewExecution,
+                expired: bool,
+                note: &str,
+                notify: bool,
+            ) -> Result<ForcedStart, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                if let Some(id) = same_forced_start(&mut tx, e).await? {
+                    return Ok(ForcedStart::Known(id));
+                }
+                let found = if expired {
+                    let reason = "found in RDS's event log after RESTOP_MAX_DURATION: too late to act on";
+                    sqlx::query(
+                        "INSERT INTO executions (id, resource_type, resource_id, resource_arn,
+                             region, account_id, trigger, message_id, event_id, mode, dry_run,
+                             skip_tag_check, status, outcome, reason, phase, event_at, created_at,
+                             updated_at, finished_at, deadline_at, next_run_at, notify_state)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+                             $16, $17, $18, $18, $18, $19, $20, $21)",
+                    )
+                    .bind(&e.id)
+                    .bind(e.resource.kind.as_str())
+                    .bind(&e.resource.identifier)
+                    .bind(&e.resource.arn)
+                    .bind(&e.resource.region)
+                    .bind(&e.resource.account)
+                    .bind(e.trigger.as_str())
+                    .bind(&e.message_id)
+                    .bind(&e.event_id)
+                    .bind(e.mode.as_str())
+                    .bind(e.dry_run)
+                    .bind(e.skip_tag_check)
+                    .bind(Outcome::Expired.status().as_str())
+                    .bind(Outcome::Expired.as_str())
+                    .bind(reason)
+                    .bind(Phase::Done.as_str())
+                    .bind(e.event_at)
+                    .bind(e.created_at)
+                    .bind(e.deadline_at)
+                    .bind(notify.then_some(e.created_at))
+                    .bind(notify.then_some(NotifyState::Pending.as_str()))
+                    .execute(&mut *tx)
+                    .await?;
+                    ForcedStart::Expired(e.id.clone())
+                } else {
+                    let link = start_or_join(&mut tx, e).await?;
+                    if link.joined {
+                        tx.commit().await?;
+                        return Ok(ForcedStart::Known(link.id));
+                    }
+                    ForcedStart::New(link.id)
+                };
+                first_step(&mut tx, &e.id, e.created_at, "catchup", note).await?;
+                tx.commit().await?;
+                Ok(found)
+            }
+
+            async fn ensure_sweeps(
+                &self,
+                places: &[(String, String)],
+                now: DateTime<Utc>,
+            ) -> Result<(), StoreError> {
+                for (account, region) in places {
+                    sqlx::query(
+                        "INSERT INTO catchup_sweeps (account_id, region, next_run_at)
+                         VALUES ($1, $2, $3) ON CONFLICT (account_id, region) DO NOTHING",
+                    )
+                    .bind(account)
+                    .bind(region)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await?;
+                }
+                Ok(())
+            }
+
+            async fn claim_sweeps(
+                &self,
+                owner: &str,
+                now: DateTime<Utc>,
+                lease: std::time::Duration,
+                limit: u32,
+            ) -> Result<Vec<Sweep>, StoreError> {
+                let rows: Vec<SweepRow> = sqlx::query_as(&format!(
+                    "WITH due AS MATERIALIZED (
+                         SELECT account_id AS due_account, region AS due_region FROM catchup_sweeps
+                         WHERE next_run_at <= $2
+                           AND (lease_expires_at IS NULL OR lease_expires_at < $2)
+                         ORDER BY next_run_at
+                         LIMIT $4 {}
+                     )
+                     UPDATE catchup_sweeps SET lease_owner = $1, lease_expires_at = $3,
+                         lease_token = lease_token + 1
+                     FROM due WHERE account_id = due_account AND region = due_region
+                     RETURNING account_id, region, swept_until, failures, lease_token",
+                    $claim_lock
+                ))
+                .bind(owner)
+                .bind(now)
+                .bind(now + lease)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(Sweep::from).collect())
+            }
+
+            async fn complete_sweep(
+                &self,
+                sweep: &Sweep,
+                result: Result<DateTime<Utc>, String>,
+                next_run_at: DateTime<Utc>,
+                now: DateTime<Utc>,
+            ) -> Result<bool, StoreError> {
+                let query = match &result {
+                    Ok(until) => sqlx::query(
+                        "UPDATE catchup_sweeps SET swept_until = $4, failures = 0,
+                             last_error = NULL, last_success_at = $5, next_run_at = $6,
+                             lease_owner = NULL, lease_expires_at = NULL
+                         WHERE account_id = $1 AND region = $2 AND lease_token = $3",
+                    )
+                    .bind(&sweep.account)
+                    .bind(&sweep.region)
+                    .bind(sweep.lease_token)
+                    .bind(*until)
+                    .bind(now)
+                    .bind(next_run_at),
+                    Err(error) => sqlx::query(
+                        "UPDATE catchup_sweeps SET failures = failures + 1, last_error = $4,
+                             next_run_at = $5, lease_owner = NULL, lease_expires_at = NULL
+                         WHERE account_id = $1 AND region = $2 AND lease_token = $3",
+                    )
+                    .bind(&sweep.account)
+                    .bind(&sweep.region)
+                    .bind(sweep.lease_token)
+                    .bind(error)
+                    .bind(next_run_at),
+                };
+                Ok(query.execute(&self.pool).await?.rows_affected() == 1)
+            }
+
             async fn record_stop_intent(&self, job: &Job, at: DateTime<Utc>) -> Result<bool, StoreError> {
                 let fenced = sqlx::query(
                     "UPDATE executions SET stop_requested_at = $3, updated_at = $3
@@ -904,10 +1165,16 @@ macro_rules! impl_store {
             ) -> Result<bool, StoreError> {
                 let mut tx = self.pool.begin().await?;
                 let fenced = sqlx::query(
+                    // A wake-up that came while the step ran (more wakes than the job was
+                    // claimed with) still makes the next poll happen at once.
                     "UPDATE executions SET status = $3, outcome = $4, reason = $5, phase = $6,
                          retries = $7, sfn_execution_arn = $8, finished_at = $9,
                          notify_state = $10, notify_attempts = $11, notify_error = $12,
-                         next_run_at = $13, updated_at = $14, stop_refusals = $15, attempts = 0,
+                         next_run_at = CASE WHEN wakes > $16 AND $6 = 'wait_available'
+                             THEN $14 ELSE $13 END,
+                         wake_polls = CASE WHEN wakes > $16 AND $6 = 'wait_available'
+                             THEN 1 ELSE $17 END,
+                         updated_at = $14, stop_refusals = $15, attempts = 0,
                          lease_owner = NULL, lease_expires_at = NULL
                      WHERE id = $1 AND lease_token = $2",
                 )
@@ -926,6 +1193,8 @@ macro_rules! impl_store {
                 .bind(u.next_run_at)
                 .bind(step.at)
                 .bind(i32::try_from(u.stop_refusals).unwrap_or(i32::MAX))
+                .bind(i32::try_from(job.wakes).unwrap_or(i32::MAX))
+                .bind(i32::try_from(u.wake_polls).unwrap_or(i32::MAX))
                 .execute(&mut *tx)
                 .await?
                 .rows_affected()

@@ -51,6 +51,7 @@ pub async fn accept_event(store: &Arc<dyn Store>, arn: &str) -> String {
                 body: "{}".into(),
                 event: None,
                 execution: Some(execution),
+                execution_id: None,
             },
             None,
         )

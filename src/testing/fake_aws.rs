@@ -1,20 +1,31 @@
 //! An in-process AWS for engine tests that are about the engine itself (claiming, leases,
-//! many jobs), not about AWS's wire protocols: those run against moto.
+//! many jobs, the request budget), not about AWS's wire protocols: those run against moto.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Instant;
 
 use async_trait::async_trait;
 
-use crate::engine::aws::Aws;
+use chrono::{DateTime, Utc};
+
+use crate::engine::aws::{Aws, EventPage, Scope};
 use crate::engine::decide::{AwsFailure, StateMachineRun};
 use crate::rds::resource::{ResourceArn, ResourceFacts, ResourceKind};
 use crate::sns::message::TopicArn;
 
+/// The account the fake's own credentials act in.
+pub const OWN_ACCOUNT: &str = "123456789012";
+
 #[derive(Default)]
 pub struct FakeAws {
     databases: Mutex<HashMap<String, FakeDatabase>>,
+    /// Accounts the fake may act in besides its own.
+    members: Mutex<Vec<String>>,
+    /// Calls by operation and resource ARN (a batched describe counts once per resource).
     calls: Mutex<HashMap<(&'static str, String), usize>>,
+    /// When each RDS request was made, and where.
+    requests: Mutex<Vec<(Instant, String, String)>>,
     /// How long each call takes.
     latency: Mutex<std::time::Duration>,
 }
@@ -39,6 +50,11 @@ impl FakeAws {
         );
     }
 
+    /// Lets the fake act in `account` too, as through a member role.
+    pub fn add_member(&self, account: &str) {
+        self.members.lock().unwrap().push(account.to_owned());
+    }
+
     pub fn calls(&self, operation: &'static str, arn: &str) -> usize {
         self.calls
             .lock()
@@ -46,6 +62,29 @@ impl FakeAws {
             .get(&(operation, arn.to_owned()))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// RDS requests made so far (a batched describe is one).
+    pub fn requests(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+
+    /// The most RDS requests made in any one second since `since`, per account and region.
+    pub fn busiest_second(&self, since: Instant) -> HashMap<(String, String), usize> {
+        let mut seconds: HashMap<(String, String, u64), usize> = HashMap::new();
+        for (at, account, region) in self.requests.lock().unwrap().iter() {
+            if let Some(elapsed) = at.checked_duration_since(since) {
+                *seconds
+                    .entry((account.clone(), region.clone(), elapsed.as_secs()))
+                    .or_default() += 1;
+            }
+        }
+        let mut busiest: HashMap<(String, String), usize> = HashMap::new();
+        for ((account, region, _), count) in seconds {
+            let max = busiest.entry((account, region)).or_default();
+            *max = (*max).max(count);
+        }
+        busiest
     }
 
     pub fn status(&self, arn: &str) -> String {
@@ -57,11 +96,16 @@ impl FakeAws {
         *self.latency.lock().unwrap() = latency;
     }
 
-    async fn delay(&self) {
+    /// Waits the latency, and logs an RDS request in `account` and `region`.
+    async fn request(&self, account: &str, region: &str) {
         let latency = *self.latency.lock().unwrap();
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
+        self.requests
+            .lock()
+            .unwrap()
+            .push((Instant::now(), account.to_owned(), region.to_owned()));
     }
 
     fn count(&self, operation: &'static str, arn: &str) {
@@ -72,17 +116,31 @@ impl FakeAws {
             .entry((operation, arn.to_owned()))
             .or_default() += 1;
     }
+
+    fn facts(kind: ResourceKind, db: &FakeDatabase) -> ResourceFacts {
+        ResourceFacts {
+            status: db.status.clone(),
+            engine: match kind {
+                ResourceKind::DbInstance => "postgres".into(),
+                ResourceKind::DbCluster => "aurora-postgresql".into(),
+            },
+            ..ResourceFacts::default()
+        }
+    }
 }
 
 #[async_trait]
 impl Aws for FakeAws {
-    /// The fake holds no credentials anywhere: confirmations visit the SubscribeURL.
-    async fn acts_in(&self, _: &str) -> bool {
-        false
+    async fn own_account(&self) -> Result<String, AwsFailure> {
+        Ok(OWN_ACCOUNT.into())
+    }
+
+    async fn acts_in(&self, account: &str) -> Result<bool, AwsFailure> {
+        Ok(account == OWN_ACCOUNT || self.members.lock().unwrap().iter().any(|m| m == account))
     }
 
     async fn list_tags(&self, r: &ResourceArn) -> Result<Vec<(String, String)>, AwsFailure> {
-        self.delay().await;
+        self.request(&r.account, &r.region).await;
         self.count("ListTagsForResource", &r.arn);
         let databases = self.databases.lock().unwrap();
         databases
@@ -92,27 +150,44 @@ impl Aws for FakeAws {
     }
 
     async fn describe(&self, r: &ResourceArn) -> Result<ResourceFacts, AwsFailure> {
-        self.delay().await;
+        self.request(&r.account, &r.region).await;
         self.count("Describe", &r.arn);
         let databases = self.databases.lock().unwrap();
         let db = databases.get(&r.arn).ok_or(AwsFailure::NotFound)?;
-        Ok(ResourceFacts {
-            status: db.status.clone(),
-            engine: "postgres".into(),
-            ..ResourceFacts::default()
-        })
+        Ok(Self::facts(r.kind, db))
+    }
+
+    async fn describe_many(
+        &self,
+        scope: &Scope,
+        identifiers: &[String],
+    ) -> Result<HashMap<String, ResourceFacts>, AwsFailure> {
+        self.request(&scope.account, &scope.region).await;
+        let databases = self.databases.lock().unwrap();
+        let mut found = HashMap::new();
+        for id in identifiers {
+            let arn = format!(
+                "arn:aws:rds:{}:{}:{}:{id}",
+                scope.region,
+                scope.account,
+                scope.kind.arn_segment()
+            );
+            self.count("Describe", &arn);
+            if let Some(db) = databases.get(&arn) {
+                found.insert(id.clone(), Self::facts(scope.kind, db));
+            }
+        }
+        Ok(found)
     }
 
     async fn resource_arn(
         &self,
+        account: &str,
         kind: ResourceKind,
         region: &str,
         id: &str,
     ) -> Result<String, AwsFailure> {
-        let arn = format!(
-            "arn:aws:rds:{region}:123456789012:{}:{id}",
-            kind.arn_segment()
-        );
+        let arn = format!("arn:aws:rds:{region}:{account}:{}:{id}", kind.arn_segment());
         match self.databases.lock().unwrap().contains_key(&arn) {
             true => Ok(arn),
             false => Err(AwsFailure::NotFound),
@@ -120,6 +195,7 @@ impl Aws for FakeAws {
     }
 
     async fn stop(&self, r: &ResourceArn) -> Result<(), AwsFailure> {
+        self.request(&r.account, &r.region).await;
         self.count("Stop", &r.arn);
         let mut databases = self.databases.lock().unwrap();
         let db = databases.get_mut(&r.arn).ok_or(AwsFailure::NotFound)?;
@@ -144,5 +220,26 @@ impl Aws for FakeAws {
 
     async fn confirm_subscription(&self, _: &TopicArn, _: &str) -> Result<String, AwsFailure> {
         Err(AwsFailure::Other("the fake has no SNS".into()))
+    }
+
+    /// The fake's event log is always empty.
+    async fn describe_events(
+        &self,
+        account: &str,
+        region: &str,
+        _: DateTime<Utc>,
+        _: DateTime<Utc>,
+        _: Option<String>,
+    ) -> Result<EventPage, AwsFailure> {
+        self.request(account, region).await;
+        Ok(EventPage::default())
+    }
+
+    fn member_role(&self, account: &str, partition: &str) -> Option<String> {
+        let members = self.members.lock().unwrap();
+        members
+            .iter()
+            .any(|m| m == account)
+            .then(|| format!("arn:{partition}:iam::{account}:role/restop-member"))
     }
 }

@@ -747,7 +747,7 @@ async fn metrics_move(db: TestDb) {
         "restop_http_request_duration_seconds_count{route=\"/v1/executions\",method=\"POST\",status=\"201\"} 2",
         "restop_executions{status=\"pending\",outcome=\"\"} 2",
         "restop_active_jobs 2",
-        "restop_aws_calls_total{operation=\"DescribeDBInstances\"} 1",
+        "restop_aws_calls_total{operation=\"DescribeDBInstances\",account=\"123456789012\",region=\"us-east-1\"} 1",
     ] {
         assert!(metrics.contains(needle), "{needle} missing from\n{metrics}");
     }

@@ -8,7 +8,7 @@ use chrono::Utc;
 use restop::clock::SystemClock;
 use restop::engine::aws::Aws;
 use restop::execution::{Phase, Status};
-use restop::store::{JobUpdate, NewStep};
+use restop::store::{Claim, JobUpdate, NewStep};
 use restop::{App, Deps};
 
 use crate::support::config;
@@ -112,11 +112,14 @@ async fn an_expired_lease_is_taken_over_and_the_old_owner_is_fenced_out() {
 
         let t0 = Utc::now();
         let lease = Duration::from_secs(30);
-        let first = store.claim_jobs("a", t0, lease, 10).await.unwrap();
+        let first = store
+            .claim_jobs("a", t0, lease, Claim::Steps, 10)
+            .await
+            .unwrap();
         assert_eq!(first.len(), 1);
         assert!(
             store
-                .claim_jobs("b", t0, lease, 10)
+                .claim_jobs("b", t0, lease, Claim::Steps, 10)
                 .await
                 .unwrap()
                 .is_empty(),
@@ -125,7 +128,10 @@ async fn an_expired_lease_is_taken_over_and_the_old_owner_is_fenced_out() {
 
         // "a" vanished; after its lease, "b" takes over.
         let later = t0 + chrono::Duration::seconds(31);
-        let second = store.claim_jobs("b", later, lease, 10).await.unwrap();
+        let second = store
+            .claim_jobs("b", later, lease, Claim::Steps, 10)
+            .await
+            .unwrap();
         assert_eq!(second.len(), 1);
         assert_eq!(second[0].id, id);
 
@@ -143,6 +149,7 @@ async fn an_expired_lease_is_taken_over_and_the_old_owner_is_fenced_out() {
             phase: Phase::WaitAvailable,
             retries: 0,
             stop_refusals: 0,
+            wake_polls: 0,
             sfn_execution_arn: None,
             finished_at: None,
             notify_state: None,
@@ -194,7 +201,7 @@ async fn a_job_whose_steps_never_complete_is_given_up() {
             let at = now + chrono::Duration::seconds(1 + 2 * i);
             let claimed = app
                 .store()
-                .claim_jobs("doomed", at, lease, 10)
+                .claim_jobs("doomed", at, lease, Claim::Steps, 10)
                 .await
                 .unwrap();
             assert_eq!(claimed.len(), 1, "{backend:?}: claim {i}");

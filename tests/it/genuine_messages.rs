@@ -210,6 +210,8 @@ async fn genuine_messages_are_accepted_over_http(db: TestDb) {
     let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
     let mut cfg = config(&db.url, None);
     cfg.sns.topic_arns.0 = fixture_topics();
+    // The clock goes back years, message by message: retention would delete the earlier ones.
+    cfg.retention = restop::config::Retention::Forever;
     cfg.sns.sns_auto_confirm = false;
     cfg.sns.sns_cert_dir = Some(dir.path().to_owned());
     let app = TestApp::spawn_with_clock(cfg, clock.clone()).await;

@@ -1,6 +1,8 @@
 //! One integration test binary: it links once and shares its support code.
 
+mod accounts;
 mod api;
+mod catchup;
 mod cli;
 mod engine_durability;
 mod engine_moto;

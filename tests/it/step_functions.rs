@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use restop::config::ServeConfig;
+use restop::config::{CommaList, ServeConfig};
 use restop::engine::aws::Aws;
 use restop::engine::decide::AwsFailure;
 use serde_json::{Value, json};
@@ -20,6 +20,7 @@ on_both_backends!(
     cancel_while_the_run_is_being_started_stops_it_too,
     another_region_is_unsupported_in_step_functions_mode,
     a_global_database_member_is_reported_not_stoppable_by_the_state_machine,
+    a_member_account_run_is_given_the_member_role,
     a_state_machine_run_past_the_deadline_is_stopped,
     step_functions_mode_stops_an_instance,
     step_functions_mode_stops_a_cluster,
@@ -154,6 +155,19 @@ impl World {
             out.status().as_str().to_owned(),
             out.output().map(|o| serde_json::from_str(o).unwrap()),
         )
+    }
+
+    /// The input restop gave the state machine run of `execution`.
+    async fn run_input(&self, execution: &str) -> Value {
+        let run = self.sfn_execution(execution).await;
+        let described = self
+            .sfn
+            .describe_execution()
+            .execution_arn(run)
+            .send()
+            .await
+            .unwrap();
+        serde_json::from_str(described.input().unwrap()).unwrap()
     }
 
     async fn stops_of(&self, id: &str, action: &str) -> usize {
@@ -606,4 +620,96 @@ async fn a_global_database_member_is_reported_not_stoppable_by_the_state_machine
     );
     assert!(reason.contains("global database"), "{reason}");
     assert_eq!(w.stops_of("worldwide", "StopDBCluster").await, 0);
+}
+
+async fn a_member_account_run_is_given_the_member_role(db: TestDb) {
+    let Some(w) = world(db, false, |c| {
+        c.accounts.accounts = CommaList(vec!["222222222222".parse().unwrap()]);
+    })
+    .await
+    else {
+        return;
+    };
+    let member = w.moto.rds_in("222222222222").await;
+    member
+        .create_db_instance()
+        .db_instance_identifier("elsewhere")
+        .db_instance_class("db.t3.micro")
+        .engine("postgres")
+        .allocated_storage(20)
+        .master_username("admin")
+        .master_user_password("password123")
+        .set_tags(Some(crate::support::world::tags(PROTECTED)))
+        .send()
+        .await
+        .unwrap();
+    w.create_instance("home", PROTECTED).await;
+    let (status, body) = w
+        .trigger(json!({"resource_arn": "arn:aws:rds:us-east-1:222222222222:db:elsewhere"}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let elsewhere = w.run_input(body["id"].as_str().unwrap()).await;
+    assert_eq!(
+        elsewhere["roleArn"],
+        "arn:aws:iam::222222222222:role/restop-member"
+    );
+    let (status, body) = w
+        .trigger(json!({"resource_arn": instance_arn("home")}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let home = w.run_input(body["id"].as_str().unwrap()).await;
+    assert!(home.get("roleArn").is_none(), "{home}");
+}
+
+/// Every RDS task of the state machine has a twin for member accounts that calls with the
+/// role in the input, and the choices send member-account runs to the twins.
+#[test]
+fn member_account_tasks_use_the_role_in_the_input() {
+    let asl: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/state-machine.asl.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let states = asl["States"].as_object().unwrap();
+    let tasks: Vec<&String> = states
+        .iter()
+        .filter(|(_, s)| s["Type"] == "Task")
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(tasks.len(), 8, "{tasks:?}");
+    for name in tasks {
+        let task = &states[name];
+        match name.strip_suffix("AsMember") {
+            Some(own) => {
+                assert_eq!(task["Credentials"]["RoleArn.$"], "$.roleArn", "{name}");
+                let mut twin = task.clone();
+                twin.as_object_mut().unwrap().remove("Credentials");
+                twin.as_object_mut().unwrap().remove("Comment");
+                let mut original = states[own].clone();
+                original.as_object_mut().unwrap().remove("Comment");
+                assert_eq!(twin, original, "{name} differs from {own}");
+            }
+            None => assert!(task.get("Credentials").is_none(), "{name}"),
+        }
+    }
+    let targets = |choice: &str| -> Vec<String> {
+        states[choice]["Choices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c.to_string().contains("$.roleArn"))
+            .map(|c| c["Next"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        targets("ByResourceType"),
+        ["DescribeInstanceAsMember", "DescribeClusterAsMember"]
+    );
+    assert_eq!(
+        targets("DryRunOrStop"),
+        ["StopClusterAsMember", "StopInstanceAsMember"]
+    );
 }

@@ -40,6 +40,7 @@ fn message(disposition: Disposition, received_at: DateTime<Utc>) -> NewMessage {
         body: "{}".into(),
         event: None,
         execution: None,
+        execution_id: None,
     }
 }
 

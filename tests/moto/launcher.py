@@ -660,7 +660,62 @@ class RestopTestMiddleware:
                     state.calls.clear()
                 return _json_response(start_response, 200, {"cleared": cleared})
             return _json_response(start_response, 405, {"error": "use GET or DELETE"})
+        if path == "/restop-test/rds-events":
+            if method != "POST":
+                return _json_response(start_response, 405, {"error": "use POST"})
+            try:
+                payload = json.loads(_read_body(environ) or b"null")
+                added = [_add_rds_event(p) for p in (payload if isinstance(payload, list) else [payload])]
+            except (ValueError, KeyError, TypeError) as error:
+                return _json_response(start_response, 400, {"error": str(error)})
+            return _json_response(start_response, 200, {"added": added})
         return _json_response(start_response, 404, {"error": f"unknown control route {path}"})
+
+
+# RDS's own messages for the events moto never records (the AWS RDS user guide's event
+# tables): a forced start after seven days stopped, and the end of any start.
+RDS_EVENT_MESSAGES = {
+    "RDS-EVENT-0154": "DB instance is being started due to it exceeding the maximum allowed time being stopped.",
+    "RDS-EVENT-0153": "DB cluster is being started due to it exceeding the maximum allowed time being stopped.",
+    "RDS-EVENT-0088": "The DB instance has been started.",
+    "RDS-EVENT-0151": "The DB cluster has been started.",
+}
+
+
+class _InjectedEvent(rds_models.Event):
+    """An event as DescribeEvents lists it, made by a test instead of by moto."""
+
+    def __init__(self, source_type: str, identifier: str, arn: str, message: str, date: Any) -> None:
+        self.source_identifier = identifier
+        self.source_type = source_type
+        self.message = message
+        self.event_categories = ["notification"]
+        self.source_arn = arn
+        self.date = date
+
+
+def _add_rds_event(payload: Any) -> dict[str, Any]:
+    """Adds an event to moto's RDS event log (what DescribeEvents answers). Payload:
+    {"event_id": "RDS-EVENT-0154" (or "message"), "source_type": "db-instance" |
+    "db-cluster", "source_identifier", "account" (default 123456789012), "region"
+    (default us-east-1), "seconds_ago" (default 0)}."""
+    from datetime import datetime, timedelta, timezone
+
+    if not isinstance(payload, dict):
+        raise ValueError("an event is a JSON object")
+    source_type = payload["source_type"]
+    if source_type not in ("db-instance", "db-cluster"):
+        raise ValueError("source_type must be db-instance or db-cluster")
+    identifier = payload["source_identifier"]
+    account = payload.get("account", "123456789012")
+    region = payload.get("region", "us-east-1")
+    message = payload.get("message") or RDS_EVENT_MESSAGES[payload["event_id"]]
+    date = datetime.now(timezone.utc) - timedelta(seconds=float(payload.get("seconds_ago", 0)))
+    kind = "db" if source_type == "db-instance" else "cluster"
+    arn = f"arn:aws:rds:{region}:{account}:{kind}:{identifier}"
+    backend = rds_models.rds_backends[account][region]
+    backend.events.append(_InjectedEvent(source_type, identifier, arn, message, date))
+    return {"source_arn": arn, "message": message, "date": date.isoformat()}
 
 
 # ---------------------------------------------------------------------------------------

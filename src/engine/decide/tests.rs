@@ -23,6 +23,7 @@ fn situation(phase: Phase) -> Situation {
         skip_tag_check: false,
         stop_requested: false,
         stop_refusals: 0,
+        wake_polls: 0,
         since_event: MIN,
         past_deadline: false,
         retries: 0,
@@ -533,4 +534,47 @@ fn unsupported_work_is_skipped() {
     let d = run(&s, &Observation::Unsupported("another region".into()));
     assert_eq!(outcome(&d), Some(Outcome::Unsupported));
     assert_eq!(Outcome::Unsupported.status(), Status::Skipped);
+}
+
+#[test]
+fn a_woken_execution_looks_again_soon_then_at_the_interval() {
+    let poll = policy().poll_interval;
+    let mut s = Situation {
+        wake_polls: 1,
+        ..situation(Phase::WaitAvailable)
+    };
+    let mut waits = Vec::new();
+    loop {
+        let d = run(&s, &described("starting"));
+        let (phase, after) = next_phase(&d).unwrap();
+        assert_eq!(phase, Phase::WaitAvailable);
+        waits.push(after);
+        s.wake_polls = wake_polls_after(&s, &described("starting"));
+        if s.wake_polls == 0 {
+            waits.push(next_phase(&run(&s, &described("starting"))).unwrap().1);
+            break;
+        }
+    }
+    let seconds = |n| Duration::from_secs(n);
+    assert_eq!(
+        waits,
+        [
+            seconds(1),
+            seconds(2),
+            seconds(4),
+            seconds(8),
+            seconds(16),
+            poll
+        ]
+    );
+    // Available after a wake-up: stop it, and the short polls end.
+    let woken = Situation {
+        wake_polls: 1,
+        ..situation(Phase::WaitAvailable)
+    };
+    assert_eq!(
+        next_phase(&run(&woken, &described("available"))),
+        Some((Phase::RecheckProtection, Duration::ZERO))
+    );
+    assert_eq!(wake_polls_after(&woken, &described("available")), 0);
 }

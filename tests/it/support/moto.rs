@@ -5,7 +5,8 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 use aws_sdk_rds::config::{Credentials, Region};
-use restop::engine::aws::SdkAws;
+use restop::config::AccountsConfig;
+use restop::engine::aws::{Accounts, SdkAws};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -72,7 +73,41 @@ impl Moto {
 
     /// What restop's engine uses: the real SDK client, pointed at this server.
     pub async fn aws(&self) -> Arc<SdkAws> {
-        Arc::new(SdkAws::new(self.sdk_config().await))
+        Arc::new(SdkAws::new(self.sdk_config().await, Accounts::default()))
+    }
+
+    /// The same, acting in the member accounts `config` lists.
+    pub async fn aws_for(&self, config: &AccountsConfig) -> Arc<SdkAws> {
+        Arc::new(SdkAws::new(
+            self.sdk_config().await,
+            Accounts::from_config(config),
+        ))
+    }
+
+    /// An RDS client acting in `account` through its `restop-member` role (moto grants
+    /// every AssumeRole; what the credentials create lives in that account).
+    pub async fn rds_in(&self, account: &str) -> aws_sdk_rds::Client {
+        let base = self.sdk_config().await;
+        let assumed = aws_sdk_sts::Client::new(&base)
+            .assume_role()
+            .role_arn(format!("arn:aws:iam::{account}:role/restop-member"))
+            .role_session_name("test")
+            .send()
+            .await
+            .unwrap();
+        let c = assumed.credentials().unwrap();
+        let credentials = Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_owned()),
+            None,
+            "moto-assumed",
+        );
+        aws_sdk_rds::Client::from_conf(
+            aws_sdk_rds::config::Builder::from(&base)
+                .credentials_provider(credentials)
+                .build(),
+        )
     }
 
     /// An RDS client for setting up and inspecting resources.
@@ -167,6 +202,22 @@ impl Moto {
             .filter(|c| c["action"] == action)
             .map(|c| c["params"].clone())
             .collect()
+    }
+
+    /// Adds events to RDS's event log (see tests/moto/README.md).
+    pub async fn rds_event(&self, event: Value) {
+        let response = self
+            .http
+            .post(format!("{}/restop-test/rds-events", self.url))
+            .json(&event)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{}",
+            response.text().await.unwrap()
+        );
     }
 
     /// An SNS client for setting up topics.

@@ -35,12 +35,8 @@ impl World {
         let mut cfg = config(&db.url, Some(&stub.host));
         cfg.engine.engine_enabled = true;
         adjust(&mut cfg);
-        let app = TestApp::spawn_with(
-            cfg,
-            Arc::new(restop::clock::SystemClock),
-            Some(moto.aws().await),
-        )
-        .await;
+        let aws = moto.aws_for(&cfg.accounts).await;
+        let app = TestApp::spawn_with(cfg, Arc::new(restop::clock::SystemClock), Some(aws)).await;
         let rds = moto.rds().await;
         World {
             db,

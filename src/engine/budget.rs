@@ -1,0 +1,205 @@
+//! The RDS request budget. RDS allows each account and region 12 requests per second
+//! (300 in a burst), shared with the console, the CLI and every other tool there; restop
+//! keeps to `RESTOP_RDS_MAX_RPS` per account and region (bursts of twice that), halves it
+//! for a while when RDS throttles anyway, and lets stop calls go before polls when the
+//! bucket runs short. The budget is this process's: replicas each keep their own.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// How long a throttling answer halves the rate.
+const SLOW_DOWN_FOR: Duration = Duration::from_secs(60);
+/// The rate never drops below this share of the configured one, however often RDS throttles.
+const SLOWEST: f64 = 1.0 / 8.0;
+
+/// Which calls go first when tokens are short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Priority {
+    /// A stop: a database that runs costs money every minute.
+    Stop,
+    /// Everything else: polls, tag checks, event log reads.
+    Other,
+}
+
+/// One token bucket per account and region.
+pub struct Budget {
+    rate: f64,
+    buckets: Mutex<HashMap<(String, String), Bucket>>,
+}
+
+struct Bucket {
+    tokens: f64,
+    refilled: Instant,
+    /// The share of the rate in force: halved by each throttling answer.
+    share: f64,
+    slowed_until: Instant,
+    /// Stop calls waiting for a token: other calls wait behind them.
+    stops_waiting: usize,
+}
+
+impl Budget {
+    /// `rate` requests per second, bursts of twice that.
+    pub fn new(rate: f64) -> Self {
+        Self {
+            rate,
+            buckets: Mutex::default(),
+        }
+    }
+
+    fn burst(&self) -> f64 {
+        2.0 * self.rate
+    }
+
+    /// Waits until a call in `account` and `region` fits the budget. Returns whether it
+    /// had to wait.
+    pub async fn acquire(&self, account: &str, region: &str, priority: Priority) -> bool {
+        let key = (account.to_owned(), region.to_owned());
+        let mut waited = false;
+        let mut queued = false;
+        loop {
+            let wait = {
+                let mut buckets = self.buckets.lock().expect("budget lock");
+                let now = Instant::now();
+                let bucket = buckets.entry(key.clone()).or_insert_with(|| Bucket {
+                    tokens: self.burst(),
+                    refilled: now,
+                    share: 1.0,
+                    slowed_until: now,
+                    stops_waiting: 0,
+                });
+                if now >= bucket.slowed_until {
+                    bucket.share = 1.0;
+                }
+                let rate = self.rate * bucket.share;
+                let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
+                bucket.tokens = (bucket.tokens + elapsed * rate).min(self.burst() * bucket.share);
+                bucket.refilled = now;
+                let ahead = bucket.stops_waiting - usize::from(queued);
+                let may_take = priority == Priority::Stop || ahead == 0;
+                if bucket.tokens >= 1.0 && may_take {
+                    bucket.tokens -= 1.0;
+                    if queued {
+                        bucket.stops_waiting -= 1;
+                    }
+                    return waited;
+                }
+                if priority == Priority::Stop && !queued {
+                    bucket.stops_waiting += 1;
+                    queued = true;
+                }
+                // Until the next token; behind queued stops, one token later per stop.
+                let missing =
+                    (1.0 - bucket.tokens).max(0.0) + if may_take { 0.0 } else { ahead as f64 };
+                Duration::from_secs_f64((missing / rate).max(0.001))
+            };
+            waited = true;
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// RDS throttled a call anyway (other tools share the limit): halve the rate in this
+    /// account and region for a while.
+    pub fn throttled(&self, account: &str, region: &str) {
+        let mut buckets = self.buckets.lock().expect("budget lock");
+        if let Some(bucket) = buckets.get_mut(&(account.to_owned(), region.to_owned())) {
+            bucket.share = (bucket.share / 2.0).max(SLOWEST);
+            bucket.tokens = bucket.tokens.min(self.burst() * bucket.share);
+            bucket.slowed_until = Instant::now() + SLOW_DOWN_FOR;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Calls made in each whole second since `start`.
+    fn per_second(start: Instant, calls: &[Instant]) -> Vec<usize> {
+        let mut seconds = vec![0; 64];
+        for at in calls {
+            seconds[at.duration_since(start).as_secs() as usize] += 1;
+        }
+        seconds
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_then_the_rate() {
+        let budget = Budget::new(4.0);
+        let start = Instant::now();
+        let mut calls = Vec::new();
+        for _ in 0..48 {
+            budget
+                .acquire("111111111111", "us-east-1", Priority::Other)
+                .await;
+            calls.push(Instant::now());
+        }
+        let seconds = per_second(start, &calls);
+        // Eight at once (the burst), then four a second.
+        assert_eq!(seconds[0], 8 + 3, "{seconds:?}");
+        assert!(seconds[1..10].iter().all(|&n| n == 4), "{seconds:?}");
+        // Another account or region has a budget of its own.
+        let before = Instant::now();
+        budget
+            .acquire("222222222222", "us-east-1", Priority::Other)
+            .await;
+        budget
+            .acquire("111111111111", "eu-west-1", Priority::Other)
+            .await;
+        assert_eq!(Instant::now(), before);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_halves_the_rate_for_a_while() {
+        let budget = Budget::new(4.0);
+        for _ in 0..8 {
+            budget.acquire("a", "r", Priority::Other).await;
+        }
+        budget.throttled("a", "r");
+        let start = Instant::now();
+        let mut calls = Vec::new();
+        for _ in 0..20 {
+            budget.acquire("a", "r", Priority::Other).await;
+            calls.push(Instant::now());
+        }
+        assert!(per_second(start, &calls)[..9].iter().all(|&n| n <= 2));
+        // A minute later the full rate is back.
+        tokio::time::sleep(SLOW_DOWN_FOR).await;
+        let start = Instant::now();
+        let mut calls = Vec::new();
+        for _ in 0..20 {
+            budget.acquire("a", "r", Priority::Other).await;
+            calls.push(Instant::now());
+        }
+        assert!(per_second(start, &calls)[1] >= 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stops_go_before_other_calls() {
+        let budget = std::sync::Arc::new(Budget::new(1.0));
+        // Use up the burst.
+        for _ in 0..2 {
+            budget.acquire("a", "r", Priority::Other).await;
+        }
+        let order = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for (i, priority) in [Priority::Other, Priority::Other, Priority::Stop]
+            .into_iter()
+            .enumerate()
+        {
+            let (budget, order) = (budget.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                // Let the two polls queue first.
+                tokio::time::sleep(Duration::from_millis(10 * i as u64)).await;
+                budget.acquire("a", "r", priority).await;
+                order.lock().unwrap().push(priority);
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(order.lock().unwrap()[0], Priority::Stop);
+    }
+}

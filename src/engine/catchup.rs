@@ -1,0 +1,241 @@
+//! Catch-up from RDS's own event log. SNS gives an HTTP(S) endpoint about a minute of
+//! retries (an hour at most with a custom delivery policy): a restop that is down longer
+//! would lose every forced start announced meanwhile, and those databases would run, and
+//! bill, for another week. So every `RESTOP_CATCHUP_INTERVAL`, for each account and region
+//! it watches, restop reads the events RDS keeps for 14 days (`DescribeEvents`) and starts
+//! an execution for each forced start no execution knows yet.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use super::aws::Aws;
+use super::decide::{AwsFailure, Policy, backoff};
+use super::{Launcher, Trigger};
+use crate::clock::Clock;
+use crate::execution::TriggerKind;
+use crate::metrics::Metrics;
+use crate::rds::messages::forced_start;
+use crate::rds::resource::{ResourceArn, ResourceKind};
+use crate::store::{ForcedStart, Store, Sweep};
+
+/// Each sweep starts this much before the previous one ended: RDS may log an event a
+/// little after its time.
+const OVERLAP: Duration = Duration::from_secs(5 * 60);
+/// Sweeps claimed at once.
+const SWEEPS_PER_ROUND: u32 = 16;
+/// How often due sweeps are looked for.
+const TICK: Duration = Duration::from_secs(1);
+
+/// What the sweeper needs to know.
+pub struct CatchupSettings {
+    pub interval: Duration,
+    pub lookback: Duration,
+    pub max_duration: Duration,
+    pub lease: Duration,
+    pub owner: String,
+    /// For the backoff of failed sweeps.
+    pub policy: Policy,
+}
+
+pub struct Catchup {
+    store: Arc<dyn Store>,
+    aws: Arc<dyn Aws>,
+    launcher: Launcher,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+    settings: CatchupSettings,
+}
+
+impl Catchup {
+    pub fn new(
+        store: Arc<dyn Store>,
+        aws: Arc<dyn Aws>,
+        launcher: Launcher,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        settings: CatchupSettings,
+    ) -> Self {
+        Self {
+            store,
+            aws,
+            launcher,
+            clock,
+            metrics,
+            settings,
+        }
+    }
+
+    /// Sweeps `places` (account, region) once per interval each, until `stop` fires.
+    /// Replicas share the sweeps the way they share jobs.
+    pub async fn run(self, places: Vec<(String, String)>, stop: CancellationToken) {
+        if let Err(e) = self.store.ensure_sweeps(&places, self.clock.now()).await {
+            tracing::error!(error = %e, "could not record the accounts and regions to sweep");
+        }
+        loop {
+            match self.round().await {
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not claim catch-up sweeps"),
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(TICK) => {}
+            }
+        }
+    }
+
+    /// Claims the due sweeps and runs them; returns how many.
+    pub async fn round(&self) -> Result<usize, crate::store::StoreError> {
+        let s = &self.settings;
+        let sweeps = self
+            .store
+            .claim_sweeps(&s.owner, self.clock.now(), s.lease, SWEEPS_PER_ROUND)
+            .await?;
+        let count = sweeps.len();
+        for sweep in sweeps {
+            self.sweep(sweep).await;
+        }
+        Ok(count)
+    }
+
+    /// Reads one account and region's event log since the last sweep and records every
+    /// forced start in it; a failure is retried with backoff and never blocks anything else.
+    async fn sweep(&self, sweep: Sweep) {
+        let now = self.clock.now();
+        let start = match sweep.swept_until {
+            Some(until) => until - OVERLAP,
+            None => now - self.settings.lookback,
+        };
+        let (result, next) = match self.read_and_record(&sweep, start, now).await {
+            Ok(()) => {
+                self.metrics.catchup_sweep("ok");
+                (Ok(now), now + self.settings.interval)
+            }
+            Err(failure) => {
+                self.metrics.catchup_sweep("failed");
+                let wait = backoff(sweep.failures, &self.settings.policy, rand::random())
+                    .min(self.settings.interval);
+                tracing::warn!(
+                    account = %sweep.account,
+                    region = %sweep.region,
+                    error = ?failure,
+                    "catch-up sweep failed; trying again in {}s",
+                    wait.as_secs()
+                );
+                (Err(format!("{failure:?}")), now + wait)
+            }
+        };
+        match self.store.complete_sweep(&sweep, result, next, now).await {
+            Ok(true) => {}
+            Ok(false) => tracing::info!("catch-up sweep taken over; result discarded"),
+            Err(e) => tracing::warn!(error = %e, "could not record the catch-up sweep"),
+        }
+    }
+
+    async fn read_and_record(
+        &self,
+        sweep: &Sweep,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<(), AwsFailure> {
+        let mut marker = None;
+        loop {
+            let page = self
+                .aws
+                .describe_events(&sweep.account, &sweep.region, start, end, marker)
+                .await?;
+            for event in &page.events {
+                // The log may answer a wider window than asked (and emulators do).
+                if event.date < start || event.date > end {
+                    continue;
+                }
+                let Some(kind) = forced_start(&event.source_type, &event.message) else {
+                    continue;
+                };
+                let resource = match resource_of(sweep, kind, event) {
+                    Ok(resource) => resource,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a forced start in the event log names no resource restop knows how to stop");
+                        continue;
+                    }
+                };
+                self.record(resource, kind, event.date, end).await?;
+            }
+            marker = page.marker;
+            if marker.is_none() {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn record(
+        &self,
+        resource: ResourceArn,
+        kind: ResourceKind,
+        event_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), AwsFailure> {
+        let event_id = match kind {
+            ResourceKind::DbInstance => "RDS-EVENT-0154",
+            ResourceKind::DbCluster => "RDS-EVENT-0153",
+        };
+        let execution = self.launcher.execution(
+            &resource,
+            Trigger {
+                kind: TriggerKind::Catchup,
+                message_id: None,
+                event_id: Some(event_id.into()),
+                event_at,
+                dry_run: false,
+                skip_tag_check: false,
+            },
+            now,
+        );
+        let expired = (now - event_at)
+            .to_std()
+            .is_ok_and(|age| age > self.settings.max_duration);
+        let note = format!(
+            "forced start ({event_id} at {}) found in RDS's event log: no SNS message had \
+             announced it",
+            event_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        let found = self
+            .store
+            .record_forced_start(&execution, expired, &note, self.launcher.notify)
+            .await
+            .map_err(|e| AwsFailure::Transient(format!("could not record a forced start: {e}")))?;
+        match found {
+            ForcedStart::New(id) => {
+                tracing::warn!(execution_id = %id, resource = %resource.arn, "forced start found in RDS's event log; execution started");
+                self.metrics.catchup_forced_start("new");
+                self.launcher.wake();
+            }
+            ForcedStart::Known(_) => self.metrics.catchup_forced_start("known"),
+            ForcedStart::Expired(id) => {
+                tracing::warn!(execution_id = %id, resource = %resource.arn, "forced start found in RDS's event log too late to act on");
+                self.metrics.catchup_forced_start("expired");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The DB instance or cluster a logged forced start is about, in the swept account and
+/// region (whatever the event's ARN says, the log is that account's and region's).
+fn resource_of(
+    sweep: &Sweep,
+    kind: ResourceKind,
+    event: &super::aws::LoggedEvent,
+) -> Result<ResourceArn, String> {
+    let partition = crate::partition::partition_of(&sweep.region).unwrap_or("aws");
+    let arn = format!(
+        "arn:{partition}:rds:{}:{}:{}:{}",
+        sweep.region,
+        sweep.account,
+        kind.arn_segment(),
+        event.source_identifier
+    );
+    arn.parse()
+}

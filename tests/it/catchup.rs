@@ -1,0 +1,374 @@
+//! Never miss a forced start, never wait for one: forced starts SNS did not deliver are
+//! found in RDS's event log, and "started" events make a waiting execution look at once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use restop::config::Schedule;
+use serde_json::{Value, json};
+
+use crate::on_both_backends;
+use crate::support::db::{Backend, TestDb};
+use crate::support::fake_aws::FakeAws;
+use crate::support::moto::instance_arn;
+use crate::support::world::{PROTECTED, World, world};
+use crate::support::{TestApp, config};
+
+on_both_backends!(
+    a_forced_start_missed_while_restop_was_down_is_caught_up,
+    sns_and_the_event_log_see_one_forced_start,
+    a_late_sns_message_records_the_catch_up_execution,
+    a_forced_start_older_than_the_maximum_is_recorded_expired,
+    a_failing_sweep_is_retried_and_reported,
+    a_started_event_wakes_a_waiting_instance,
+    an_aurora_member_start_wakes_its_cluster,
+    a_started_event_with_nothing_waiting_costs_no_aws_call,
+);
+
+/// A world whose catch-up reads the event log every second.
+async fn sweeping(db: TestDb) -> Option<World> {
+    world(db, |c| {
+        c.engine.catchup_interval = Schedule::Every(Duration::from_secs(1));
+    })
+    .await
+}
+
+impl World {
+    /// Adds an event to moto's RDS event log, `seconds_ago` before now.
+    async fn log_event(&self, event_id: &str, source_type: &str, id: &str, seconds_ago: u64) {
+        self.moto
+            .rds_event(json!({
+                "event_id": event_id, "source_type": source_type,
+                "source_identifier": id, "seconds_ago": seconds_ago
+            }))
+            .await;
+    }
+
+    /// Waits for the execution the catch-up starts for `arn`.
+    async fn caught_up(&self, arn: &str) -> String {
+        for _ in 0..200 {
+            if let Some(id) = self
+                .db
+                .text(
+                    "SELECT id FROM executions WHERE resource_arn = $1 AND trigger = 'catchup'",
+                    arn,
+                )
+                .await
+            {
+                return id;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no catch-up execution for {arn}");
+    }
+}
+
+async fn a_forced_start_missed_while_restop_was_down_is_caught_up(db: TestDb) {
+    let Some(w) = sweeping(db).await else {
+        return;
+    };
+    w.create_instance("forgotten", PROTECTED).await;
+    w.stop_then_force_start("forgotten").await;
+    // RDS announced it a minute ago; no SNS message ever reached restop.
+    w.log_event("RDS-EVENT-0154", "db-instance", "forgotten", 60)
+        .await;
+    let execution = w.caught_up(&instance_arn("forgotten")).await;
+    let (status, outcome, _) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("succeeded", "stopped")
+    );
+    assert_eq!(w.instance_status("forgotten").await, "stopped");
+    let steps = w.steps(&execution).await;
+    assert!(
+        steps[0].starts_with("catchup//forced start (RDS-EVENT-0154 at ")
+            && steps[0].contains("found in RDS's event log"),
+        "{steps:?}"
+    );
+    // The API lists it by its trigger.
+    let listed: Value = w
+        .app
+        .client
+        .get(format!("{}/v1/executions?trigger=catchup", w.app.base))
+        .bearer_auth(crate::support::TOKENS[0])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"][0]["id"], execution.as_str());
+}
+
+async fn sns_and_the_event_log_see_one_forced_start(db: TestDb) {
+    let Some(w) = sweeping(db).await else {
+        return;
+    };
+    w.create_instance("twice-seen", PROTECTED).await;
+    w.stop_then_force_start("twice-seen").await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "twice-seen").await;
+    w.log_event("RDS-EVENT-0154", "db-instance", "twice-seen", 0)
+        .await;
+    for _ in 0..200 {
+        if w.app
+            .metrics()
+            .await
+            .contains("restop_catchup_forced_starts_total{result=\"known\"}")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        w.app
+            .metrics()
+            .await
+            .contains("restop_catchup_forced_starts_total{result=\"known\"}")
+    );
+    w.finished(&execution).await;
+    assert_eq!(w.db.count("SELECT COUNT(*) FROM executions").await, 1);
+}
+
+async fn a_late_sns_message_records_the_catch_up_execution(db: TestDb) {
+    let Some(w) = sweeping(db).await else {
+        return;
+    };
+    w.create_instance("late", PROTECTED).await;
+    w.stop_then_force_start("late").await;
+    w.log_event("RDS-EVENT-0154", "db-instance", "late", 60)
+        .await;
+    let caught = w.caught_up(&instance_arn("late")).await;
+    assert_eq!(w.finished(&caught).await.1, "stopped");
+    // SNS's delivery arrives at last (restop was down past SNS's retries): it is recorded
+    // with the execution that already handled its forced start.
+    let msg = w
+        .stub
+        .rds_notification("RDS-EVENT-0154", "db-instance", "late");
+    let (status, body) = w.app.post_sns(&msg).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["disposition"], "accepted");
+    assert_eq!(body["execution_id"], caught.as_str());
+    assert_eq!(w.db.count("SELECT COUNT(*) FROM executions").await, 1);
+}
+
+async fn a_forced_start_older_than_the_maximum_is_recorded_expired(db: TestDb) {
+    // The test configuration's RESTOP_MAX_DURATION is 120 s.
+    let Some(w) = sweeping(db).await else {
+        return;
+    };
+    w.create_instance("bygone", PROTECTED).await;
+    w.log_event("RDS-EVENT-0154", "db-instance", "bygone", 200)
+        .await;
+    let execution = w.caught_up(&instance_arn("bygone")).await;
+    let (status, outcome, _) = w.finished(&execution).await;
+    assert_eq!((status.as_str(), outcome.as_str()), ("skipped", "expired"));
+    assert_eq!(
+        w.moto.calls_for("bygone").await,
+        ["CreateDBInstance"],
+        "an expired forced start costs no AWS call"
+    );
+}
+
+async fn a_failing_sweep_is_retried_and_reported(db: TestDb) {
+    let Some(w) = sweeping(db).await else {
+        return;
+    };
+    // The SDK tries each call three times: six faults fail two sweeps.
+    w.moto
+        .fault(json!({"action": "DescribeEvents", "count": 6, "code": "Throttling"}))
+        .await;
+    let mut metrics = String::new();
+    for _ in 0..300 {
+        metrics = w.app.metrics().await;
+        if metrics.contains("restop_catchup_sweeps_total{result=\"failed\"} 2")
+            && metrics.contains("restop_catchup_sweeps_total{result=\"ok\"}")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        metrics.contains("restop_catchup_sweeps_total{result=\"failed\"} 2")
+            && metrics.contains("restop_catchup_sweeps_total{result=\"ok\"}"),
+        "{metrics}"
+    );
+    // SNS intake never waited for the sweeps.
+    let msg = w.stub.notification("hello");
+    assert_eq!(w.app.post_sns(&msg).await.0, 200);
+}
+
+/// A world polling every five minutes: only a wake-up can finish an execution in a test.
+async fn slow_polling(db: TestDb) -> Option<World> {
+    world(db, |c| c.engine.poll_interval = Duration::from_secs(300)).await
+}
+
+async fn wait_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if condition().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what} never happened");
+}
+
+async fn a_started_event_wakes_a_waiting_instance(db: TestDb) {
+    let Some(w) = slow_polling(db).await else {
+        return;
+    };
+    w.create_instance("sleepy", &[PROTECTED[0], ("moto:start-seconds", "2")])
+        .await;
+    w.stop_then_force_start("sleepy").await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "sleepy").await;
+    w.wait_for_step(&execution, "wait_available/starting/")
+        .await;
+    wait_until("available", || async {
+        w.instance_status("sleepy").await == "available"
+    })
+    .await;
+    // RDS says the start has ended.
+    let started = w
+        .stub
+        .rds_notification("RDS-EVENT-0088", "db-instance", "sleepy");
+    let since = Instant::now();
+    let (status, body) = w.app.post_sns(&started).await;
+    assert_eq!(
+        (status, &body["disposition"]),
+        (200, &json!("wakeup")),
+        "{body}"
+    );
+    assert_eq!(body["execution_id"], execution.as_str());
+    // The stop follows at once, not at the next poll five minutes later.
+    w.wait_for_step(&execution, "stop//stop requested").await;
+    assert!(
+        since.elapsed() < Duration::from_secs(10),
+        "stop requested {:?} after the started event, with a 5-minute poll",
+        since.elapsed()
+    );
+    wait_until("stopped", || async {
+        w.instance_status("sleepy").await == "stopped"
+    })
+    .await;
+}
+
+async fn an_aurora_member_start_wakes_its_cluster(db: TestDb) {
+    let Some(w) = slow_polling(db).await else {
+        return;
+    };
+    w.create_cluster("galaxy", &[PROTECTED[0], ("moto:start-seconds", "2")])
+        .await;
+    w.rds
+        .create_db_instance()
+        .db_instance_identifier("galaxy-1")
+        .db_cluster_identifier("galaxy")
+        .engine("aurora-postgresql")
+        .db_instance_class("db.r5.large")
+        .send()
+        .await
+        .unwrap();
+    w.stop_then_force_start_cluster("galaxy").await;
+    let execution = w.event("RDS-EVENT-0153", "db-cluster", "galaxy").await;
+    w.wait_for_step(&execution, "wait_available/starting/")
+        .await;
+    wait_until("available", || async {
+        w.cluster_status("galaxy").await == "available"
+    })
+    .await;
+    // The member instance's 0088 arrives before the cluster's 0151.
+    let started = w
+        .stub
+        .rds_notification("RDS-EVENT-0088", "db-instance", "galaxy-1");
+    let before = w.moto.count_calls("DescribeDBInstances").await;
+    let (status, body) = w.app.post_sns(&started).await;
+    assert_eq!(
+        (status, &body["disposition"]),
+        (200, &json!("wakeup")),
+        "{body}"
+    );
+    assert_eq!(body["execution_id"], execution.as_str());
+    assert_eq!(
+        w.moto.count_calls("DescribeDBInstances").await - before,
+        1,
+        "one Describe of the member to find its cluster"
+    );
+    w.wait_for_step(&execution, "stop//stop requested").await;
+    wait_until("stopped", || async {
+        w.cluster_status("galaxy").await == "stopped"
+    })
+    .await;
+}
+
+async fn a_started_event_with_nothing_waiting_costs_no_aws_call(db: TestDb) {
+    let Some(w) = world(db, |_| {}).await else {
+        return;
+    };
+    w.create_instance("manual-start", &[]).await;
+    let calls = w.moto.calls().await.len();
+    let started = w
+        .stub
+        .rds_notification("RDS-EVENT-0088", "db-instance", "manual-start");
+    let (status, body) = w.app.post_sns(&started).await;
+    assert_eq!(
+        (status, &body["disposition"]),
+        (200, &json!("ignored")),
+        "{body}"
+    );
+    assert_eq!(body["execution_id"], Value::Null);
+    // The EventBridge shape of a cluster's "started" event, likewise.
+    let arn = "arn:aws:rds:us-east-1:123456789012:cluster:quiet";
+    let eventbridge = json!({
+        "version": "0", "id": "1c8bd7a1-9f31-4d6e-8f0e-6a1b2c3d4e5f",
+        "detail-type": "RDS DB Cluster Event", "source": "aws.rds",
+        "account": "123456789012", "time": "2026-11-29T07:22:41Z", "region": "us-east-1",
+        "resources": [arn],
+        "detail": {"EventCategories": ["notification"], "SourceType": "CLUSTER",
+                   "SourceArn": arn, "Date": "2026-11-29T07:22:41.245Z",
+                   "Message": "The DB cluster has been started.",
+                   "SourceIdentifier": "quiet", "EventID": "RDS-EVENT-0151"}
+    });
+    let (status, body) = w
+        .app
+        .post_sns(&w.stub.notification(&eventbridge.to_string()))
+        .await;
+    assert_eq!(
+        (status, &body["disposition"]),
+        (200, &json!("ignored")),
+        "{body}"
+    );
+    assert_eq!(w.db.count("SELECT COUNT(*) FROM executions").await, 0);
+    assert_eq!(w.moto.calls().await.len(), calls, "no AWS call");
+}
+
+/// Two replicas on one Postgres read each account and region's log once per interval
+/// between them, not once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_the_sweeps() {
+    let Some(db) = TestDb::create(Backend::Postgres).await else {
+        return;
+    };
+    let aws = Arc::new(FakeAws::default());
+    let replica = || {
+        let mut cfg = config(&db.url, None);
+        cfg.engine.engine_enabled = true;
+        cfg.engine.catchup_interval = Schedule::Every(Duration::from_secs(1));
+        TestApp::spawn_with(cfg, Arc::new(restop::clock::SystemClock), Some(aws.clone()))
+    };
+    let (a, b) = (replica().await, replica().await);
+    let started = Instant::now();
+    // One account-region swept every second between the two: four sweeps take three
+    // seconds. Each replica on its own would make them in one.
+    while aws.requests() < 4 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(2500),
+        "four sweeps in {elapsed:?}: the replicas did not share them"
+    );
+    a.stop().await;
+    b.stop().await;
+}
