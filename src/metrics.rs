@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -72,6 +72,7 @@ pub struct Metrics {
     aws_calls: Family<AwsCallLabels, Counter>,
     aws_errors: Family<AwsErrorLabels, Counter>,
     http_requests: HistogramFamily<HttpLabels>,
+    tls_certificate_expiry: UnsetGauge,
     database: std::sync::Arc<DatabaseGauges>,
 }
 
@@ -114,6 +115,12 @@ impl Default for Metrics {
             "HTTP request durations by route.",
             Family::new_with_constructor((|| Histogram::new(BUCKETS)) as fn() -> Histogram),
         );
+        let tls_certificate_expiry = declare(
+            &mut registry,
+            "restop_tls_certificate_expiry_timestamp_seconds",
+            "When the certificate restop serves itself (RESTOP_TLS_CERT) expires, in Unix seconds.",
+            UnsetGauge::default(),
+        );
         let database = std::sync::Arc::new(DatabaseGauges::default());
         registry.register_collector(Box::new(database.clone()));
         Self {
@@ -124,6 +131,7 @@ impl Default for Metrics {
             aws_calls,
             aws_errors,
             http_requests,
+            tls_certificate_expiry,
             database,
         }
     }
@@ -207,6 +215,11 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// The notAfter, in Unix seconds, of the certificate restop now serves.
+    pub fn tls_certificate_expiry(&self, not_after: i64) {
+        *self.tls_certificate_expiry.0.lock().expect("metrics lock") = Some(not_after);
+    }
+
     /// Renders every family; `stats` are the database's counts, `None` when the database
     /// did not answer (their families are then declared without samples).
     pub fn render(&self, stats: Option<ExecutionStats>, now: DateTime<Utc>) -> String {
@@ -215,6 +228,24 @@ impl Metrics {
         prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// A gauge without a sample until it is set: without TLS there is no certificate, and a
+/// 0 would look like one that expired in 1970.
+#[derive(Debug, Clone, Default)]
+struct UnsetGauge(std::sync::Arc<Mutex<Option<i64>>>);
+
+impl EncodeMetric for UnsetGauge {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        match *self.0.lock().expect("metrics lock") {
+            Some(value) => encoder.encode_gauge(&value),
+            None => Ok(()),
+        }
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Gauge
     }
 }
 
@@ -321,11 +352,20 @@ mod tests {
             "restop_executions gauge",
             "restop_active_jobs gauge",
             "restop_scheduling_lag_seconds gauge",
+            "restop_tls_certificate_expiry_timestamp_seconds gauge",
         ] {
             assert!(
                 text.contains(&format!("# TYPE {family}\n")),
                 "{family}:\n{text}"
             );
         }
+        let expiry = "restop_tls_certificate_expiry_timestamp_seconds";
+        assert!(!text.contains(&format!("\n{expiry} ")), "{text}");
+        let m = Metrics::default();
+        m.tls_certificate_expiry(1_900_000_000);
+        assert!(
+            m.render(None, Utc::now())
+                .contains(&format!("\n{expiry} 1900000000\n"))
+        );
     }
 }
