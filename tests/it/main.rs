@@ -12,3 +12,4 @@ mod step_functions;
 mod store;
 mod structure;
 mod support;
+mod tls;
