@@ -123,19 +123,15 @@ impl TlsConfig {
     }
 
     fn validate(&self) -> Result<(), String> {
-        match (&self.tls_cert, &self.tls_key) {
-            (Some(_), None) => Err(
-                "RESTOP_TLS_CERT is set but RESTOP_TLS_KEY is not: set both \
-                                    (the certificate chain and its private key) or neither"
-                    .into(),
-            ),
-            (None, Some(_)) => Err(
-                "RESTOP_TLS_KEY is set but RESTOP_TLS_CERT is not: set both \
-                                    (the certificate chain and its private key) or neither"
-                    .into(),
-            ),
-            _ => Ok(()),
-        }
+        let (set, unset) = match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => ("RESTOP_TLS_CERT", "RESTOP_TLS_KEY"),
+            (None, Some(_)) => ("RESTOP_TLS_KEY", "RESTOP_TLS_CERT"),
+            _ => return Ok(()),
+        };
+        Err(format!(
+            "{set} is set but {unset} is not: set both (the certificate chain and its private \
+             key) or neither"
+        ))
     }
 }
 
