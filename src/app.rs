@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::sns::certs::CertStore;
 use crate::sns::verify::Verifier;
 use crate::store::{self, Intake, Store};
+use crate::tls::{self, Tls};
 
 /// What restop takes from its caller rather than from settings.
 pub struct Deps {
@@ -52,6 +53,10 @@ pub struct App {
     engine: Option<Arc<Engine>>,
     /// The catch-up sweeper and the account-regions it reads; `None` when it is off.
     catchup: Option<(Catchup, Vec<(String, String)>)>,
+    /// restop's own HTTPS on the main listener (RESTOP_TLS_CERT), when set.
+    tls: Option<Arc<Tls>>,
+    /// How often the TLS files are checked for changes.
+    tls_reload_interval: Duration,
 }
 
 impl App {
@@ -60,6 +65,14 @@ impl App {
     /// [`App::run`].
     pub async fn build(config: ServeConfig, deps: Deps) -> anyhow::Result<Self> {
         config.validate().map_err(anyhow::Error::msg)?;
+        let metrics = Arc::new(Metrics::default());
+        // A certificate that cannot be served stops start-up before anything is done.
+        let tls = config
+            .tls
+            .files()
+            .map(|(cert, key)| Tls::load(cert, key, metrics.clone()).map(Arc::new))
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
         let store = store::connect_and_migrate(&config.database)
             .await
             .with_context(|| format!("DATABASE_URL {:?}", config.database.database_url))?;
@@ -73,7 +86,6 @@ impl App {
             wakeup: wakeup.clone(),
             notify: settings.notify_url.is_some(),
         };
-        let metrics = Arc::new(Metrics::default());
         let accounts = Accounts::from_config(&config.accounts);
         let sdk: Arc<dyn Aws> = match deps.aws {
             Some(aws) => aws,
@@ -169,7 +181,15 @@ impl App {
             },
             engine,
             catchup,
+            tls,
+            tls_reload_interval: tls::RELOAD_INTERVAL,
         })
+    }
+
+    /// Checks the TLS certificate and key files for changes this often instead (tests).
+    pub fn with_tls_reload_interval(mut self, interval: Duration) -> Self {
+        self.tls_reload_interval = interval;
+        self
     }
 
     /// The protection engine, when this process runs one.
@@ -215,13 +235,21 @@ impl App {
                 stop.clone(),
             ))
         });
-        tracing::info!(address = %listener.local_addr()?, "restop listening");
+        let address = listener.local_addr()?;
+        tracing::info!(%address, https = self.tls.is_some(), "restop listening");
         let server_stop = stop.clone();
         tokio::spawn(async move {
             shutdown.await;
             server_stop.cancel();
         });
-        let served = serve(listener, self.routers.main, stop.clone()).await;
+        let served = match self.tls {
+            Some(tls) => {
+                tokio::spawn(tls.clone().watch(self.tls_reload_interval, stop.clone()));
+                let listener = tls.listener(listener, address);
+                serve(listener, self.routers.main, stop.clone()).await
+            }
+            None => serve(listener, self.routers.main, stop.clone()).await,
+        };
         stop.cancel();
         if let Some(engine) = engine {
             engine.await.context("protection engine panicked")?;
@@ -245,11 +273,11 @@ impl App {
 }
 
 /// Serves `router` until `stop` fires, then drains open requests.
-async fn serve(
-    listener: TcpListener,
-    router: Router,
-    stop: CancellationToken,
-) -> std::io::Result<()> {
+async fn serve<L>(listener: L, router: Router, stop: CancellationToken) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await

@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -75,6 +75,9 @@ pub struct ServeConfig {
     pub retention: Retention,
 
     #[command(flatten)]
+    pub tls: TlsConfig,
+
+    #[command(flatten)]
     pub sns: SnsConfig,
 
     #[command(flatten)]
@@ -107,6 +110,38 @@ pub struct ServeConfig {
     /// Log format; levels come from RUST_LOG.
     #[arg(long, env = "RESTOP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// restop's own HTTPS on RESTOP_LISTEN, for hosts without a TLS-terminating proxy.
+#[derive(Debug, Clone, Args)]
+pub struct TlsConfig {
+    /// PEM certificate chain (leaf first, e.g. Let's Encrypt's fullchain.pem): RESTOP_LISTEN
+    /// then serves HTTPS only. Needs RESTOP_TLS_KEY; both are read again when they change.
+    #[arg(long, env = "RESTOP_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of RESTOP_TLS_CERT's certificate (e.g. privkey.pem).
+    #[arg(long, env = "RESTOP_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// The certificate and key files, when restop serves TLS itself.
+    pub fn files(&self) -> Option<(&Path, &Path)> {
+        self.tls_cert.as_deref().zip(self.tls_key.as_deref())
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let (set, unset) = match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => ("RESTOP_TLS_CERT", "RESTOP_TLS_KEY"),
+            (None, Some(_)) => ("RESTOP_TLS_KEY", "RESTOP_TLS_CERT"),
+            _ => return Ok(()),
+        };
+        Err(format!(
+            "{set} is set but {unset} is not: set both (the certificate chain and its private \
+             key) or neither"
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -301,6 +336,7 @@ const STATE_MACHINE_EVENTS_OUTSIDE_POLLS: u64 = 100;
 impl ServeConfig {
     /// Checks what one setting alone cannot: limits and settings that depend on each other.
     pub fn validate(&self) -> Result<(), String> {
+        self.tls.validate()?;
         let engine = &self.engine;
         if engine.poll_interval < Duration::from_secs(1) {
             return Err("RESTOP_POLL_INTERVAL must be at least 1s".into());
@@ -751,6 +787,22 @@ mod tests {
         config.engine.poll_interval = Duration::from_secs(1);
         config.engine.max_duration = Duration::from_secs(300);
         assert!(config.validate().is_ok(), "300 polls fit");
+    }
+
+    #[test]
+    fn tls_needs_both_the_certificate_and_the_key() {
+        let mut config = ServeConfig::defaults();
+        assert!(config.validate().is_ok(), "neither: plain HTTP");
+        config.tls.tls_cert = Some("/etc/restop/fullchain.pem".into());
+        let problem = config.validate().unwrap_err();
+        assert!(problem.contains("RESTOP_TLS_KEY is not"), "{problem}");
+        config.tls.tls_key = Some("/etc/restop/privkey.pem".into());
+        assert!(config.validate().is_ok(), "both");
+        assert!(config.tls.files().is_some());
+        config.tls.tls_cert = None;
+        let problem = config.validate().unwrap_err();
+        assert!(problem.contains("RESTOP_TLS_CERT is not"), "{problem}");
+        assert!(config.tls.files().is_none());
     }
 
     #[test]

@@ -21,5 +21,6 @@ pub mod store;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tls;
 
 pub use app::{App, Deps};

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -92,6 +92,7 @@ pub struct Metrics {
     catchup_forced_starts: Family<ResultLabels, Counter>,
     wakeups: Family<ResultLabels, Counter>,
     http_requests: HistogramFamily<HttpLabels>,
+    tls_certificate_expiry: UnsetGauge,
     database: std::sync::Arc<DatabaseGauges>,
 }
 
@@ -164,6 +165,12 @@ impl Default for Metrics {
             "HTTP request durations by route.",
             Family::new_with_constructor((|| Histogram::new(BUCKETS)) as fn() -> Histogram),
         );
+        let tls_certificate_expiry = declare(
+            &mut registry,
+            "restop_tls_certificate_expiry_timestamp_seconds",
+            "When the certificate restop serves itself (RESTOP_TLS_CERT) expires, in Unix seconds.",
+            UnsetGauge::default(),
+        );
         let database = std::sync::Arc::new(DatabaseGauges::default());
         registry.register_collector(Box::new(database.clone()));
         Self {
@@ -179,6 +186,7 @@ impl Default for Metrics {
             catchup_forced_starts,
             wakeups,
             http_requests,
+            tls_certificate_expiry,
             database,
         }
     }
@@ -310,6 +318,11 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// The notAfter, in Unix seconds, of the certificate restop now serves.
+    pub fn tls_certificate_expiry(&self, not_after: i64) {
+        *self.tls_certificate_expiry.0.lock().expect("metrics lock") = Some(not_after);
+    }
+
     /// Renders every family; `stats` are the database's counts, `None` when the database
     /// did not answer (their families are then declared without samples).
     pub fn render(&self, stats: Option<ExecutionStats>, now: DateTime<Utc>) -> String {
@@ -325,6 +338,24 @@ fn place(account: &str, region: &str) -> PlaceLabels {
     PlaceLabels {
         account: account.to_owned(),
         region: region.to_owned(),
+    }
+}
+
+/// A gauge without a sample until it is set: without TLS there is no certificate, and a
+/// 0 would look like one that expired in 1970.
+#[derive(Debug, Clone, Default)]
+struct UnsetGauge(std::sync::Arc<Mutex<Option<i64>>>);
+
+impl EncodeMetric for UnsetGauge {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        match *self.0.lock().expect("metrics lock") {
+            Some(value) => encoder.encode_gauge(&value),
+            None => Ok(()),
+        }
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Gauge
     }
 }
 
@@ -436,11 +467,20 @@ mod tests {
             "restop_executions gauge",
             "restop_active_jobs gauge",
             "restop_scheduling_lag_seconds gauge",
+            "restop_tls_certificate_expiry_timestamp_seconds gauge",
         ] {
             assert!(
                 text.contains(&format!("# TYPE {family}\n")),
                 "{family}:\n{text}"
             );
         }
+        let expiry = "restop_tls_certificate_expiry_timestamp_seconds";
+        assert!(!text.contains(&format!("\n{expiry} ")), "{text}");
+        let m = Metrics::default();
+        m.tls_certificate_expiry(1_900_000_000);
+        assert!(
+            m.render(None, Utc::now())
+                .contains(&format!("\n{expiry} 1900000000\n"))
+        );
     }
 }

@@ -152,3 +152,63 @@ async fn serve_runs_with_no_setup_and_stops_on_sigterm() {
     assert_eq!(lines("no AWS region configured"), 1, "{log}");
     assert_eq!(lines("imds"), 0, "{log}");
 }
+
+#[test]
+fn a_bad_tls_key_is_refused_naming_the_setting_but_not_its_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let now = chrono::Utc::now();
+    let signing = crate::support::sns::SigningKey::generate(
+        "localhost",
+        now,
+        now + chrono::Duration::days(30),
+    );
+    let cert = dir.path().join("fullchain.pem");
+    std::fs::write(&cert, &signing.cert_pem).unwrap();
+    let key = dir.path().join("privkey.pem");
+    let serve = || {
+        restop()
+            .arg("serve")
+            .env("RESTOP_LISTEN", "127.0.0.1:0")
+            .env("RESTOP_TLS_CERT", &cert)
+            .env("RESTOP_TLS_KEY", &key)
+            .env("HOME", dir.path())
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    for content in [
+        "hunter2",
+        "-----BEGIN PRIVATE KEY-----\nhunter2hunter2\n-----END PRIVATE KEY-----\n",
+        "-----BEGIN hunter2\n",
+    ] {
+        std::fs::write(&key, content).unwrap();
+        let output = serve();
+        assert!(!output.status.success(), "{content:?} accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stderr.contains("RESTOP_TLS_KEY"), "{content:?}: {stderr}");
+        assert!(
+            !stderr.contains("hunter2") && !stdout.contains("hunter2"),
+            "{content:?} printed: {stderr}{stdout}"
+        );
+    }
+    // The key of another certificate.
+    let other = crate::support::sns::SigningKey::sns_like();
+    std::fs::write(&key, other.key.private_key_to_pem_pkcs8().unwrap()).unwrap();
+    let output = serve();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("RESTOP_TLS_KEY"), "{stderr}");
+    assert!(!stderr.contains("PRIVATE KEY"), "{stderr}");
+    // Refused before the database is touched.
+    assert!(!dir.path().join("restop.db").exists());
+
+    // A certificate without its key.
+    let output = restop()
+        .arg("serve")
+        .env("RESTOP_TLS_CERT", &cert)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("RESTOP_TLS_KEY is not"));
+}

@@ -14,3 +14,4 @@ mod step_functions;
 mod store;
 mod structure;
 mod support;
+mod tls;

@@ -72,22 +72,34 @@ impl TestApp {
         clock: Arc<dyn Clock>,
         aws: Option<Arc<dyn Aws>>,
     ) -> Self {
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter("restop=debug,info")
-            .with_test_writer()
-            .try_init();
-        let app = App::build(config, Deps { clock, aws })
+        let app = build(config, clock, aws).await;
+        Self::serve(app, "http", reqwest::Client::new()).await
+    }
+
+    /// restop serving HTTPS with the files of `config.tls`, looking at them for changes
+    /// every `reload_interval`; `client` (which must trust their issuer) is `self.client`.
+    pub async fn spawn_tls(
+        config: ServeConfig,
+        reload_interval: Duration,
+        client: reqwest::Client,
+    ) -> Self {
+        let aws: Arc<dyn Aws> = Arc::new(fake_aws::FakeAws::default());
+        let app = build(config, Arc::new(SystemClock), Some(aws))
             .await
-            .expect("restop builds");
+            .with_tls_reload_interval(reload_interval);
+        Self::serve(app, "https", client).await
+    }
+
+    async fn serve(app: App, scheme: &str, client: reqwest::Client) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let base = format!("{scheme}://{}", listener.local_addr().unwrap());
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run(listener, async {
             let _ = rx.await;
         }));
         Self {
             base,
-            client: reqwest::Client::new(),
+            client,
             shutdown: Some(tx),
             server: Some(server),
         }
@@ -137,6 +149,16 @@ impl Drop for TestApp {
             server.abort();
         }
     }
+}
+
+async fn build(config: ServeConfig, clock: Arc<dyn Clock>, aws: Option<Arc<dyn Aws>>) -> App {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("restop=debug,info")
+        .with_test_writer()
+        .try_init();
+    App::build(config, Deps { clock, aws })
+        .await
+        .expect("restop builds")
 }
 
 /// The `error.code` of a JSON error answer.
