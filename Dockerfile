@@ -20,9 +20,11 @@ RUN mkdir src \
     && cargo build --release --locked --bin restop \
     && rm -rf src
 
-# The real sources. migrations/ is embedded at compile time by `sqlx::migrate!`.
+# The real sources. migrations/ is embedded at compile time by `sqlx::migrate!`, and ui/
+# (the operator console) by `include_str!`.
 COPY src ./src
 COPY migrations ./migrations
+COPY ui ./ui
 # COPY keeps the files' own mtimes, which can be older than the placeholder build above;
 # touching the crate roots makes cargo rebuild restop itself.
 RUN touch src/main.rs src/lib.rs \

@@ -13,7 +13,7 @@ use super::query::{Params, PathParam, page};
 use super::views::{ExecutionDetailView, ExecutionView, Page, StepView};
 use crate::engine::Trigger;
 use crate::engine::decide::AwsFailure;
-use crate::execution::{Status, TriggerKind};
+use crate::execution::{Outcome, Status, TriggerKind};
 use crate::partition::is_region;
 use crate::rds::resource::{ResourceArn, ResourceKind, validate_identifier};
 use crate::store::{Cancelled, Execution, ExecutionFilter, Position, Step};
@@ -27,6 +27,7 @@ pub async fn list(
     let filter = ExecutionFilter {
         resource: params.text("resource"),
         status: params.one_of::<Status>("status")?,
+        outcome: params.one_of::<Outcome>("outcome")?,
         trigger: params.one_of::<TriggerKind>("trigger")?,
         since: params.time("since")?,
         until: params.time("until")?,

@@ -7,6 +7,8 @@ mod health;
 mod messages;
 mod query;
 mod sns;
+mod summary;
+mod ui;
 mod views;
 
 use std::sync::Arc;
@@ -131,6 +133,7 @@ fn router(state: AppState, with_metrics: bool) -> Router {
         .route("/messages", get(messages::list))
         .route("/messages/{message_id}", get(messages::show))
         .route("/subscriptions", get(messages::subscriptions))
+        .route("/summary", get(summary::show))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_bearer,
@@ -139,7 +142,8 @@ fn router(state: AppState, with_metrics: bool) -> Router {
         .nest("/v1", v1)
         .route("/sns", sns)
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz));
+        .route("/readyz", get(health::readyz))
+        .merge(ui::routes());
     if with_metrics {
         routes = routes.route("/metrics", get(health::metrics));
     }

@@ -1,5 +1,7 @@
 //! The JSON bodies of `/v1`, as types: what `openapi.yaml` promises, field for field.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -189,6 +191,29 @@ impl<'a> From<&'a SubscriptionRecord> for SubscriptionView<'a> {
             confirmed_at: s.confirmed_at,
         }
     }
+}
+
+/// `/v1/summary`: what the console shows at the top.
+#[derive(Debug, Serialize)]
+pub struct SummaryView<'a> {
+    /// The windows end here.
+    pub generated_at: DateTime<Utc>,
+    /// The last 7 days, then the last 30.
+    pub windows: [SummaryWindowView; 2],
+    /// Pending or running executions, however old.
+    pub active: i64,
+    /// Failures of the short window, newest first.
+    pub attention: Vec<ExecutionView<'a>>,
+}
+
+/// Executions created in one window, by outcome and by status; every value is listed.
+#[derive(Debug, Serialize)]
+pub struct SummaryWindowView {
+    pub days: i64,
+    pub since: DateTime<Utc>,
+    pub total: i64,
+    pub by_outcome: BTreeMap<Outcome, i64>,
+    pub by_status: BTreeMap<Status, i64>,
 }
 
 /// What `POST /sns` answers once a message is stored.

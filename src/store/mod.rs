@@ -11,7 +11,7 @@ mod sqlite;
 pub use intake::Intake;
 pub use records::{
     Cancelled, Execution, ExecutionFilter, ForcedStart, Job, MessageEvent, MessageFilter,
-    MessageRecord, Notification, Position, Step, SubscriptionRecord, Sweep,
+    MessageRecord, Notification, Position, Step, SubscriptionRecord, SummaryCount, Sweep,
 };
 
 use std::sync::Arc;
@@ -242,6 +242,14 @@ pub trait Store: Send + Sync + 'static {
     async fn list_subscriptions(&self) -> Result<Vec<SubscriptionRecord>, StoreError>;
 
     async fn execution_stats(&self, now: DateTime<Utc>) -> Result<ExecutionStats, StoreError>;
+
+    /// Executions by status and outcome: how many were created since `short` and since
+    /// `long`, and how many active ones there are whenever they were created.
+    async fn summarize_executions(
+        &self,
+        short: DateTime<Utc>,
+        long: DateTime<Utc>,
+    ) -> Result<Vec<SummaryCount>, StoreError>;
 
     /// Makes the active execution of `resource_arn` that waits for `available` look at its
     /// database at once, with short polls after that. Returns its id, if there is one.

@@ -45,11 +45,25 @@ pub struct ExecutionFilter {
     /// Identifier or ARN.
     pub resource: Option<String>,
     pub status: Option<Status>,
+    pub outcome: Option<Outcome>,
     pub trigger: Option<TriggerKind>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
     pub after: Option<Position>,
     pub limit: u32,
+}
+
+/// Executions of one status and outcome, counted for the console's summary.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SummaryCount {
+    pub status: Status,
+    pub outcome: Option<Outcome>,
+    /// Created at or after the start of the short window.
+    pub short_window: i64,
+    /// Created at or after the start of the long window.
+    pub long_window: i64,
+    /// How many are pending or running, however old (0 for the other statuses).
+    pub active: i64,
 }
 
 #[derive(Debug, Clone, Default)]

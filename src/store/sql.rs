@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 
 use super::{
     Execution, Job, MessageEvent, MessageRecord, Notification, StoreError, SubscriptionRecord,
-    Sweep,
+    SummaryCount, Sweep,
 };
 use crate::execution::{Outcome, Status};
 use crate::rds::resource::ResourceArn;
@@ -278,6 +278,30 @@ pub(super) fn decode_counts(
         .collect()
 }
 
+/// Executions of one (status, outcome), counted per summary window.
+#[derive(sqlx::FromRow)]
+pub(super) struct SummaryRow {
+    status: String,
+    outcome: Option<String>,
+    short_window: i64,
+    long_window: i64,
+    active: i64,
+}
+
+impl TryFrom<SummaryRow> for SummaryCount {
+    type Error = StoreError;
+
+    fn try_from(row: SummaryRow) -> Result<Self, StoreError> {
+        Ok(SummaryCount {
+            status: decode("executions", "status", row.status)?,
+            outcome: decode_optional("executions", "outcome", row.outcome)?,
+            short_window: row.short_window,
+            long_window: row.long_window,
+            active: row.active,
+        })
+    }
+}
+
 /// A `catchup_sweeps` row, claimed.
 #[derive(sqlx::FromRow)]
 pub(super) struct SweepRow {
@@ -315,13 +339,14 @@ macro_rules! impl_store {
 
         use super::sql::{
             EXECUTION_COLUMNS, ExecutionRow, JobRow, MESSAGE_COLUMNS, MessageRow, SweepRow,
-            SUBSCRIPTION_COLUMNS, SubscriptionRow, decode_all, decode_counts, decode_jobs,
+            SUBSCRIPTION_COLUMNS, SubscriptionRow, SummaryRow, decode_all, decode_counts,
+            decode_jobs,
         };
         use super::{
             Cancelled, Claim, Execution, ExecutionFilter, ExecutionLink, ForcedStart, Inserted,
             Job, JobUpdate, Sweep,
             MessageFilter, MessageRecord, NewExecution, NewMessage, NewStep, Position, Step,
-            Store, StoreError, SubscriptionRecord, SubscriptionUpdate,
+            Store, StoreError, SubscriptionRecord, SubscriptionUpdate, SummaryCount,
         };
         use crate::execution::{
             Disposition, ExecutionStats, NotifyState, Outcome, Phase, Status, SubscriptionStatus,
@@ -820,6 +845,9 @@ macro_rules! impl_store {
                 if let Some(status) = f.status {
                     q.push(" AND status = ").push_bind(status.as_str());
                 }
+                if let Some(outcome) = f.outcome {
+                    q.push(" AND outcome = ").push_bind(outcome.as_str());
+                }
                 if let Some(trigger) = f.trigger {
                     q.push(" AND trigger = ").push_bind(trigger.as_str());
                 }
@@ -927,6 +955,28 @@ macro_rules! impl_store {
                 .fetch_one(&self.pool)
                 .await?;
                 Ok(ExecutionStats { by_status, oldest_due })
+            }
+
+            async fn summarize_executions(
+                &self,
+                short: DateTime<Utc>,
+                long: DateTime<Utc>,
+            ) -> Result<Vec<SummaryCount>, StoreError> {
+                let rows: Vec<SummaryRow> = sqlx::query_as(
+                    "SELECT status, outcome,
+                         SUM(CASE WHEN created_at >= $1 THEN 1 ELSE 0 END) AS short_window,
+                         SUM(CASE WHEN created_at >= $2 THEN 1 ELSE 0 END) AS long_window,
+                         SUM(CASE WHEN status IN ('pending', 'running') THEN 1 ELSE 0 END)
+                             AS active
+                     FROM executions
+                     WHERE created_at >= $2 OR status IN ('pending', 'running')
+                     GROUP BY status, outcome ORDER BY status, outcome",
+                )
+                .bind(short)
+                .bind(long)
+                .fetch_all(&self.pool)
+                .await?;
+                decode_all(rows)
             }
 
             async fn wake(&self, resource_arn: &str, now: DateTime<Utc>) -> Result<Option<String>, StoreError> {

@@ -4,6 +4,7 @@ mod accounts;
 mod api;
 mod catchup;
 mod cli;
+mod console;
 mod engine_durability;
 mod engine_moto;
 mod engine_replicas;

@@ -160,6 +160,10 @@ fn it_documents_exactly_the_routes_of_the_contract() {
         ("/v1/messages", "get"),
         ("/v1/messages/{message_id}", "get"),
         ("/v1/subscriptions", "get"),
+        ("/v1/summary", "get"),
+        ("/", "get"),
+        ("/ui", "get"),
+        ("/ui/{asset}", "get"),
     ]
     .into_iter()
     .map(|(p, m)| (p.to_owned(), m.to_owned()))
@@ -232,7 +236,7 @@ fn query_parameters_are_optional_and_empty_means_absent() {
             }
         }
     }
-    assert_eq!(seen, 15);
+    assert_eq!(seen, 16);
 }
 
 #[test]
@@ -316,6 +320,10 @@ fn the_statuses_of_the_contract_are_documented() {
             &["200", "401", "404", "503"],
         ),
         ("/v1/subscriptions", "get", &["200", "401", "503"]),
+        ("/v1/summary", "get", &["200", "401", "503"]),
+        ("/", "get", &["303"]),
+        ("/ui", "get", &["200"]),
+        ("/ui/{asset}", "get", &["200", "404"]),
     ];
     for (path, method, statuses) in expected {
         let responses = spec()["paths"][*path][*method]["responses"]
@@ -375,6 +383,8 @@ fn response_objects_are_closed_and_list_every_key_as_required() {
         "Subscription",
         "SubscriptionList",
         "SnsAnswer",
+        "Summary",
+        "SummaryWindow",
     ];
     for name in names {
         let mut found = Vec::new();

@@ -47,7 +47,7 @@ fn assert_same<T: TextEnum>(pointer: &str) {
 fn the_vocabulary_and_openapi_list_the_same_values() {
     const S: &str = "/components/schemas";
     assert_same::<Status>(&format!("{S}/ExecutionStatus"));
-    assert_same::<Outcome>(&format!("{S}/Outcome"));
+    assert_same::<Outcome>(&format!("{S}/FinalOutcome"));
     assert_same::<Phase>(&format!("{S}/Phase"));
     assert_same::<Mode>(&format!("{S}/Mode"));
     assert_same::<TriggerKind>(&format!("{S}/Trigger"));
@@ -57,6 +57,55 @@ fn the_vocabulary_and_openapi_list_the_same_values() {
     assert_same::<Disposition>(&format!("{S}/Disposition"));
     assert_same::<SubscriptionStatus>(&format!("{S}/Subscription/properties/status"));
     assert_same::<ErrorCode>(&format!("{S}/ErrorCode"));
+}
+
+/// The values of a `const NAME = [...]` list in ui/console.js, in order.
+fn console_list(name: &str) -> Vec<String> {
+    let script = include_str!("../../ui/console.js");
+    let start = script
+        .find(&format!("const {name} = ["))
+        .unwrap_or_else(|| panic!("console.js has no {name}"));
+    let list = &script[start..];
+    let list = &list[list.find('[').unwrap() + 1..list.find(']').unwrap()];
+    list.split(',')
+        .map(|item| item.trim().trim_matches('\'').to_owned())
+        .filter(|item| !item.is_empty())
+        .collect()
+}
+
+/// The console's filters offer exactly the values the API takes.
+#[test]
+fn the_console_offers_the_vocabulary() {
+    fn texts<T: TextEnum>() -> Vec<String> {
+        T::texts().into_iter().map(str::to_owned).collect()
+    }
+    assert_eq!(console_list("STATUSES"), texts::<Status>());
+    assert_eq!(console_list("OUTCOMES"), texts::<Outcome>());
+    assert_eq!(console_list("TRIGGERS"), texts::<TriggerKind>());
+    assert_eq!(console_list("MESSAGE_TYPES"), texts::<MessageType>());
+    assert_eq!(console_list("DISPOSITIONS"), texts::<Disposition>());
+    assert_eq!(
+        console_list("SUBSCRIPTION_STATUSES"),
+        texts::<SubscriptionStatus>()
+    );
+}
+
+/// The summary lists every status and outcome by name, so the console needs no defaults.
+#[test]
+fn the_summary_documents_every_status_and_outcome() {
+    let window = &spec()["components"]["schemas"]["SummaryWindow"]["properties"];
+    for (key, texts) in [
+        ("by_status", Status::texts()),
+        ("by_outcome", Outcome::texts()),
+    ] {
+        let required: Vec<&str> = window[key]["required"]
+            .as_array()
+            .unwrap_or_else(|| panic!("SummaryWindow.{key} lists no keys"))
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(required, texts, "SummaryWindow.{key}");
+    }
 }
 
 /// Every table and column, with the kind of value it holds, as one backend's migrations
