@@ -153,11 +153,14 @@ impl App {
                 event_ids: config.event_ids,
                 wake_event_ids: config.wake_event_ids,
                 member_accounts: accounts.members(),
-                metrics,
+                metrics: metrics.clone(),
                 clock: clock.clone(),
                 launcher,
                 aws: aws.clone(),
-                notifier: settings.notify_url.clone().map(Notifier::new),
+                notifier: settings
+                    .notify_url
+                    .clone()
+                    .map(|url| Notifier::new(url, metrics.clone())),
                 sns_slots: Arc::new(tokio::sync::Semaphore::new(sns.sns_concurrency as usize)),
                 api_tokens: config.api_tokens.0.into_iter().map(|t| t.0).collect(),
             },
@@ -165,7 +168,14 @@ impl App {
         );
         let clock_for_app = clock.clone();
         let engine = if config.engine.engine_enabled {
-            Some(Engine::new(store.clone(), aws, settings, clock, wakeup))
+            Some(Engine::new(
+                store.clone(),
+                aws,
+                settings,
+                clock,
+                wakeup,
+                metrics,
+            ))
         } else {
             tracing::warn!("RESTOP_ENGINE is off: executions are recorded but not worked here");
             None

@@ -255,6 +255,8 @@ pub struct ExecutionStats {
     pub by_status: Vec<(Status, Option<Outcome>, i64)>,
     /// How late the most overdue job is.
     pub oldest_due: Option<DateTime<Utc>>,
+    /// Active executions past their deadline: a forced start not undone in time.
+    pub overdue: i64,
 }
 
 impl ExecutionStats {
@@ -309,6 +311,7 @@ mod tests {
                 (Status::Succeeded, Some(Outcome::Stopped), 7),
             ],
             oldest_due: None,
+            overdue: 0,
         };
         assert_eq!(stats.active(), 5);
     }

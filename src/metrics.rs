@@ -15,7 +15,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::execution::ExecutionStats;
+use crate::execution::{ExecutionStats, Outcome, SubscriptionStatus};
 
 /// Upper bounds, in seconds, of the HTTP request duration buckets.
 const BUCKETS: [f64; 11] = [
@@ -77,6 +77,56 @@ struct ExecutionLabels {
     outcome: &'static str,
 }
 
+impl ExecutionLabels {
+    fn finished(outcome: Outcome) -> Self {
+        Self {
+            status: outcome.status().as_str(),
+            outcome: outcome.as_str(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SubscriptionLabels {
+    topic: String,
+    status: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabels {
+    version: &'static str,
+}
+
+/// What `/metrics` reads from the database at scrape time.
+#[derive(Debug, Clone)]
+pub struct DatabaseFacts {
+    pub executions: ExecutionStats,
+    /// Each topic restop knows a subscription of, and its status.
+    pub subscriptions: Vec<(String, SubscriptionStatus)>,
+}
+
+/// How a notification attempt ended (`RESTOP_NOTIFY_URL`).
+#[derive(Debug, Clone, Copy)]
+pub enum NotificationResult {
+    Sent,
+    /// Failed; tried again later.
+    Retried,
+    /// Failed for the last time.
+    Failed,
+}
+
+impl NotificationResult {
+    const ALL: [Self; 3] = [Self::Sent, Self::Retried, Self::Failed];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Retried => "retried",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
@@ -91,6 +141,8 @@ pub struct Metrics {
     catchup_sweeps: Family<ResultLabels, Counter>,
     catchup_forced_starts: Family<ResultLabels, Counter>,
     wakeups: Family<ResultLabels, Counter>,
+    executions_finished: Family<ExecutionLabels, Counter>,
+    notifications: Family<ResultLabels, Counter>,
     http_requests: HistogramFamily<HttpLabels>,
     tls_certificate_expiry: UnsetGauge,
     database: std::sync::Arc<DatabaseGauges>,
@@ -159,6 +211,24 @@ impl Default for Metrics {
             "Started events: woken (a waiting execution looked at once) or ignored.",
             Family::default(),
         );
+        let executions_finished = declare(
+            &mut registry,
+            "restop_executions_finished",
+            "Executions this process saw end (its engine, a cancel, the catch-up), by status and outcome.",
+            Family::default(),
+        );
+        let notifications = declare(
+            &mut registry,
+            "restop_notifications",
+            "Deliveries to RESTOP_NOTIFY_URL: sent, retried (failed, tried again later) or failed (given up).",
+            Family::default(),
+        );
+        declare(
+            &mut registry,
+            "restop_build_info",
+            "Always 1; the version label is restop's.",
+            BuildInfo,
+        );
         let http_requests = declare(
             &mut registry,
             "restop_http_request_duration_seconds",
@@ -185,10 +255,13 @@ impl Default for Metrics {
             catchup_sweeps,
             catchup_forced_starts,
             wakeups,
+            executions_finished,
+            notifications,
             http_requests,
             tls_certificate_expiry,
             database,
         }
+        .with_known_labels()
     }
 }
 
@@ -223,6 +296,54 @@ impl<M: EncodeMetric + std::fmt::Debug + Send + Sync + 'static> Collector for De
 }
 
 impl Metrics {
+    /// Creates, at 0, the series of every label value known in advance, so that the first
+    /// event shows as an increase: Prometheus' `increase()` sees none in a series whose
+    /// first sample is already 1.
+    fn with_known_labels(self) -> Self {
+        for outcome in Outcome::ALL {
+            self.executions_finished
+                .get_or_create(&ExecutionLabels::finished(*outcome))
+                .inc_by(0);
+        }
+        for result in NotificationResult::ALL {
+            self.notifications
+                .get_or_create(&ResultLabels {
+                    result: result.as_str(),
+                })
+                .inc_by(0);
+        }
+        for (family, results) in [
+            (&self.catchup_sweeps, &["ok", "failed"][..]),
+            (&self.catchup_forced_starts, &["new", "known", "expired"]),
+            (&self.wakeups, &["woken", "ignored"]),
+        ] {
+            for result in results {
+                family.get_or_create(&ResultLabels { result }).inc_by(0);
+            }
+        }
+        self
+    }
+
+    /// Creates, at 0, the refusal series of every reason `/sns` gives.
+    pub fn expect_refusals(&self, reasons: impl IntoIterator<Item = &'static str>) {
+        for reason in reasons {
+            self.sns_refusals
+                .get_or_create(&RefusalLabels { reason })
+                .inc_by(0);
+        }
+    }
+
+    /// Creates, at 0, the unsubscription series of each allowed topic.
+    pub fn expect_topics<'a>(&self, topics: impl IntoIterator<Item = &'a str>) {
+        for topic in topics {
+            self.unsubscriptions
+                .get_or_create(&TopicLabels {
+                    topic: topic.to_owned(),
+                })
+                .inc_by(0);
+        }
+    }
+
     pub fn sns_message(&self, message_type: &'static str, result: &'static str) {
         self.sns_messages
             .get_or_create(&SnsMessageLabels {
@@ -307,6 +428,21 @@ impl Metrics {
             .inc();
     }
 
+    /// An execution ended.
+    pub fn execution_finished(&self, outcome: Outcome) {
+        self.executions_finished
+            .get_or_create(&ExecutionLabels::finished(outcome))
+            .inc();
+    }
+
+    pub fn notification(&self, result: NotificationResult) {
+        self.notifications
+            .get_or_create(&ResultLabels {
+                result: result.as_str(),
+            })
+            .inc();
+    }
+
     /// One answered HTTP request; `route` is the matched route template, not the path.
     pub fn http_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
         self.http_requests
@@ -323,10 +459,10 @@ impl Metrics {
         *self.tls_certificate_expiry.0.lock().expect("metrics lock") = Some(not_after);
     }
 
-    /// Renders every family; `stats` are the database's counts, `None` when the database
-    /// did not answer (their families are then declared without samples).
-    pub fn render(&self, stats: Option<ExecutionStats>, now: DateTime<Utc>) -> String {
-        *self.database.snapshot.lock().expect("metrics lock") = stats.map(|stats| (stats, now));
+    /// Renders every family; `facts` are read from the database, `None` when it did not
+    /// answer (their families are then declared without samples).
+    pub fn render(&self, facts: Option<DatabaseFacts>, now: DateTime<Utc>) -> String {
+        *self.database.snapshot.lock().expect("metrics lock") = facts.map(|facts| (facts, now));
         let mut out = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
@@ -359,10 +495,27 @@ impl EncodeMetric for UnsetGauge {
     }
 }
 
+/// `restop_build_info{version} 1`: there from start-up, so its absence means no scrape.
+#[derive(Debug, Clone)]
+struct BuildInfo;
+
+impl EncodeMetric for BuildInfo {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let labels = VersionLabels {
+            version: env!("CARGO_PKG_VERSION"),
+        };
+        encoder.encode_family(&labels)?.encode_gauge(&1i64)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Gauge
+    }
+}
+
 /// The gauges read from the database at scrape time.
 #[derive(Debug, Default)]
 struct DatabaseGauges {
-    snapshot: Mutex<Option<(ExecutionStats, DateTime<Utc>)>>,
+    snapshot: Mutex<Option<(DatabaseFacts, DateTime<Utc>)>>,
 }
 
 impl Collector for DatabaseGauges {
@@ -374,7 +527,8 @@ impl Collector for DatabaseGauges {
             None,
             MetricType::Gauge,
         )?;
-        if let Some((stats, _)) = &snapshot {
+        let stats = snapshot.as_ref().map(|(facts, _)| &facts.executions);
+        if let Some(stats) = stats {
             for (status, outcome, count) in &stats.by_status {
                 let labels = ExecutionLabels {
                     status: status.as_str(),
@@ -389,8 +543,17 @@ impl Collector for DatabaseGauges {
             None,
             MetricType::Gauge,
         )?;
-        if let Some((stats, _)) = &snapshot {
+        if let Some(stats) = stats {
             ConstGauge::new(stats.active()).encode(active)?;
+        }
+        let overdue = encoder.encode_descriptor(
+            "restop_executions_overdue",
+            "Active executions past their deadline (RESTOP_MAX_DURATION after the forced start).",
+            None,
+            MetricType::Gauge,
+        )?;
+        if let Some(stats) = stats {
+            ConstGauge::new(stats.overdue).encode(overdue)?;
         }
         let lag = encoder.encode_descriptor(
             "restop_scheduling_lag_seconds",
@@ -398,12 +561,31 @@ impl Collector for DatabaseGauges {
             None,
             MetricType::Gauge,
         )?;
-        if let Some((stats, now)) = &snapshot {
-            let seconds = stats
+        if let Some((facts, now)) = &snapshot {
+            let seconds = facts
+                .executions
                 .oldest_due
                 .map(|due| (*now - due).num_milliseconds().max(0) as f64 / 1000.0)
                 .unwrap_or(0.0);
             ConstGauge::new(seconds).encode(lag)?;
+        }
+        let mut subscriptions = encoder.encode_descriptor(
+            "restop_subscriptions",
+            "1 for the status each topic's subscription is in, 0 for the others.",
+            None,
+            MetricType::Gauge,
+        )?;
+        if let Some((facts, _)) = &snapshot {
+            for (topic, current) in &facts.subscriptions {
+                for status in SubscriptionStatus::ALL {
+                    let labels = SubscriptionLabels {
+                        topic: topic.clone(),
+                        status: status.as_str(),
+                    };
+                    ConstGauge::new(i64::from(status == current))
+                        .encode(subscriptions.encode_family(&labels)?)?;
+                }
+            }
         }
         Ok(())
     }
@@ -412,7 +594,17 @@ impl Collector for DatabaseGauges {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::execution::{Outcome, Status};
+    use crate::execution::Status;
+
+    fn facts(stats: ExecutionStats) -> Option<DatabaseFacts> {
+        Some(DatabaseFacts {
+            executions: stats,
+            subscriptions: vec![(
+                "arn:aws:sns:eu-west-1:111122223333:rds".into(),
+                SubscriptionStatus::PendingConfirmation,
+            )],
+        })
+    }
 
     #[test]
     fn renders_counters_histograms_and_gauges() {
@@ -426,26 +618,32 @@ mod tests {
             Some("throttled"),
         );
         m.http_request("/v1/executions", "GET", 200, 0.02);
+        m.execution_finished(Outcome::Timeout);
+        m.notification(NotificationResult::Retried);
         let stats = ExecutionStats {
             by_status: vec![
                 (Status::Running, None, 3),
                 (Status::Succeeded, Some(Outcome::Stopped), 7),
             ],
             oldest_due: Some(Utc::now() - chrono::Duration::seconds(4)),
+            overdue: 2,
         };
-        let text = m.render(Some(stats), Utc::now());
-        assert!(text.contains("restop_sns_refusals_total{reason=\"invalid_signature\"} 2"));
-        assert!(text.contains(
-            "restop_aws_errors_total{operation=\"StopDBInstance\",kind=\"throttled\",account=\"111122223333\",region=\"eu-west-1\"} 1"
-        ));
-        assert!(text.contains(
-            "restop_http_request_duration_seconds_bucket{route=\"/v1/executions\",method=\"GET\",status=\"200\",le=\"0.01\"} 0"
-        ), "{text}");
-        assert!(text.contains(
-            "restop_http_request_duration_seconds_bucket{route=\"/v1/executions\",method=\"GET\",status=\"200\",le=\"0.025\"} 1"
-        ));
-        assert!(text.contains("restop_executions{status=\"succeeded\",outcome=\"stopped\"} 7"));
-        assert!(text.contains("restop_active_jobs 3"));
+        let text = m.render(facts(stats), Utc::now());
+        for line in [
+            "restop_sns_refusals_total{reason=\"invalid_signature\"} 2",
+            "restop_aws_errors_total{operation=\"StopDBInstance\",kind=\"throttled\",account=\"111122223333\",region=\"eu-west-1\"} 1",
+            "restop_http_request_duration_seconds_bucket{route=\"/v1/executions\",method=\"GET\",status=\"200\",le=\"0.01\"} 0",
+            "restop_http_request_duration_seconds_bucket{route=\"/v1/executions\",method=\"GET\",status=\"200\",le=\"0.025\"} 1",
+            "restop_executions{status=\"succeeded\",outcome=\"stopped\"} 7",
+            "restop_active_jobs 3",
+            "restop_executions_overdue 2",
+            "restop_executions_finished_total{status=\"failed\",outcome=\"timeout\"} 1",
+            "restop_notifications_total{result=\"retried\"} 1",
+            "restop_subscriptions{topic=\"arn:aws:sns:eu-west-1:111122223333:rds\",status=\"pending_confirmation\"} 1",
+            "restop_subscriptions{topic=\"arn:aws:sns:eu-west-1:111122223333:rds\",status=\"confirmed\"} 0",
+        ] {
+            assert!(text.contains(&format!("\n{line}\n")), "{line}:\n{text}");
+        }
         let lag: f64 = text
             .lines()
             .find_map(|l| l.strip_prefix("restop_scheduling_lag_seconds "))
@@ -455,25 +653,25 @@ mod tests {
         assert!((3.9..10.0).contains(&lag), "{lag}");
     }
 
+    /// The families and kinds `/metrics` declares, as `name kind` lines.
+    fn declared(text: &str) -> std::collections::BTreeSet<String> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// deploy/metrics.txt is what the alert rules and the dashboard may use (the deploy
+    /// checks hold them to it): restop declares exactly that, before any sample.
     #[test]
-    fn every_family_is_declared_before_it_has_samples() {
+    fn every_family_of_deploy_metrics_txt_is_declared_from_start_up() {
         let text = Metrics::default().render(None, Utc::now());
-        for family in [
-            "restop_sns_messages_total counter",
-            "restop_sns_refusals_total counter",
-            "restop_aws_calls_total counter",
-            "restop_aws_errors_total counter",
-            "restop_http_request_duration_seconds histogram",
-            "restop_executions gauge",
-            "restop_active_jobs gauge",
-            "restop_scheduling_lag_seconds gauge",
-            "restop_tls_certificate_expiry_timestamp_seconds gauge",
-        ] {
-            assert!(
-                text.contains(&format!("# TYPE {family}\n")),
-                "{family}:\n{text}"
-            );
-        }
+        let documented: std::collections::BTreeSet<String> = include_str!("../deploy/metrics.txt")
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(declared(&text), documented, "{text}");
+
         let expiry = "restop_tls_certificate_expiry_timestamp_seconds";
         assert!(!text.contains(&format!("\n{expiry} ")), "{text}");
         let m = Metrics::default();
@@ -482,5 +680,33 @@ mod tests {
             m.render(None, Utc::now())
                 .contains(&format!("\n{expiry} 1900000000\n"))
         );
+    }
+
+    #[test]
+    fn series_with_known_labels_start_at_zero() {
+        let m = Metrics::default();
+        m.expect_refusals(["invalid_signature"]);
+        m.expect_topics(["arn:aws:sns:eu-west-1:111122223333:rds"]);
+        let text = m.render(None, Utc::now());
+        for line in [
+            "restop_executions_finished_total{status=\"succeeded\",outcome=\"stopped\"} 0",
+            "restop_executions_finished_total{status=\"skipped\",outcome=\"expired\"} 0",
+            "restop_executions_finished_total{status=\"failed\",outcome=\"error\"} 0",
+            "restop_notifications_total{result=\"failed\"} 0",
+            "restop_catchup_sweeps_total{result=\"failed\"} 0",
+            "restop_catchup_forced_starts_total{result=\"new\"} 0",
+            "restop_wakeups_total{result=\"woken\"} 0",
+            "restop_sns_refusals_total{reason=\"invalid_signature\"} 0",
+            "restop_unsubscriptions_total{topic=\"arn:aws:sns:eu-west-1:111122223333:rds\"} 0",
+        ] {
+            assert!(text.contains(&format!("\n{line}\n")), "{line}:\n{text}");
+        }
+        let finished = text
+            .lines()
+            .filter(|l| l.starts_with("restop_executions_finished_total{"))
+            .count();
+        assert_eq!(finished, Outcome::ALL.len(), "one series per outcome");
+        let version = env!("CARGO_PKG_VERSION");
+        assert!(text.contains(&format!("\nrestop_build_info{{version=\"{version}\"}} 1\n")));
     }
 }

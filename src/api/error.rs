@@ -43,6 +43,27 @@ text_enum! {
     }
 }
 
+impl ErrorCode {
+    /// Every reason `POST /sns` refuses a delivery for (`restop_sns_refusals_total`).
+    pub const SNS_REFUSALS: &[ErrorCode] = &[
+        Self::Unauthorized,
+        Self::BodyTooLarge,
+        Self::RawDelivery,
+        Self::MalformedMessage,
+        Self::InvalidSigningCertUrl,
+        Self::InvalidSubscribeUrl,
+        Self::TopicNotAllowed,
+        Self::StaleMessage,
+        Self::FutureMessage,
+        Self::InvalidCertificate,
+        Self::InvalidSignature,
+        Self::CertificateUnavailable,
+        Self::StorageUnavailable,
+        Self::ConfirmationFailed,
+        Self::Overloaded,
+    ];
+}
+
 impl From<&Rejection> for ErrorCode {
     fn from(rejection: &Rejection) -> Self {
         match rejection {

@@ -232,6 +232,7 @@ pub async fn cancel(
     match result {
         Cancelled::Cancelled => {
             tracing::info!(execution_id = %id, "execution cancelled by an operator");
+            app.metrics.execution_finished(Outcome::Cancelled);
             let (execution, steps) = find(&app, &id).await?;
             Ok(Json(detail(&execution, &steps)).into_response())
         }

@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::metrics::DatabaseFacts;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -38,24 +39,36 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Json<Health>, ApiErro
     }
 }
 
-/// Prometheus text. Execution gauges come from the database; when it does not answer in
-/// time they are left out rather than failing the scrape.
+/// Prometheus text. Execution and subscription gauges come from the database; when it does
+/// not answer in time they are left out rather than failing the scrape.
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     let now = app.clock.now();
-    let stats = match tokio::time::timeout(READY_TIMEOUT, app.store.execution_stats(now)).await {
-        Ok(Ok(stats)) => Some(stats),
+    let read = async {
+        Ok::<_, crate::store::StoreError>(DatabaseFacts {
+            executions: app.store.execution_stats(now).await?,
+            subscriptions: app
+                .store
+                .list_subscriptions()
+                .await?
+                .into_iter()
+                .map(|s| (s.topic_arn, s.status))
+                .collect(),
+        })
+    };
+    let facts = match tokio::time::timeout(READY_TIMEOUT, read).await {
+        Ok(Ok(facts)) => Some(facts),
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "metrics: execution counts unavailable");
+            tracing::warn!(error = %e, "metrics: database gauges unavailable");
             None
         }
         Err(_) => {
-            tracing::warn!("metrics: execution counts timed out");
+            tracing::warn!("metrics: database gauges timed out");
             None
         }
     };
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(stats, now),
+        app.metrics.render(facts, now),
     )
 }

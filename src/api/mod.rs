@@ -88,6 +88,16 @@ pub struct Routers {
 }
 
 pub fn routers(shared: Shared, metrics_apart: bool) -> Routers {
+    shared
+        .metrics
+        .expect_refusals(ErrorCode::SNS_REFUSALS.iter().map(|code| code.as_str()));
+    shared.metrics.expect_topics(
+        shared
+            .verifier
+            .allowed_topics
+            .iter()
+            .map(|topic| topic.as_str()),
+    );
     let state = AppState(Arc::new(shared));
     if metrics_apart {
         let metrics = Router::new()

@@ -85,12 +85,14 @@ pub async fn receive(
         Err(Failure::Rejected(rejection)) => refuse(&app, rejection).into_response(),
         Err(Failure::Storage(e)) => {
             tracing::error!(error = %e, "SNS message not stored; answering 503 so SNS retries");
-            app.metrics.sns_refusal("storage_unavailable");
+            app.metrics
+                .sns_refusal(ErrorCode::StorageUnavailable.as_str());
             ApiError::storage_unavailable().into_response()
         }
         Err(Failure::Confirmation(e)) => {
             tracing::error!(error = %e, "subscription confirmation failed; answering 503 so SNS retries");
-            app.metrics.sns_refusal("confirmation_failed");
+            app.metrics
+                .sns_refusal(ErrorCode::ConfirmationFailed.as_str());
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::ConfirmationFailed,

@@ -15,7 +15,7 @@ use super::aws::Aws;
 use super::decide::{AwsFailure, Policy, backoff};
 use super::{Launcher, Trigger};
 use crate::clock::Clock;
-use crate::execution::TriggerKind;
+use crate::execution::{Outcome, TriggerKind};
 use crate::metrics::Metrics;
 use crate::rds::messages::forced_start;
 use crate::rds::resource::{ResourceArn, ResourceKind};
@@ -216,6 +216,7 @@ impl Catchup {
             ForcedStart::Expired(id) => {
                 tracing::warn!(execution_id = %id, resource = %resource.arn, "forced start found in RDS's event log too late to act on");
                 self.metrics.catchup_forced_start("expired");
+                self.metrics.execution_finished(Outcome::Expired);
             }
         }
         Ok(())

@@ -33,6 +33,7 @@ use self::decide::{
 use crate::clock::Clock;
 use crate::config::EngineConfig;
 use crate::execution::{Mode, NotifyState, Outcome, Phase, Status};
+use crate::metrics::Metrics;
 use crate::rds::resource::ResourceKind;
 use crate::store::{Claim, Job, JobUpdate, NewStep, Store, StoreError};
 
@@ -126,6 +127,7 @@ pub struct Engine {
     clock: Arc<dyn Clock>,
     wakeup: Arc<Notify>,
     http: reqwest::Client,
+    metrics: Arc<Metrics>,
 }
 
 impl Engine {
@@ -135,6 +137,7 @@ impl Engine {
         settings: EngineSettings,
         clock: Arc<dyn Clock>,
         wakeup: Arc<Notify>,
+        metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
@@ -143,6 +146,7 @@ impl Engine {
             clock,
             wakeup,
             http: notify::client(),
+            metrics,
         })
     }
 
@@ -301,6 +305,12 @@ impl Engine {
                 }
             }
             log_step(&job, &step, &update);
+            if job.status.is_active()
+                && !update.status.is_active()
+                && let Some(outcome) = update.outcome
+            {
+                self.metrics.execution_finished(outcome);
+            }
             let due_now = update.next_run_at.is_some_and(|at| at <= self.clock.now());
             if !due_now {
                 return;

@@ -3,6 +3,7 @@
 //! failure recorded on the execution and never changing its outcome. `unsubscribed` when
 //! SNS says a topic no longer delivers to restop: a few tries in the background.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -10,6 +11,7 @@ use serde::Serialize;
 
 use super::Engine;
 use crate::execution::{NotifyState, Outcome, Status, TriggerKind};
+use crate::metrics::{Metrics, NotificationResult};
 use crate::rds::resource::ResourceKind;
 use crate::sns::message::TopicArn;
 use crate::store::{Job, JobUpdate, NewStep};
@@ -96,13 +98,15 @@ const EVENT_ATTEMPTS: u32 = 3;
 pub struct Notifier {
     url: url::Url,
     http: reqwest::Client,
+    metrics: Arc<Metrics>,
 }
 
 impl Notifier {
-    pub fn new(url: url::Url) -> Self {
+    pub fn new(url: url::Url, metrics: Arc<Metrics>) -> Self {
         Self {
             url,
             http: client(),
+            metrics,
         }
     }
 
@@ -115,7 +119,7 @@ impl Notifier {
             at,
         })
         .expect("the event serialises");
-        let (url, http) = (self.url.clone(), self.http.clone());
+        let (url, http, metrics) = (self.url.clone(), self.http.clone(), self.metrics.clone());
         tokio::spawn(async move {
             for attempt in 1..=EVENT_ATTEMPTS {
                 let sent = http
@@ -125,7 +129,10 @@ impl Notifier {
                     .send()
                     .await;
                 match sent {
-                    Ok(response) if response.status().is_success() => return,
+                    Ok(response) if response.status().is_success() => {
+                        metrics.notification(NotificationResult::Sent);
+                        return;
+                    }
                     Ok(response) => {
                         tracing::warn!(status = %response.status(), attempt, "RESTOP_NOTIFY_URL refused the unsubscribed event")
                     }
@@ -133,8 +140,12 @@ impl Notifier {
                         tracing::warn!(error = %e.without_url(), attempt, "could not send the unsubscribed event")
                     }
                 }
-                tokio::time::sleep(Duration::from_secs(2u64.pow(attempt))).await;
+                if attempt < EVENT_ATTEMPTS {
+                    metrics.notification(NotificationResult::Retried);
+                    tokio::time::sleep(Duration::from_secs(2u64.pow(attempt))).await;
+                }
             }
+            metrics.notification(NotificationResult::Failed);
             tracing::error!("the unsubscribed event could not be delivered to RESTOP_NOTIFY_URL");
         });
     }
@@ -168,12 +179,14 @@ impl Engine {
             Err(e) => Some(e.without_url().to_string()),
         };
         let Some(error) = error else {
+            self.metrics.notification(NotificationResult::Sent);
             return (step(now, "sent", None), update);
         };
         update.notify_error = Some(error.clone());
         if update.notify_attempts >= MAX_ATTEMPTS {
             tracing::error!(error = %error, "notification abandoned after {MAX_ATTEMPTS} attempts");
             update.notify_state = Some(NotifyState::Failed);
+            self.metrics.notification(NotificationResult::Failed);
             (step(now, "gave up", Some(error)), update)
         } else {
             let delay = self
@@ -184,6 +197,7 @@ impl Engine {
                 .min(LONGEST_WAIT);
             update.notify_state = Some(NotifyState::Pending);
             update.next_run_at = Some(now + delay);
+            self.metrics.notification(NotificationResult::Retried);
             (step(now, "retry", Some(error)), update)
         }
     }

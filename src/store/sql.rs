@@ -954,7 +954,14 @@ macro_rules! impl_store {
                 .bind(now)
                 .fetch_one(&self.pool)
                 .await?;
-                Ok(ExecutionStats { by_status, oldest_due })
+                let overdue: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM executions
+                     WHERE status IN ('pending', 'running') AND deadline_at < $1",
+                )
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(ExecutionStats { by_status, oldest_due, overdue })
             }
 
             async fn summarize_executions(

@@ -34,53 +34,6 @@ fn arn(kind: &str, id: &str) -> String {
     format!("arn:aws:rds:us-east-1:123456789012:{kind}:{id}")
 }
 
-/// One answer, checked against openapi.yaml.
-struct Answer {
-    status: u16,
-    body: Value,
-    text: String,
-}
-
-async fn call(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> Answer {
-    let mut request = app
-        .client
-        .request(method.clone(), format!("{}{path}", app.base))
-        .bearer_auth(TOKENS[0]);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let bytes = response.bytes().await.unwrap();
-    assert_conforms(method.as_str(), path, status, &headers, &bytes);
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    Answer {
-        status,
-        body: serde_json::from_str(&text).unwrap_or(Value::Null),
-        text,
-    }
-}
-
-async fn get(app: &TestApp, path: &str) -> Value {
-    let answer = call(app, Method::GET, path, None).await;
-    assert_eq!(answer.status, 200, "GET {path}: {}", answer.text);
-    answer.body
-}
-
-/// A manual trigger; returns the new execution's id.
-async fn trigger(app: &TestApp, body: Value) -> String {
-    let answer = call(app, Method::POST, "/v1/executions", Some(body)).await;
-    assert_eq!(answer.status, 201, "{}", answer.text);
-    answer.body["id"].as_str().unwrap().to_owned()
-}
-
-async fn cancel(app: &TestApp, id: &str) {
-    let path = format!("/v1/executions/{id}/cancel");
-    let answer = call(app, Method::POST, &path, None).await;
-    assert_eq!(answer.status, 200, "{}", answer.text);
-}
-
 fn ids(page: &Value) -> Vec<&str> {
     page["items"]
         .as_array()
@@ -97,47 +50,41 @@ async fn with_engine(db: &TestDb, aws: Arc<FakeAws>, sns: Option<&SnsStub>) -> T
     TestApp::spawn_with(cfg, Arc::new(SystemClock), Some(aws)).await
 }
 
-/// Polls `/v1/executions/{id}` until it has ended; returns it.
-async fn finished(app: &TestApp, id: &str) -> Value {
-    for _ in 0..200 {
-        let execution = get(app, &format!("/v1/executions/{id}")).await;
-        if !matches!(execution["status"].as_str(), Some("pending" | "running")) {
-            return execution;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("execution {id} did not finish");
-}
-
 async fn the_outcome_filter_matches_finished_executions(db: TestDb) {
     let aws = Arc::new(FakeAws::default());
     aws.add(&arn("db", "kept"), "available", PROTECTED);
     aws.add(&arn("db", "untagged"), "available", &[]);
     aws.add(&arn("db", "waiting"), "starting", PROTECTED);
     let app = with_engine(&db, aws, None).await;
-    let stopped = trigger(&app, json!({"resource_arn": arn("db", "kept")})).await;
-    let skipped = trigger(&app, json!({"resource_arn": arn("db", "untagged")})).await;
-    let active = trigger(&app, json!({"resource_arn": arn("db", "waiting")})).await;
-    assert_eq!(finished(&app, &stopped).await["outcome"], "stopped");
-    assert_eq!(finished(&app, &skipped).await["outcome"], "not_protected");
+    let stopped = app
+        .trigger(json!({"resource_arn": arn("db", "kept")}))
+        .await;
+    let skipped = app
+        .trigger(json!({"resource_arn": arn("db", "untagged")}))
+        .await;
+    let active = app
+        .trigger(json!({"resource_arn": arn("db", "waiting")}))
+        .await;
+    assert_eq!(app.finished(&stopped).await["outcome"], "stopped");
+    assert_eq!(app.finished(&skipped).await["outcome"], "not_protected");
 
-    let page = get(&app, "/v1/executions?outcome=stopped").await;
+    let page = app.get_v1("/v1/executions?outcome=stopped").await;
     assert_eq!(ids(&page), [stopped.as_str()]);
-    let page = get(&app, "/v1/executions?outcome=not_protected&status=skipped").await;
+    let page = app
+        .get_v1("/v1/executions?outcome=not_protected&status=skipped")
+        .await;
     assert_eq!(ids(&page), [skipped.as_str()]);
     // An active execution has no outcome: no outcome filter matches it.
-    assert!(ids(&get(&app, "/v1/executions?outcome=cancelled").await).is_empty());
-    let page = get(
-        &app,
-        "/v1/executions?outcome=stopped&status=succeeded&trigger=manual",
-    )
-    .await;
+    assert!(ids(&app.get_v1("/v1/executions?outcome=cancelled").await).is_empty());
+    let page = app
+        .get_v1("/v1/executions?outcome=stopped&status=succeeded&trigger=manual")
+        .await;
     assert_eq!(ids(&page), [stopped.as_str()]);
     // Empty counts as absent.
-    assert_eq!(ids(&get(&app, "/v1/executions?outcome=").await).len(), 3);
+    assert_eq!(ids(&app.get_v1("/v1/executions?outcome=").await).len(), 3);
 
-    cancel(&app, &active).await;
-    let page = get(&app, "/v1/executions?outcome=cancelled").await;
+    app.cancel(&active).await;
+    let page = app.get_v1("/v1/executions?outcome=cancelled").await;
     assert_eq!(ids(&page), [active.as_str()]);
 
     for bad in [
@@ -145,7 +92,9 @@ async fn the_outcome_filter_matches_finished_executions(db: TestDb) {
         "outcome=STOPPED",
         "outcome=stopped&outcome=gone",
     ] {
-        let answer = call(&app, Method::GET, &format!("/v1/executions?{bad}"), None).await;
+        let answer = app
+            .v1(Method::GET, &format!("/v1/executions?{bad}"), None)
+            .await;
         assert_eq!(
             (answer.status, error_code(&answer.body)),
             (400, "invalid_parameter"),
@@ -160,7 +109,7 @@ async fn the_summary_counts_windows_and_active_runs(db: TestDb) {
     let clock = Arc::new(ManualClock::new(now));
     let app =
         TestApp::spawn_with_clock(config(&db.url, None), clock.clone() as Arc<dyn Clock>).await;
-    let empty = get(&app, "/v1/summary").await;
+    let empty = app.get_v1("/v1/summary").await;
     assert_eq!(empty["active"], 0);
     assert_eq!(empty["attention"], json!([]));
     for window in empty["windows"].as_array().unwrap() {
@@ -184,15 +133,15 @@ async fn the_summary_counts_windows_and_active_runs(db: TestDb) {
         ("today", 0, false),
     ] {
         clock.set(at(days_ago));
-        let execution = trigger(&app, json!({"resource_arn": arn("db", id)})).await;
+        let execution = app.trigger(json!({"resource_arn": arn("db", id)})).await;
         if cancelled {
-            cancel(&app, &execution).await;
+            app.cancel(&execution).await;
         }
         created.push(execution);
     }
     clock.set(now);
 
-    let summary = get(&app, "/v1/summary").await;
+    let summary = app.get_v1("/v1/summary").await;
     assert_eq!(
         summary["active"], 2,
         "today's and the 40-day-old pending one"
@@ -231,14 +180,20 @@ async fn the_summary_lists_recent_failures(db: TestDb) {
     aws.add(&arn("db", "full"), "storage-full", PROTECTED);
     aws.add(&arn("cluster", "also-full"), "storage-full", PROTECTED);
     let app = with_engine(&db, aws, None).await;
-    let healthy = trigger(&app, json!({"resource_arn": arn("db", "healthy")})).await;
-    let first = trigger(&app, json!({"resource_arn": arn("db", "full")})).await;
-    let second = trigger(&app, json!({"resource_arn": arn("cluster", "also-full")})).await;
+    let healthy = app
+        .trigger(json!({"resource_arn": arn("db", "healthy")}))
+        .await;
+    let first = app
+        .trigger(json!({"resource_arn": arn("db", "full")}))
+        .await;
+    let second = app
+        .trigger(json!({"resource_arn": arn("cluster", "also-full")}))
+        .await;
     for id in [&healthy, &first, &second] {
-        finished(&app, id).await;
+        app.finished(id).await;
     }
 
-    let summary = get(&app, "/v1/summary").await;
+    let summary = app.get_v1("/v1/summary").await;
     let attention = summary["attention"].as_array().unwrap();
     let failed: Vec<&str> = attention
         .iter()
@@ -259,7 +214,7 @@ async fn the_summary_lists_recent_failures(db: TestDb) {
     assert_eq!(summary["windows"][0]["by_status"]["succeeded"], 1);
     assert_eq!(summary["active"], 0);
     // The same list as the list route gives for failures.
-    let listed = get(&app, "/v1/executions?status=failed").await;
+    let listed = app.get_v1("/v1/executions?status=failed").await;
     assert_eq!(&listed["items"], &summary["attention"]);
 
     let refused = app
@@ -400,15 +355,17 @@ async fn console_in_a_real_browser() {
         json!({"resource_arn": arn("cluster", FAILED)}),
         json!({"db_instance_identifier": DRY_RUN, "region": "us-east-1", "dry_run": true}),
     ] {
-        runs.push(trigger(&app, body).await);
+        runs.push(app.trigger(body).await);
     }
     for id in &runs {
-        finished(&app, id).await;
+        app.finished(id).await;
     }
-    let active = trigger(&app, json!({"resource_arn": arn("db", ACTIVE)})).await;
+    let active = app
+        .trigger(json!({"resource_arn": arn("db", ACTIVE)}))
+        .await;
     // Let it look at the starting database twice, so the timeline folds a repeat.
     for _ in 0..100 {
-        let execution = get(&app, &format!("/v1/executions/{active}")).await;
+        let execution = app.get_v1(&format!("/v1/executions/{active}")).await;
         if execution["steps"]
             .as_array()
             .unwrap()

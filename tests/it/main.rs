@@ -9,6 +9,7 @@ mod engine_durability;
 mod engine_moto;
 mod engine_replicas;
 mod genuine_messages;
+mod metrics;
 mod openapi_contract;
 mod sns_endpoint;
 mod step_functions;

@@ -155,6 +155,10 @@ async fn the_v1_filters_are_served_by_indexes(db: TestDb) {
             "executions_status",
         ),
         (
+            format!("SELECT * FROM executions WHERE outcome = 'stopped' {executions}"),
+            "executions_outcome",
+        ),
+        (
             format!("SELECT * FROM executions WHERE trigger = 'manual' {executions}"),
             "executions_trigger",
         ),

@@ -33,6 +33,13 @@ pub struct TestApp {
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
+/// An answer of `/v1`.
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub text: String,
+}
+
 /// `restop serve`'s defaults, changed only where tests need it: this database, the fake
 /// SNS's topic and host (`extra_host`), test tokens, short polls and leases, and the
 /// engine off (SNS tests look at what is stored, not at AWS).
@@ -123,6 +130,64 @@ impl TestApp {
         let text = response.text().await.unwrap();
         let json = serde_json::from_str(&text).unwrap_or(Value::String(text));
         (status, json)
+    }
+
+    /// A `/v1` request with the first test token; the answer is checked against
+    /// openapi.yaml.
+    pub async fn v1(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Answer {
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base))
+            .bearer_auth(TOKENS[0]);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request reaches restop");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap();
+        openapi::assert_conforms(method.as_str(), path, status, &headers, &bytes);
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        Answer {
+            status,
+            body: serde_json::from_str(&text).unwrap_or(Value::Null),
+            text,
+        }
+    }
+
+    /// A `/v1` GET that must answer 200; its body.
+    pub async fn get_v1(&self, path: &str) -> Value {
+        let answer = self.v1(reqwest::Method::GET, path, None).await;
+        assert_eq!(answer.status, 200, "GET {path}: {}", answer.text);
+        answer.body
+    }
+
+    /// A manual trigger that must be accepted; the new execution's id.
+    pub async fn trigger(&self, body: Value) -> String {
+        let answer = self
+            .v1(reqwest::Method::POST, "/v1/executions", Some(body))
+            .await;
+        assert_eq!(answer.status, 201, "{}", answer.text);
+        answer.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Cancels an active execution.
+    pub async fn cancel(&self, id: &str) {
+        let path = format!("/v1/executions/{id}/cancel");
+        let answer = self.v1(reqwest::Method::POST, &path, None).await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+    }
+
+    /// Polls an execution until it has ended; returns it.
+    pub async fn finished(&self, id: &str) -> Value {
+        for _ in 0..200 {
+            let execution = self.get_v1(&format!("/v1/executions/{id}")).await;
+            if !matches!(execution["status"].as_str(), Some("pending" | "running")) {
+                return execution;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("execution {id} did not finish");
     }
 
     pub async fn metrics(&self) -> String {
