@@ -68,8 +68,8 @@ impl Catchup {
         }
     }
 
-    /// Sweeps `places` (account, region) once per interval each, until `stop` fires.
-    /// Replicas share the sweeps the way they share jobs.
+    /// Sweeps `places` (account, region) at once, then once per interval each, until
+    /// `stop` fires. Replicas share the sweeps the way they share jobs.
     pub async fn run(self, places: Vec<(String, String)>, stop: CancellationToken) {
         if let Err(e) = self.store.ensure_sweeps(&places, self.clock.now()).await {
             tracing::error!(error = %e, "could not record the accounts and regions to sweep");

@@ -276,7 +276,8 @@ pub trait Store: Send + Sync + 'static {
         notify: bool,
     ) -> Result<ForcedStart, StoreError>;
 
-    /// Adds the account-regions not yet swept, due at `now`.
+    /// Makes the sweeps of `places` due at `now`, adding those not yet swept: a restop
+    /// that starts may have missed deliveries while it was down, so it looks at once.
     async fn ensure_sweeps(
         &self,
         places: &[(String, String)],

@@ -1080,7 +1080,9 @@ macro_rules! impl_store {
                 for (account, region) in places {
                     sqlx::query(
                         "INSERT INTO catchup_sweeps (account_id, region, next_run_at)
-                         VALUES ($1, $2, $3) ON CONFLICT (account_id, region) DO NOTHING",
+                         VALUES ($1, $2, $3) ON CONFLICT (account_id, region) DO UPDATE
+                         SET next_run_at = excluded.next_run_at
+                         WHERE catchup_sweeps.next_run_at > excluded.next_run_at",
                     )
                     .bind(account)
                     .bind(region)

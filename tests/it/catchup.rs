@@ -23,6 +23,7 @@ on_both_backends!(
     a_started_event_wakes_a_waiting_instance,
     an_aurora_member_start_wakes_its_cluster,
     a_started_event_with_nothing_waiting_costs_no_aws_call,
+    a_restarted_restop_sweeps_at_once,
 );
 
 /// A world whose catch-up reads the event log every second.
@@ -343,6 +344,27 @@ async fn a_started_event_with_nothing_waiting_costs_no_aws_call(db: TestDb) {
     assert_eq!(w.moto.calls().await.len(), calls, "no AWS call");
 }
 
+/// Deliveries may have been lost while restop was down: on start it reads the event log
+/// at once, not an interval after its last sweep.
+async fn a_restarted_restop_sweeps_at_once(db: TestDb) {
+    let aws = Arc::new(FakeAws::default());
+    let start = || {
+        let mut cfg = config(&db.url, None);
+        cfg.engine.engine_enabled = true;
+        cfg.engine.catchup_interval = Schedule::Every(Duration::from_secs(3600));
+        TestApp::spawn_with(cfg, Arc::new(restop::clock::SystemClock), Some(aws.clone()))
+    };
+    for restarts in 1..=2 {
+        let app = start().await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while aws.requests() < restarts {
+            assert!(Instant::now() < deadline, "no sweep at start {restarts}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        app.stop().await;
+    }
+}
+
 /// Two replicas on one Postgres read each account and region's log once per interval
 /// between them, not once each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,10 +380,15 @@ async fn replicas_share_the_sweeps() {
         TestApp::spawn_with(cfg, Arc::new(restop::clock::SystemClock), Some(aws.clone()))
     };
     let (a, b) = (replica().await, replica().await);
+    // Each start makes the sweep due at once (a restarted restop looks at what it missed).
+    while aws.requests() < 2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let started = Instant::now();
-    // One account-region swept every second between the two: four sweeps take three
-    // seconds. Each replica on its own would make them in one.
-    while aws.requests() < 4 {
+    let swept = aws.requests();
+    // Then one account-region swept every second between the two: three more sweeps
+    // take three seconds. Each replica on its own would make them in one and a half.
+    while aws.requests() < swept + 3 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed();
