@@ -1,13 +1,12 @@
 //! Shared test helpers: databases, a fake SNS, and restop itself on a real socket.
 
 pub mod db;
-pub mod moto;
 pub mod openapi;
 pub mod proxy;
 pub mod world;
 
 // The fakes shared with the benchmarks live in the library's test kit.
-pub use restop::testing::{events, fake_aws, sns};
+pub use restop::testing::{events, fake_aws, moto, sns};
 
 use std::sync::Arc;
 use std::time::Duration;

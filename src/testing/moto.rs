@@ -4,9 +4,9 @@
 use std::process::Stdio;
 use std::sync::Arc;
 
+use crate::config::AccountsConfig;
+use crate::engine::aws::{Accounts, SdkAws};
 use aws_sdk_rds::config::{Credentials, Region};
-use restop::config::AccountsConfig;
-use restop::engine::aws::{Accounts, SdkAws};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -24,16 +24,22 @@ impl Moto {
     /// Starts a server, or returns `None` outside CI when the test command did not set one
     /// up (in CI that is a failure).
     pub async fn start() -> Option<Self> {
-        let python = match std::env::var("RESTOP_TEST_MOTO_PYTHON") {
-            Ok(python) => python,
+        match std::env::var("RESTOP_TEST_MOTO_PYTHON") {
+            Ok(python) => Some(Self::launch(&python).await),
             Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
                 panic!("RESTOP_TEST_MOTO_PYTHON is not set: run the tests with scripts/test")
             }
             Err(_) => {
                 eprintln!("SKIPPED: RESTOP_TEST_MOTO_PYTHON is not set (run scripts/test)");
-                return None;
+                None
             }
-        };
+        }
+    }
+
+    /// Starts a server with `python`, which has moto installed (scripts/test makes
+    /// target/moto-venv). RDS starts and stops take a second unless a resource's tags say
+    /// otherwise.
+    pub async fn launch(python: &str) -> Self {
         let launcher = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/moto/launcher.py");
         let mut server = Command::new(python)
             .args([launcher, "--host", "127.0.0.1", "--port", "0"])
@@ -55,11 +61,11 @@ impl Moto {
                 break port.trim().to_owned();
             }
         };
-        Some(Self {
+        Self {
             url: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
             _server: server,
-        })
+        }
     }
 
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
@@ -164,40 +170,57 @@ impl Moto {
         );
     }
 
-    /// Every AWS action received, in order, with the resource it named.
-    pub async fn calls(&self) -> Vec<(String, String)> {
-        let calls: Vec<Value> = self
-            .http
+    /// The call log: every AWS request received, in order (see tests/moto/README.md).
+    async fn log(&self) -> Vec<Value> {
+        self.http
             .get(format!("{}/restop-test/calls", self.url))
             .send()
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
-        calls
+            .unwrap()
+    }
+
+    /// Every AWS action received, in order, with the resource it named.
+    pub async fn calls(&self) -> Vec<(String, String)> {
+        self.timed_calls()
+            .await
+            .into_iter()
+            .map(|(action, resource, _)| (action, resource))
+            .collect()
+    }
+
+    /// The same, with when each arrived (Unix seconds).
+    pub async fn timed_calls(&self) -> Vec<(String, String, f64)> {
+        self.log()
+            .await
             .iter()
             .map(|c| {
                 (
                     c["action"].as_str().unwrap_or_default().to_owned(),
                     c["resource"].as_str().unwrap_or_default().to_owned(),
+                    c["at"].as_f64().unwrap_or_default(),
                 )
             })
             .collect()
     }
 
-    /// The parameters of every request for `action`, in order.
-    pub async fn call_params(&self, action: &str) -> Vec<Value> {
-        let calls: Vec<Value> = self
-            .http
-            .get(format!("{}/restop-test/calls", self.url))
+    /// Empties the call log.
+    pub async fn clear_calls(&self) {
+        self.http
+            .delete(format!("{}/restop-test/calls", self.url))
             .send()
             .await
             .unwrap()
-            .json()
-            .await
+            .error_for_status()
             .unwrap();
-        calls
+    }
+
+    /// The parameters of every request for `action`, in order.
+    pub async fn call_params(&self, action: &str) -> Vec<Value> {
+        self.log()
+            .await
             .into_iter()
             .filter(|c| c["action"] == action)
             .map(|c| c["params"].clone())
