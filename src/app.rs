@@ -99,18 +99,7 @@ impl App {
             metrics.clone(),
         ));
         let aws: Arc<dyn Aws> = Arc::new(Metered::new(paced, metrics.clone()));
-        // The account-regions whose event log the catch-up reads: those of the allowed
-        // topics, and the member accounts in the topics' regions.
-        let mut places: Vec<(String, String)> = Vec::new();
-        for topic in &config.sns.topic_arns.0 {
-            let accounts = std::iter::once(topic.account().to_owned()).chain(accounts.members());
-            for account in accounts {
-                let place = (account, topic.region().to_owned());
-                if !places.contains(&place) {
-                    places.push(place);
-                }
-            }
-        }
+        let places = accounts.watched(&config.sns.topic_arns.0);
         let catchup = match config.engine.catchup_interval {
             Schedule::Every(interval) if config.engine.engine_enabled => Some((
                 Catchup::new(

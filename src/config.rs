@@ -36,6 +36,31 @@ pub enum Command {
     Serve(ServeConfig),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseConfig),
+    /// Check the whole set-up (database, credentials, topics, subscriptions, RDS event
+    /// subscriptions, permissions, protected databases) without changing anything; exits
+    /// with status 1 if a check fails.
+    Doctor(DoctorConfig),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DoctorConfig {
+    #[command(flatten)]
+    pub serve: ServeConfig,
+
+    /// The URL SNS posts to, e.g. `https://restop.example.com/sns`: each topic must have a
+    /// confirmed subscription to exactly this URL.
+    #[arg(long, env = "RESTOP_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
+
+    /// `text`: one line per check; `json`: `{"ok", "checks": [{"name", "status", "detail"}]}`.
+    #[arg(long, value_enum, default_value_t = DoctorFormat::Text)]
+    pub format: DoctorFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DoctorFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -638,6 +663,14 @@ fn parse_event_id(s: &str) -> Result<String, String> {
     } else {
         Err(format!("'{s}' is not an RDS event id like RDS-EVENT-0154"))
     }
+}
+
+fn parse_public_url(s: &str) -> Result<String, String> {
+    let url = url::Url::parse(s).map_err(|e| format!("'{s}' is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+        return Err(format!("'{s}' is not an http(s) URL with a host"));
+    }
+    Ok(s.to_owned())
 }
 
 fn parse_state_machine_arn(s: &str) -> Result<String, String> {

@@ -9,6 +9,7 @@ pub mod api;
 mod app;
 pub mod clock;
 pub mod config;
+pub mod doctor;
 pub mod engine;
 pub mod execution;
 mod http;

@@ -1,4 +1,4 @@
-use restop::config::{Cli, Command, LogFormat};
+use restop::config::{Cli, Command, DoctorFormat, LogFormat};
 use restop::{App, Deps};
 use std::process::ExitCode;
 
@@ -17,6 +17,7 @@ async fn main() -> ExitCode {
                 .map(|_| tracing::info!("migrations applied"))
                 .map_err(|e| anyhow::anyhow!("DATABASE_URL {:?}: {e}", config.database_url))
         }
+        Command::Doctor(config) => return doctor(config).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -25,6 +26,27 @@ async fn main() -> ExitCode {
             eprintln!("restop: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Prints every check to stdout (nothing else: the JSON stays parseable); exit status 1
+/// when one failed.
+async fn doctor(config: restop::config::DoctorConfig) -> ExitCode {
+    let base = restop::engine::aws::SdkAws::loader(config.serve.engine.aws_timeout)
+        .load()
+        .await;
+    let report = restop::doctor::examine(&config, base).await;
+    match config.format {
+        DoctorFormat::Text => print!("{}", report.text()),
+        DoctorFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("a report serialises")
+        ),
+    }
+    if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

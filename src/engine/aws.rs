@@ -155,6 +155,22 @@ impl Accounts {
         }
     }
 
+    /// The account-regions restop watches (whose event log the catch-up reads): those of
+    /// the allowed topics, and the member accounts in the topics' regions.
+    pub fn watched(&self, topics: &[TopicArn]) -> Vec<(String, String)> {
+        let mut places: Vec<(String, String)> = Vec::new();
+        for topic in topics {
+            let accounts = std::iter::once(topic.account().to_owned()).chain(self.members());
+            for account in accounts {
+                let place = (account, topic.region().to_owned());
+                if !places.contains(&place) {
+                    places.push(place);
+                }
+            }
+        }
+        places
+    }
+
     /// The member accounts' ids.
     pub fn members(&self) -> Vec<String> {
         self.members.keys().cloned().collect()
@@ -1045,7 +1061,7 @@ impl Aws for SdkAws {
     }
 }
 
-fn instance_facts(db: &aws_sdk_rds::types::DbInstance) -> ResourceFacts {
+pub(crate) fn instance_facts(db: &aws_sdk_rds::types::DbInstance) -> ResourceFacts {
     let mut replicas: Vec<String> = db.read_replica_db_instance_identifiers().to_vec();
     replicas.extend(db.read_replica_db_cluster_identifiers().iter().cloned());
     ResourceFacts {
@@ -1063,7 +1079,7 @@ fn instance_facts(db: &aws_sdk_rds::types::DbInstance) -> ResourceFacts {
     }
 }
 
-fn cluster_facts(cluster: &aws_sdk_rds::types::DbCluster) -> ResourceFacts {
+pub(crate) fn cluster_facts(cluster: &aws_sdk_rds::types::DbCluster) -> ResourceFacts {
     ResourceFacts {
         status: cluster.status().unwrap_or_default().to_owned(),
         engine: cluster.engine().unwrap_or_default().to_owned(),

@@ -223,7 +223,7 @@ fn decide_ignoring_deadline(
 }
 
 /// Whether the tags protect the resource; if not, why.
-fn protection(tags: &[(String, String)], policy: &Policy) -> Result<(), String> {
+pub fn protection(tags: &[(String, String)], policy: &Policy) -> Result<(), String> {
     match tags.iter().find(|(key, _)| *key == policy.tag_key) {
         Some((_, value)) if value.eq_ignore_ascii_case(&policy.tag_value) => Ok(()),
         Some((_, value)) => Err(format!(

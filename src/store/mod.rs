@@ -321,6 +321,52 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 }
 
+/// How a database's schema compares with this build's migrations, read without changing
+/// anything (`restop doctor`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaState {
+    /// Migrations of this build that the database has.
+    pub applied: usize,
+    /// Migrations of this build that it lacks (`restop serve` or `restop migrate` applies them).
+    pub pending: Vec<String>,
+    /// Versions it has that this build does not know: a newer restop migrated it.
+    pub unknown: Vec<i64>,
+}
+
+impl SchemaState {
+    fn compare(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> Self {
+        let known: Vec<_> = migrator
+            .iter()
+            .filter(|m| !m.migration_type.is_down_migration())
+            .collect();
+        Self {
+            applied: known
+                .iter()
+                .filter(|m| applied.contains(&m.version))
+                .count(),
+            pending: known
+                .iter()
+                .filter(|m| !applied.contains(&m.version))
+                .map(|m| format!("{}_{}", m.version, m.description))
+                .collect(),
+            unknown: applied
+                .iter()
+                .copied()
+                .filter(|v| !known.iter().any(|m| m.version == *v))
+                .collect(),
+        }
+    }
+}
+
+/// Reads the schema state of the configured database; a SQLite file is opened read-only
+/// and never created.
+pub async fn schema_state(config: &DatabaseConfig) -> Result<SchemaState, sqlx::Error> {
+    match &config.database_url {
+        DatabaseUrl::Postgres(url) => postgres::schema_state(url).await,
+        DatabaseUrl::Sqlite(url) => sqlite::schema_state(url).await,
+    }
+}
+
 /// Connects to the configured backend and applies its pending migrations.
 pub async fn connect_and_migrate(config: &DatabaseConfig) -> Result<Arc<dyn Store>, MigrateError> {
     Ok(match &config.database_url {

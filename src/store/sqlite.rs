@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use sqlx::Sqlite;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
+use sqlx::{ConnectOptions, Connection, Sqlite};
 
 use super::{ACQUIRE_TIMEOUT, MigrateError};
 
@@ -32,9 +32,34 @@ impl SqliteStore {
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await?;
-        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        MIGRATOR.run(&pool).await?;
         Ok(Self { pool })
     }
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+pub(super) async fn schema_state(url: &str) -> Result<super::SchemaState, sqlx::Error> {
+    let options: SqliteConnectOptions = url.parse()?;
+    let mut conn = options
+        .create_if_missing(false)
+        .read_only(true)
+        .connect()
+        .await?;
+    let migrated: bool = sqlx::query_scalar(
+        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    let applied: Vec<i64> = if migrated {
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(&mut conn)
+            .await?
+    } else {
+        Vec::new()
+    };
+    conn.close().await.ok();
+    Ok(super::SchemaState::compare(&MIGRATOR, &applied))
 }
 
 // One process owns a SQLite database, and its writes are serialised: no row locks needed.

@@ -5,6 +5,7 @@ mod api;
 mod catchup;
 mod cli;
 mod console;
+mod doctor;
 mod engine_durability;
 mod engine_moto;
 mod engine_replicas;

@@ -23,6 +23,10 @@ exactly as ``moto.server.main`` does) in the foreground, after patching moto:
 2. A WSGI middleware in front of moto for fault injection and a call log, under
    ``/restop-test/`` (see README.md beside this file).
 
+3. SNS subscriptions that wait for confirmation. moto confirms every HTTP(S) subscription
+   at once; ``POST /restop-test/sns-pending`` makes the subscriptions to an endpoint list
+   as ``PendingConfirmation``, as SNS lists one whose confirmation never came.
+
 Port 0 picks a free port. One line ``READY <port>`` goes to stdout once the socket
 listens. SIGTERM / SIGINT stop the server and exit with status 0.
 
@@ -34,6 +38,7 @@ MOTO_LAUNCHER_ANY_VERSION=1.
 from __future__ import annotations
 
 import argparse
+import copy
 import functools
 import io
 import json
@@ -67,6 +72,7 @@ from moto.moto_server.werkzeug_app import (  # noqa: E402
 )
 from moto.rds import exceptions as rds_exceptions  # noqa: E402
 from moto.rds import models as rds_models  # noqa: E402
+from moto.sns import models as sns_models  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
 # ---------------------------------------------------------------------------------------
@@ -356,6 +362,25 @@ def _remove_tags(original: Callable[..., Any], self: Any, arn: str, tag_keys: li
         if isinstance(resource, (DBInstance, DBCluster)):
             resource.__dict__.pop("_lc_forced", None)
     return result
+
+
+# ---------------------------------------------------------------------------------------
+# 3. SNS subscriptions pending confirmation
+# ---------------------------------------------------------------------------------------
+
+PENDING_ENDPOINTS: set[str] = set()
+
+
+@_wrap(sns_models.SNSBackend, "list_subscriptions_by_topic")
+def _list_subscriptions_by_topic(original: Callable[..., Any], self: Any, *args: Any, **kwargs: Any) -> Any:
+    subscriptions, next_token = original(self, *args, **kwargs)
+    shown = []
+    for subscription in subscriptions:
+        if subscription.endpoint in PENDING_ENDPOINTS:
+            subscription = copy.copy(subscription)
+            subscription.arn = "PendingConfirmation"
+        shown.append(subscription)
+    return shown, next_token
 
 
 # ---------------------------------------------------------------------------------------
@@ -669,6 +694,14 @@ class RestopTestMiddleware:
             except (ValueError, KeyError, TypeError) as error:
                 return _json_response(start_response, 400, {"error": str(error)})
             return _json_response(start_response, 200, {"added": added})
+        if path == "/restop-test/sns-pending":
+            if method != "POST":
+                return _json_response(start_response, 405, {"error": "use POST"})
+            payload = json.loads(_read_body(environ) or b"null")
+            if not isinstance(payload, dict) or not isinstance(payload.get("endpoint"), str):
+                return _json_response(start_response, 400, {"error": 'give {"endpoint": URL}'})
+            PENDING_ENDPOINTS.add(payload["endpoint"])
+            return _json_response(start_response, 200, {"pending": sorted(PENDING_ENDPOINTS)})
         return _json_response(start_response, 404, {"error": f"unknown control route {path}"})
 
 
