@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::config::AccountsConfig;
 use crate::engine::aws::{Accounts, SdkAws};
 use aws_sdk_rds::config::{Credentials, Region};
+use aws_sdk_rds::operation::create_db_instance::builders::CreateDBInstanceFluentBuilder;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -256,6 +257,18 @@ impl Moto {
             .map(|(action, _)| action)
             .collect()
     }
+}
+
+/// CreateDBInstance of a small PostgreSQL instance with the fields moto requires; add
+/// tags (or anything else) and send it.
+pub fn new_instance(rds: &aws_sdk_rds::Client, id: &str) -> CreateDBInstanceFluentBuilder {
+    rds.create_db_instance()
+        .db_instance_identifier(id)
+        .db_instance_class("db.t3.micro")
+        .engine("postgres")
+        .allocated_storage(20)
+        .master_username("admin")
+        .master_user_password("password123")
 }
 
 pub fn instance_arn(id: &str) -> String {

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::on_both_backends;
 use crate::support::db::{Backend, TestDb};
-use crate::support::moto::{ACCOUNT, Moto, REGION};
+use crate::support::moto::{ACCOUNT, Moto, REGION, new_instance};
 use crate::support::{config, sns::TOPIC};
 
 const URL: &str = "https://restop.example.com/sns";
@@ -113,13 +113,7 @@ impl Setup {
 }
 
 async fn create_instance(rds: &aws_sdk_rds::Client, id: &str) {
-    rds.create_db_instance()
-        .db_instance_identifier(id)
-        .db_instance_class("db.t3.micro")
-        .engine("postgres")
-        .allocated_storage(20)
-        .master_username("admin")
-        .master_user_password("password123")
+    new_instance(rds, id)
         .tags(
             aws_sdk_rds::types::Tag::builder()
                 .key("auto-restart-protection")

@@ -9,7 +9,7 @@ use restop::config::ServeConfig;
 use serde_json::Value;
 
 use super::db::TestDb;
-use super::moto::Moto;
+use super::moto::{self, Moto};
 use super::sns::SnsStub;
 use super::{TestApp, config};
 
@@ -57,14 +57,7 @@ pub fn tags(pairs: &[(&str, &str)]) -> Vec<Tag> {
 
 impl World {
     pub async fn create_instance(&self, id: &str, tag_pairs: &[(&str, &str)]) {
-        self.rds
-            .create_db_instance()
-            .db_instance_identifier(id)
-            .db_instance_class("db.t3.micro")
-            .engine("postgres")
-            .allocated_storage(20)
-            .master_username("admin")
-            .master_user_password("password123")
+        moto::new_instance(&self.rds, id)
             .set_tags(Some(tags(tag_pairs)))
             .send()
             .await
