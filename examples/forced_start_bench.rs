@@ -1,18 +1,20 @@
 //! Benchmark of what a forced start costs the owner, against moto (tests/moto/launcher.py:
 //! RDS statuses change over time, and every request is logged with its arrival time).
 //!
-//! 1. Wake-up: twice `--forced-starts` databases are stopped and started again (each stays
+//! 1. Quiet sweeps: restop runs with a 1 s catch-up interval while nothing happens.
+//!    Printed: DescribeEvents calls per sweep of the account and region. This phase runs
+//!    first, while moto's event log is empty: moto ignores a sweep's StartTime and would
+//!    list the other phases' events to every sweep.
+//! 2. Wake-up: twice `--forced-starts` databases are stopped and started again (each stays
 //!    `starting` for a while), and SNS delivers RDS-EVENT-0154 for each. For the first
 //!    half, RDS-EVENT-0088 follows the moment the database is `available`, as RDS sends it;
 //!    the second half have only the poll (`--poll-seconds`, 300 like
 //!    RESTOP_POLL_INTERVAL=5m). Printed: seconds from `available` to restop's
 //!    StopDBInstance, median and worst, for each half.
-//! 2. Recovery: restop runs one catch-up sweep and is shut down; for `--downtime-seconds`,
+//! 3. Recovery: restop runs one catch-up sweep and is shut down; for `--downtime-seconds`,
 //!    `--forced-starts` databases are started, their RDS-EVENT-0154 only in RDS's event
 //!    log (no SNS message reaches restop); then restop starts again. Printed: how long until
 //!    every one of them is `stopped`, and the AWS calls per recovered forced start.
-//! 3. Quiet sweeps: restop runs with a 1 s catch-up interval while nothing happens.
-//!    Printed: DescribeEvents pages per sweep of the account and region.
 //!
 //! cargo run --release --example forced_start_bench -- [--forced-starts 20]
 //!     [--poll-seconds 300] [--downtime-seconds 600] [--starting-seconds 20]
@@ -54,6 +56,10 @@ struct Args {
 }
 
 const PROTECTED: (&str, &str) = ("auto-restart-protection", "yes");
+/// The recovery's databases are `available` before restop restarts, so the poll interval
+/// does not enter the time to their stop; a short one lets their executions see `stopped`
+/// and finish within the run.
+const RECOVERY_POLL: Duration = Duration::from_secs(5);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -73,11 +79,11 @@ async fn main() -> anyhow::Result<()> {
         args,
     };
     let began = std::time::Instant::now();
+    bench.quiet_sweeps().await?;
     bench.wake_up().await?;
     eprintln!("wake-up done after {:?}", began.elapsed());
     bench.recovery().await?;
     eprintln!("recovery done after {:?}", began.elapsed());
-    bench.quiet_sweeps().await?;
     Ok(())
 }
 
@@ -162,7 +168,16 @@ impl Running {
 }
 
 impl Bench {
-    async fn restop(&self, phase: &str, catchup: Schedule) -> anyhow::Result<Running> {
+    fn poll(&self) -> Duration {
+        Duration::from_secs(self.args.poll_seconds)
+    }
+
+    async fn restop(
+        &self,
+        phase: &str,
+        catchup: Schedule,
+        poll: Duration,
+    ) -> anyhow::Result<Running> {
         let mut config = ServeConfig::defaults();
         let database = self.databases.path().join(format!("{phase}.db"));
         config.database.database_url = format!("sqlite://{}", database.display())
@@ -172,7 +187,7 @@ impl Bench {
         config.sns.topic_arns = CommaList(vec![TOPIC.parse().map_err(anyhow::Error::msg)?]);
         config.sns.sns_extra_hosts =
             CommaList(vec![self.stub.host.parse().map_err(anyhow::Error::msg)?]);
-        config.engine.poll_interval = Duration::from_secs(self.args.poll_seconds);
+        config.engine.poll_interval = poll;
         config.engine.catchup_interval = catchup;
         let app = App::build(
             config,
@@ -263,7 +278,7 @@ impl Bench {
     async fn wake_up(&self) -> anyhow::Result<()> {
         let n = self.args.forced_starts;
         let http = reqwest::Client::new();
-        let restop = self.restop("wake-up", Schedule::Off).await?;
+        let restop = self.restop("wake-up", Schedule::Off, self.poll()).await?;
         // The first `n` get RDS-EVENT-0088, the other `n` only the poll.
         let ids: Vec<(String, bool)> = (0..2 * n).map(|i| (format!("wake-{i}"), i < n)).collect();
         let starting = |i: usize| self.args.starting_seconds + i as u64;
@@ -342,7 +357,11 @@ impl Bench {
         self.stopped_instances(&instances).await?;
         // restop runs long enough to sweep once, so the next sweep starts where it ended.
         let restop = self
-            .restop("recovery", Schedule::Every(Duration::from_secs(600)))
+            .restop(
+                "recovery",
+                Schedule::Every(Duration::from_secs(600)),
+                RECOVERY_POLL,
+            )
             .await?;
         let sweep = "restop_catchup_sweeps_total{result=\"ok\"}";
         while restop.metric(&http, sweep).await? < 1.0 {
@@ -371,7 +390,11 @@ impl Bench {
         self.moto.clear_calls().await;
         let restarted = unix_now();
         let restop = self
-            .restop("recovery", Schedule::Every(Duration::from_secs(600)))
+            .restop(
+                "recovery",
+                Schedule::Every(Duration::from_secs(600)),
+                RECOVERY_POLL,
+            )
             .await?;
         // The executions exist once the first sweep after the restart has ended.
         while restop.metric(&http, sweep).await? < 1.0 {
@@ -406,8 +429,9 @@ impl Bench {
             .fold(restarted, |a, b| a.max(*b));
         println!();
         println!(
-            "recovery: restop down {} s while {n} forced starts happened (no SNS message):",
-            self.args.downtime_seconds
+            "recovery: restop down {} s while {n} forced starts happened (no SNS message), poll {} s:",
+            self.args.downtime_seconds,
+            RECOVERY_POLL.as_secs()
         );
         println!("  outcomes after restart: {}", describe(&outcomes));
         println!(
@@ -441,7 +465,11 @@ impl Bench {
         let http = reqwest::Client::new();
         self.moto.clear_calls().await;
         let restop = self
-            .restop("quiet", Schedule::Every(Duration::from_secs(1)))
+            .restop(
+                "quiet",
+                Schedule::Every(Duration::from_secs(1)),
+                self.poll(),
+            )
             .await?;
         let sweep = "restop_catchup_sweeps_total{result=\"ok\"}";
         while restop.metric(&http, sweep).await? < 10.0 {
@@ -456,12 +484,12 @@ impl Bench {
             .filter(|(action, _, _)| action == "DescribeEvents")
             .count();
         restop.stop().await?;
-        println!();
-        println!("quiet sweeps, one account and region, nothing happening:");
+        println!("quiet sweeps, one account and region, nothing in RDS's event log:");
         println!(
-            "  {sweeps:.0} sweeps, {pages} DescribeEvents pages: {:.2} per sweep (moto answers in one page whatever it holds)",
+            "  {sweeps:.0} sweeps, {pages} DescribeEvents calls: {:.2} per sweep",
             pages as f64 / sweeps
         );
+        println!();
         Ok(())
     }
 }
