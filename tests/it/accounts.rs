@@ -129,7 +129,10 @@ async fn an_account_nobody_listed_is_refused(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(response.status(), 403);
-    let body: Value = response.json().await.unwrap();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.unwrap();
+    crate::support::openapi::assert_conforms("POST", "/v1/executions", 403, &headers, &bytes);
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(error_code(&body), "account_not_allowed");
     assert_eq!(db.count("SELECT COUNT(*) FROM executions").await, 0);
     // A listed member account is fine.
