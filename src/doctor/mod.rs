@@ -343,7 +343,9 @@ impl Doctor<'_> {
             subscription_arn = subscription_arn.or_else(|| {
                 page.subscriptions()
                     .iter()
-                    .find(|s| s.endpoint() == Some(url.as_str()))
+                    .find(|s| {
+                        s.endpoint().map(without_credentials) == Some(without_credentials(&url))
+                    })
                     .map(|s| s.subscription_arn().unwrap_or_default().to_owned())
             });
             next_token = page.next_token().map(str::to_owned);
@@ -877,6 +879,19 @@ fn sample_event(id: &str, topic: &TopicArn, body: bool) -> Value {
     }
 }
 
+/// An endpoint URL without its Basic auth user and password: SNS lists the password
+/// masked, and `RESTOP_PUBLIC_URL` may carry it or not.
+fn without_credentials(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Err(_) => url.to_owned(),
+    }
+}
+
 /// The longest an HTTP/S delivery policy keeps retrying, in seconds: every delay lies
 /// between `minDelayTarget` and `maxDelayTarget`. Takes a subscription's policy
 /// (`healthyRetryPolicy`) or a topic's (`http.defaultHealthyRetryPolicy`).
@@ -920,6 +935,18 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn endpoints_compare_without_their_credentials() {
+        assert_eq!(
+            without_credentials("https://restop:****@restop.example.com/sns"),
+            without_credentials("https://restop.example.com/sns")
+        );
+        assert_ne!(
+            without_credentials("https://restop.example.com/sns"),
+            without_credentials("https://restop.example.com/other")
+        );
+    }
 
     #[test]
     fn the_retry_window_of_the_default_and_of_the_kits_policy() {
