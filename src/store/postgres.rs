@@ -42,4 +42,9 @@ pub(super) async fn schema_state(url: &str) -> Result<super::SchemaState, sqlx::
     Ok(super::SchemaState::compare(&MIGRATOR, &applied))
 }
 
-super::sql::impl_store!(PgStore, Postgres, claim_lock = "FOR UPDATE SKIP LOCKED");
+super::sql::impl_store!(
+    PgStore,
+    Postgres,
+    claim_lock = "FOR UPDATE SKIP LOCKED",
+    begin_write = "BEGIN"
+);

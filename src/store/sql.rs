@@ -332,7 +332,7 @@ pub(super) fn decode_all<R, T: TryFrom<R, Error = StoreError>>(
 }
 
 macro_rules! impl_store {
-    ($store:ident, $db:ty, claim_lock = $claim_lock:literal) => {
+    ($store:ident, $db:ty, claim_lock = $claim_lock:literal, begin_write = $begin_write:literal) => {
         use async_trait::async_trait;
         use chrono::{DateTime, Utc};
         use sqlx::{QueryBuilder, Transaction};
@@ -616,7 +616,7 @@ macro_rules! impl_store {
                 m: &NewMessage,
                 subscription: Option<&SubscriptionUpdate>,
             ) -> Result<Inserted, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin_write).await?;
                 let inserted = insert_message_row(m).execute(&mut *tx).await?.rows_affected() == 1;
                 if !inserted {
                     let stored = stored_disposition(&mut *tx, &m.message_id)
@@ -686,7 +686,7 @@ macro_rules! impl_store {
                 reason: Option<&str>,
                 subscription: &SubscriptionUpdate,
             ) -> Result<(), StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin_write).await?;
                 sqlx::query(
                     "UPDATE sns_messages SET disposition = $2, disposition_reason = $3
                      WHERE message_id = $1",
@@ -771,7 +771,7 @@ macro_rules! impl_store {
             }
 
             async fn start_execution(&self, e: &NewExecution) -> Result<ExecutionLink, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin_write).await?;
                 let link = start_or_join(&mut tx, e).await?;
                 tx.commit().await?;
                 Ok(link)
@@ -783,7 +783,7 @@ macro_rules! impl_store {
                 now: DateTime<Utc>,
                 notify: bool,
             ) -> Result<Cancelled, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin_write).await?;
                 // In Step Functions mode the state machine run must be stopped too: the
                 // engine does that as the execution's next step (phase abort_state_machine).
                 let cancelled = sqlx::query(
@@ -1021,7 +1021,7 @@ macro_rules! impl_store {
                 note: &str,
                 notify: bool,
             ) -> Result<ForcedStart, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin_write).await?;
                 if let Some(id) = same_forced_start(&mut tx, e).await? {
                     return Ok(ForcedStart::Known(id));
                 }
@@ -1173,7 +1173,7 @@ macro_rules! impl_store {
             }
 
             async fn delete_expired(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin_write).await?;
                 let executions: Vec<String> = sqlx::query_scalar(
                     "SELECT id FROM executions
                      WHERE finished_at < $1 AND next_run_at IS NULL
@@ -1222,7 +1222,7 @@ macro_rules! impl_store {
                 step: &NewStep,
                 u: &JobUpdate,
             ) -> Result<bool, StoreError> {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.pool.begin_with($begin_write).await?;
                 let fenced = sqlx::query(
                     // A wake-up that came while the step ran (more wakes than the job was
                     // claimed with) still makes the next poll happen at once.

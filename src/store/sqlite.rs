@@ -63,7 +63,15 @@ pub(super) async fn schema_state(url: &str) -> Result<super::SchemaState, sqlx::
 }
 
 // One process owns a SQLite database, and its writes are serialised: no row locks needed.
-super::sql::impl_store!(SqliteStore, Sqlite, claim_lock = "");
+// Every transaction here writes, so it takes the write lock when it begins (waiting up to
+// BUSY_TIMEOUT for it): a deferred one that read first would fail at once with "database
+// is locked" when another connection committed in between, instead of waiting.
+super::sql::impl_store!(
+    SqliteStore,
+    Sqlite,
+    claim_lock = "",
+    begin_write = "BEGIN IMMEDIATE"
+);
 
 #[cfg(test)]
 mod tests {

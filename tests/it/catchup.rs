@@ -24,6 +24,7 @@ on_both_backends!(
     an_aurora_member_start_wakes_its_cluster,
     a_started_event_with_nothing_waiting_costs_no_aws_call,
     a_restarted_restop_sweeps_at_once,
+    one_sweep_records_every_forced_start_it_finds,
 );
 
 /// A world whose catch-up reads the event log every second.
@@ -342,6 +343,42 @@ async fn a_started_event_with_nothing_waiting_costs_no_aws_call(db: TestDb) {
     );
     assert_eq!(w.db.count("SELECT COUNT(*) FROM executions").await, 0);
     assert_eq!(w.moto.calls().await.len(), calls, "no AWS call");
+}
+
+/// Several forced starts in one read of the log are all recorded by that sweep, while the
+/// engine works the first ones (on SQLite, a write transaction that began as a reader used
+/// to fail at once with "database is locked", one forced start per retried sweep).
+async fn one_sweep_records_every_forced_start_it_finds(db: TestDb) {
+    let Some(w) = sweeping(db).await else {
+        return;
+    };
+    let ids: Vec<String> = (0..6).map(|i| format!("many-{i}")).collect();
+    for id in &ids {
+        w.create_instance(id, PROTECTED).await;
+        w.stop_then_force_start(id).await;
+    }
+    // All in the log at once: the next sweep finds the six together.
+    let events: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            json!({"event_id": "RDS-EVENT-0154", "source_type": "db-instance",
+                   "source_identifier": id, "seconds_ago": 60})
+        })
+        .collect();
+    w.moto.rds_event(Value::Array(events)).await;
+    for id in &ids {
+        w.caught_up(&instance_arn(id)).await;
+    }
+    let metrics = w.app.metrics().await;
+    assert!(
+        metrics.contains("restop_catchup_sweeps_total{result=\"failed\"} 0"),
+        "{}",
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("restop_catchup_sweeps_total"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }
 
 /// Deliveries may have been lost while restop was down: on start it reads the event log
