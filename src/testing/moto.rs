@@ -157,10 +157,22 @@ impl Moto {
 
     /// Arms faults: see tests/moto/README.md.
     pub async fn fault(&self, fault: Value) {
+        self.control("faults", &fault).await;
+    }
+
+    /// Makes SNS list the subscriptions to `endpoint` as pending confirmation (see
+    /// tests/moto/README.md).
+    pub async fn pending_subscriptions(&self, endpoint: &str) {
+        self.control("sns-pending", &serde_json::json!({ "endpoint": endpoint }))
+            .await;
+    }
+
+    /// POSTs `body` to the launcher's control route `/restop-test/<route>`.
+    async fn control(&self, route: &str, body: &Value) {
         let response = self
             .http
-            .post(format!("{}/restop-test/faults", self.url))
-            .json(&fault)
+            .post(format!("{}/restop-test/{route}", self.url))
+            .json(body)
             .send()
             .await
             .unwrap();
@@ -230,18 +242,7 @@ impl Moto {
 
     /// Adds events to RDS's event log (see tests/moto/README.md).
     pub async fn rds_event(&self, event: Value) {
-        let response = self
-            .http
-            .post(format!("{}/restop-test/rds-events", self.url))
-            .json(&event)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_success(),
-            "{}",
-            response.text().await.unwrap()
-        );
+        self.control("rds-events", &event).await;
     }
 
     /// An SNS client for setting up topics.

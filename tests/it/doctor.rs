@@ -69,15 +69,7 @@ impl Setup {
             .to_owned();
         for rds in [moto.rds().await, moto.rds_in(MEMBER).await] {
             for source_type in ["db-instance", "db-cluster"] {
-                rds.create_event_subscription()
-                    .subscription_name(format!("restop-{source_type}"))
-                    .sns_topic_arn(TOPIC)
-                    .source_type(source_type)
-                    .event_categories("notification")
-                    .enabled(true)
-                    .send()
-                    .await
-                    .unwrap();
+                event_subscription(&rds, source_type, "notification", true).await;
             }
             create_instance(&rds, "orders").await;
         }
@@ -112,14 +104,42 @@ impl Setup {
     }
 }
 
+/// The RDS event subscription `restop-<source_type>`, publishing to the topic.
+async fn event_subscription(
+    rds: &aws_sdk_rds::Client,
+    source_type: &str,
+    category: &str,
+    enabled: bool,
+) {
+    rds.create_event_subscription()
+        .subscription_name(format!("restop-{source_type}"))
+        .sns_topic_arn(TOPIC)
+        .source_type(source_type)
+        .event_categories(category)
+        .enabled(enabled)
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn delete_event_subscription(rds: &aws_sdk_rds::Client, source_type: &str) {
+    rds.delete_event_subscription()
+        .subscription_name(format!("restop-{source_type}"))
+        .send()
+        .await
+        .unwrap();
+}
+
+fn protected_tag() -> aws_sdk_rds::types::Tag {
+    aws_sdk_rds::types::Tag::builder()
+        .key("auto-restart-protection")
+        .value("yes")
+        .build()
+}
+
 async fn create_instance(rds: &aws_sdk_rds::Client, id: &str) {
     new_instance(rds, id)
-        .tags(
-            aws_sdk_rds::types::Tag::builder()
-                .key("auto-restart-protection")
-                .value("yes")
-                .build(),
-        )
+        .tags(protected_tag())
         .send()
         .await
         .unwrap();
@@ -281,14 +301,7 @@ async fn a_subscription_pending_confirmation_fails() {
     let Some(setup) = Setup::correct().await else {
         return;
     };
-    reqwest::Client::new()
-        .post(format!("{}/restop-test/sns-pending", setup.moto.url))
-        .json(&json!({"endpoint": URL}))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap();
+    setup.moto.pending_subscriptions(URL).await;
     fails_alone(
         &setup.examine().await,
         &format!("subscription {TOPIC}"),
@@ -334,20 +347,8 @@ async fn an_event_subscription_without_the_notification_category_fails() {
         return;
     };
     let rds = setup.moto.rds().await;
-    rds.delete_event_subscription()
-        .subscription_name("restop-db-cluster")
-        .send()
-        .await
-        .unwrap();
-    rds.create_event_subscription()
-        .subscription_name("restop-db-cluster")
-        .sns_topic_arn(TOPIC)
-        .source_type("db-cluster")
-        .event_categories("failure")
-        .enabled(true)
-        .send()
-        .await
-        .unwrap();
+    delete_event_subscription(&rds, "db-cluster").await;
+    event_subscription(&rds, "db-cluster", "failure", true).await;
     let name = format!("event_subscriptions {}", place(ACCOUNT));
     let report = setup.examine().await;
     fails_alone(&report, &name, "notification events of db-cluster");
@@ -360,20 +361,8 @@ async fn a_disabled_event_subscription_in_a_member_account_fails() {
         return;
     };
     let rds = setup.moto.rds_in(MEMBER).await;
-    rds.delete_event_subscription()
-        .subscription_name("restop-db-instance")
-        .send()
-        .await
-        .unwrap();
-    rds.create_event_subscription()
-        .subscription_name("restop-db-instance")
-        .sns_topic_arn(TOPIC)
-        .source_type("db-instance")
-        .event_categories("notification")
-        .enabled(false)
-        .send()
-        .await
-        .unwrap();
+    delete_event_subscription(&rds, "db-instance").await;
+    event_subscription(&rds, "db-instance", "notification", false).await;
     let name = format!("event_subscriptions {}", place(MEMBER));
     fails_alone(
         &setup.examine().await,
@@ -457,12 +446,7 @@ async fn what_still_works_only_warns() {
     rds.create_db_instance_read_replica()
         .db_instance_identifier("orders-replica")
         .source_db_instance_identifier("orders")
-        .tags(
-            aws_sdk_rds::types::Tag::builder()
-                .key("auto-restart-protection")
-                .value("yes")
-                .build(),
-        )
+        .tags(protected_tag())
         .send()
         .await
         .unwrap();
