@@ -18,9 +18,10 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{Retention, Schedule, ServeConfig, SnsConfig};
 use crate::engine::aws::{Accounts, Aws, Metered, Paced, SdkAws};
 use crate::engine::catchup::{Catchup, CatchupSettings};
-use crate::engine::{Engine, EngineSettings, Launcher, Notifier};
+use crate::engine::{Engine, EngineSettings, Launcher, Notifier, Wakeups};
 use crate::http;
 use crate::metrics::Metrics;
+use crate::rds::classify::EventRules;
 use crate::sns::certs::CertStore;
 use crate::sns::verify::Verifier;
 use crate::store::{self, Intake, Store};
@@ -139,9 +140,17 @@ impl App {
                 http,
                 auto_confirm: sns.sns_auto_confirm,
                 basic_auth: sns.sns_basic_auth,
-                event_ids: config.event_ids,
-                wake_event_ids: config.wake_event_ids,
-                member_accounts: accounts.members(),
+                event_rules: EventRules {
+                    event_ids: config.event_ids,
+                    wake_event_ids: config.wake_event_ids,
+                    member_accounts: accounts.members(),
+                },
+                wakeups: Wakeups {
+                    store: store.clone(),
+                    aws: aws.clone(),
+                    metrics: metrics.clone(),
+                    launcher: launcher.clone(),
+                },
                 metrics: metrics.clone(),
                 clock: clock.clone(),
                 launcher,

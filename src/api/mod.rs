@@ -29,8 +29,9 @@ use tracing::Level;
 use crate::clock::Clock;
 use crate::config::BasicAuth;
 use crate::engine::aws::Aws;
-use crate::engine::{Launcher, Notifier};
+use crate::engine::{Launcher, Notifier, Wakeups};
 use crate::metrics::Metrics;
+use crate::rds::classify::EventRules;
 use crate::sns::verify::Verifier;
 use crate::store::{Intake, Store};
 
@@ -49,11 +50,10 @@ pub struct Shared {
     pub http: reqwest::Client,
     pub auto_confirm: bool,
     pub basic_auth: Option<BasicAuth>,
-    pub event_ids: Vec<String>,
-    /// RDS event ids that wake a waiting execution (RESTOP_WAKE_EVENT_IDS).
-    pub wake_event_ids: Vec<String>,
-    /// RESTOP_ACCOUNTS: accounts whose events a topic may carry besides its own.
-    pub member_accounts: Vec<String>,
+    /// What an RDS event means: acted on, a wake-up, or ignored.
+    pub event_rules: EventRules,
+    /// Carries out the wake-ups that "started" events ask for.
+    pub wakeups: Wakeups,
     pub metrics: Arc<Metrics>,
     pub clock: Arc<dyn Clock>,
     pub launcher: Launcher,
@@ -123,15 +123,15 @@ fn router(state: AppState, with_metrics: bool) -> Router {
         .layer(DefaultBodyLimit::max(sns::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            sns::refuse_announced_oversize,
+            sns::guard::refuse_announced_oversize,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            sns::require_basic_auth,
+            sns::guard::require_basic_auth,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            sns::shed_load,
+            sns::guard::shed_load,
         ));
     let v1 = Router::new()
         .route(

@@ -10,9 +10,11 @@ pub mod catchup;
 pub mod decide;
 mod launcher;
 mod notify;
+mod wakeup;
 
 pub use launcher::{Launcher, Trigger};
 pub use notify::Notifier;
+pub use wakeup::{CLUSTER_LOOKUP_TIMEOUT, Wakeups};
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;

@@ -71,15 +71,6 @@ impl RdsEvent {
     }
 }
 
-/// Whether `topic` may speak for `resource`. RDS publishes to topics in the database's own
-/// region; a topic speaks for its own account and for `member_accounts` (a central topic
-/// that member accounts publish to). Anything else could be anyone's topic naming our
-/// databases.
-pub fn fits_topic(resource: &ResourceArn, topic: &TopicArn, member_accounts: &[String]) -> bool {
-    resource.region == topic.region()
-        && (resource.account == topic.account() || member_accounts.contains(&resource.account))
-}
-
 /// Parses an SNS `Message` as an RDS event. `None` means "not an RDS event": such messages
 /// are recorded and ignored, never treated as errors.
 pub fn parse_rds_event(message: &str, topic: &TopicArn) -> Option<RdsEvent> {
