@@ -155,10 +155,14 @@ impl App {
                 clock: clock.clone(),
                 launcher,
                 aws: aws.clone(),
-                notifier: settings
-                    .notify_url
-                    .clone()
-                    .map(|url| Notifier::new(url, metrics.clone())),
+                notifier: settings.notify_url.clone().map(|url| {
+                    Notifier::new(
+                        url,
+                        settings.notify_format,
+                        settings.console_url.clone(),
+                        metrics.clone(),
+                    )
+                }),
                 sns_slots: Arc::new(tokio::sync::Semaphore::new(sns.sns_concurrency as usize)),
                 api_tokens: config.api_tokens.0.into_iter().map(|t| t.0).collect(),
             },

@@ -47,11 +47,6 @@ pub struct DoctorConfig {
     #[command(flatten)]
     pub serve: ServeConfig,
 
-    /// The URL SNS posts to, e.g. `https://restop.example.com/sns`: each topic must have a
-    /// confirmed subscription to exactly this URL.
-    #[arg(long, env = "RESTOP_PUBLIC_URL", value_parser = parse_public_url)]
-    pub public_url: Option<String>,
-
     /// `text`: one line per check; `json`: `{"ok", "checks": [{"name", "status", "detail"}]}`.
     #[arg(long, value_enum, default_value_t = DoctorFormat::Text)]
     pub format: DoctorFormat,
@@ -240,6 +235,17 @@ pub struct EngineConfig {
     /// POST a JSON summary here when an execution ends.
     #[arg(long, env = "RESTOP_NOTIFY_URL", value_parser = parse_http_url)]
     pub notify_url: Option<url::Url>,
+
+    /// The body RESTOP_NOTIFY_URL receives: `json` (restop's own), `slack` (an incoming
+    /// webhook's `text` and `blocks`) or `teams` (an Adaptive Card for a Workflows webhook).
+    #[arg(long, env = "RESTOP_NOTIFY_FORMAT", value_enum, default_value_t = NotifyFormat::Json)]
+    pub notify_format: NotifyFormat,
+
+    /// The URL SNS posts to, e.g. `https://restop.example.com/sns`: `restop doctor` checks
+    /// each topic's subscription against it, and Slack and Teams notifications link to
+    /// the console at this host.
+    #[arg(long, env = "RESTOP_PUBLIC_URL", value_parser = parse_public_url)]
+    pub public_url: Option<String>,
 
     /// How long a replica holds a job it works on; another replica takes over after that.
     /// Must be longer than RESTOP_AWS_TIMEOUT.
@@ -458,7 +464,11 @@ impl Cli {
             }
             Err(error) => error,
         };
-        if error.kind() == ErrorKind::ValueValidation {
+        // A value its parser refused, or one outside a list of choices.
+        if matches!(
+            error.kind(),
+            ErrorKind::ValueValidation | ErrorKind::InvalidValue
+        ) {
             let flag = match error.get(ContextKind::InvalidArg) {
                 Some(ContextValue::String(arg)) => arg.split_whitespace().next().map(str::to_owned),
                 _ => None,
@@ -498,6 +508,13 @@ fn env_var_of(command: &clap::Command, flag: &str) -> Option<String> {
                 .get_subcommands()
                 .find_map(|sub| env_var_of(sub, flag))
         })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NotifyFormat {
+    Json,
+    Slack,
+    Teams,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -170,7 +170,7 @@ impl Doctor<'_> {
                 format!("{e}: restop serve refuses to start"),
             );
         }
-        let (status, detail) = match self.config.public_url.as_deref() {
+        let (status, detail) = match self.config.serve.engine.public_url.as_deref() {
             None => (
                 CheckStatus::Fail,
                 "RESTOP_PUBLIC_URL is not set: set it to the URL SNS posts to (e.g. \
@@ -320,7 +320,7 @@ impl Doctor<'_> {
             return self.report(name, CheckStatus::Fail, detail);
         }
         self.report(name, CheckStatus::Ok, "exists");
-        let Some(url) = self.config.public_url.clone() else {
+        let Some(url) = self.config.serve.engine.public_url.clone() else {
             return;
         };
         let name = format!("subscription {}", topic.as_str());

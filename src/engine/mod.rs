@@ -33,7 +33,7 @@ use self::decide::{
     stop_refusals_after, wake_polls_after,
 };
 use crate::clock::Clock;
-use crate::config::EngineConfig;
+use crate::config::{EngineConfig, NotifyFormat};
 use crate::execution::{Mode, NotifyState, Outcome, Phase, Status};
 use crate::metrics::Metrics;
 use crate::rds::resource::ResourceKind;
@@ -63,6 +63,9 @@ pub struct EngineSettings {
     pub dry_run: bool,
     pub state_machine_arn: Option<String>,
     pub notify_url: Option<url::Url>,
+    pub notify_format: NotifyFormat,
+    /// The console at RESTOP_PUBLIC_URL's host, for links in notifications.
+    pub console_url: Option<url::Url>,
     pub lease: Duration,
     /// Jobs other than polls claimed per round: no more than the RDS budget can serve
     /// within half a lease, even if all are in one account and region.
@@ -97,6 +100,8 @@ impl EngineSettings {
             dry_run: config.dry_run,
             state_machine_arn: config.state_machine_arn.clone(),
             notify_url: config.notify_url.clone(),
+            notify_format: config.notify_format,
+            console_url: config.public_url.as_deref().and_then(notify::console_url),
             lease: config.job_lease,
             step_batch: (affordable as u32).clamp(1, STEP_BATCH),
             owner: process_identity(),

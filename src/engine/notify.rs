@@ -1,7 +1,12 @@
 //! `RESTOP_NOTIFY_URL`: JSON events POSTed to the operator. `execution_finished` when an
 //! execution ends: delivered as a job step like any other, retried with backoff, its
 //! failure recorded on the execution and never changing its outcome. `unsubscribed` when
-//! SNS says a topic no longer delivers to restop: a few tries in the background.
+//! SNS says a topic no longer delivers to restop: a few tries in the background. Either
+//! takes the shape RESTOP_NOTIFY_FORMAT asks for (`format`).
+
+mod format;
+
+pub use format::console_url;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +14,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use self::format::Event;
 use super::Engine;
+use crate::config::NotifyFormat;
 use crate::execution::{NotifyState, Outcome, Status, TriggerKind};
 use crate::metrics::{Metrics, NotificationResult};
 use crate::rds::resource::ResourceKind;
@@ -82,12 +89,12 @@ impl<'a> From<&'a Job> for Summary<'a> {
 
 /// The body POSTed to RESTOP_NOTIFY_URL when SNS confirms an unsubscription.
 #[derive(Debug, Serialize)]
-struct Unsubscribed<'a> {
+pub struct Unsubscribed<'a> {
     /// Always `unsubscribed`.
-    event: &'static str,
-    topic_arn: &'a str,
-    message_id: &'a str,
-    at: DateTime<Utc>,
+    pub event: &'static str,
+    pub topic_arn: &'a str,
+    pub message_id: &'a str,
+    pub at: DateTime<Utc>,
 }
 
 /// Tries for an event that belongs to no execution.
@@ -97,14 +104,24 @@ const EVENT_ATTEMPTS: u32 = 3;
 #[derive(Clone)]
 pub struct Notifier {
     url: url::Url,
+    format: NotifyFormat,
+    /// The console, for links (from RESTOP_PUBLIC_URL).
+    console: Option<url::Url>,
     http: reqwest::Client,
     metrics: Arc<Metrics>,
 }
 
 impl Notifier {
-    pub fn new(url: url::Url, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        url: url::Url,
+        format: NotifyFormat,
+        console: Option<url::Url>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             url,
+            format,
+            console,
             http: client(),
             metrics,
         }
@@ -112,13 +129,18 @@ impl Notifier {
 
     /// Says that the endpoint was unsubscribed from `topic`, in the background.
     pub fn unsubscribed(&self, topic: &TopicArn, message_id: &str, at: DateTime<Utc>) {
-        let body = serde_json::to_vec(&Unsubscribed {
+        let event = Unsubscribed {
             event: "unsubscribed",
             topic_arn: topic.as_str(),
             message_id,
             at,
-        })
-        .expect("the event serialises");
+        };
+        let body = format::body(
+            self.format,
+            &Event::Unsubscribed(&event),
+            self.console.as_ref(),
+        )
+        .to_string();
         let (url, http, metrics) = (self.url.clone(), self.http.clone(), self.metrics.clone());
         tokio::spawn(async move {
             for attempt in 1..=EVENT_ATTEMPTS {
@@ -164,7 +186,11 @@ impl Engine {
             Some(url) => {
                 self.http
                     .post(url.clone())
-                    .json(&Summary::from(job))
+                    .json(&format::body(
+                        self.settings.notify_format,
+                        &Event::Finished(&Summary::from(job)),
+                        self.settings.console_url.as_ref(),
+                    ))
                     .send()
                     .await
             }

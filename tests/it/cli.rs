@@ -28,6 +28,8 @@ fn an_invalid_setting_stops_start_up_and_is_named() {
         ("DATABASE_URL", "mysql://db"),
         ("RESTOP_RETENTION", "12h"),
         ("RESTOP_SNS_CONCURRENCY", "0"),
+        ("RESTOP_NOTIFY_FORMAT", "discord"),
+        ("RESTOP_LOG_FORMAT", "xml"),
     ] {
         let output = restop().arg("serve").env(variable, value).output().unwrap();
         assert!(!output.status.success(), "{variable}={value} accepted");

@@ -38,6 +38,7 @@ impl Setup {
         let db = TestDb::create(Backend::Sqlite).await?;
         let mut serve = config(&db.url, None);
         serve.accounts.accounts = CommaList(vec![MEMBER.parse().unwrap()]);
+        serve.engine.public_url = Some(URL.into());
         restop::store::connect_and_migrate(&serve.database)
             .await
             .unwrap();
@@ -78,7 +79,6 @@ impl Setup {
             db,
             config: DoctorConfig {
                 serve,
-                public_url: Some(URL.into()),
                 format: DoctorFormat::Text,
             },
             subscription,
@@ -239,7 +239,7 @@ async fn missing_settings_fail() {
     let Some(mut setup) = Setup::correct().await else {
         return;
     };
-    setup.config.public_url = None;
+    setup.config.serve.engine.public_url = None;
     fails_alone(&setup.examine().await, "public_url", "RESTOP_PUBLIC_URL");
 }
 
@@ -288,7 +288,7 @@ async fn a_topic_without_restops_subscription_fails() {
     let Some(mut setup) = Setup::correct().await else {
         return;
     };
-    setup.config.public_url = Some("https://elsewhere.example.com/sns".into());
+    setup.config.serve.engine.public_url = Some("https://elsewhere.example.com/sns".into());
     fails_alone(
         &setup.examine().await,
         &format!("subscription {TOPIC}"),

@@ -11,6 +11,7 @@ mod engine_moto;
 mod engine_replicas;
 mod genuine_messages;
 mod metrics;
+mod notify_formats;
 mod openapi_contract;
 mod sns_endpoint;
 mod step_functions;
