@@ -19,11 +19,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import check_monitoring  # noqa: E402
 import check_moto  # noqa: E402
+import check_service  # noqa: E402
 import check_templates  # noqa: E402
 from runner import Results  # noqa: E402
 
 GROUPS = {
     "templates": check_templates.checks,
+    "service": check_service.checks,
     "monitoring": check_monitoring.checks,
     "moto": check_moto.checks,
 }
