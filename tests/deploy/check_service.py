@@ -220,57 +220,44 @@ def listener_rules() -> list[str]:
     return problems
 
 
-def ingress(s: cfn.Stack, group: str) -> list[tuple]:
-    """(port, source) of every ingress rule of a security group, inline or separate."""
-    rules = [dict(r) for r in s.properties(group).get("SecurityGroupIngress", [])]
-    for name in resources_of_type(s, "AWS::EC2::SecurityGroupIngress"):
+def group_rules(s: cfn.Stack, group: str, direction: str) -> list[tuple]:
+    """(protocol, from port, to port, peer) of a security group's rules in `direction`
+    (Ingress or Egress), inline or as resources of their own."""
+    peer_key = "SourceSecurityGroupId" if direction == "Ingress" else "DestinationSecurityGroupId"
+    rules = list(s.properties(group).get(f"SecurityGroup{direction}", []))
+    for name in resources_of_type(s, f"AWS::EC2::SecurityGroup{direction}"):
         props = s.properties(name)
         if props["GroupId"] == f"<GetAtt {group}.GroupId>":
             rules.append(props)
-    return sorted(
-        ((r["IpProtocol"], r.get("FromPort"), r.get("ToPort"), r.get("CidrIp") or r.get("SourceSecurityGroupId")) for r in rules),
-        key=str,
-    )
-
-
-def egress(s: cfn.Stack, group: str) -> list[tuple]:
-    rules = [dict(r) for r in s.properties(group).get("SecurityGroupEgress", [])]
-    for name in resources_of_type(s, "AWS::EC2::SecurityGroupEgress"):
-        props = s.properties(name)
-        if props["GroupId"] == f"<GetAtt {group}.GroupId>":
-            rules.append(props)
-    return sorted(
-        ((r["IpProtocol"], r.get("FromPort"), r.get("ToPort"), r.get("CidrIp") or r.get("DestinationSecurityGroupId")) for r in rules),
-        key=str,
-    )
+    return sorted(((r["IpProtocol"], r.get("FromPort"), r.get("ToPort"), r.get("CidrIp") or r.get(peer_key)) for r in rules), key=str)
 
 
 def narrow_security_groups() -> list[str]:
     problems = []
     nothing = ("-1", None, None, "127.0.0.1/32")  # replaces the default allow-all egress
-    lb_sg, task_sg = ("<Ref LoadBalancerSecurityGroup>", "<GetAtt LoadBalancerSecurityGroup.GroupId>"), ("<Ref TaskSecurityGroup>", "<GetAtt TaskSecurityGroup.GroupId>")
+    lb_sg, task_sg = "<Ref LoadBalancerSecurityGroup>", "<GetAtt TaskSecurityGroup.GroupId>"
     for variant, params in VARIANTS.items():
         s = stack(params)
         want = {
             "LoadBalancerSecurityGroup": (
                 [("tcp", 443, 443, "0.0.0.0/0"), ("tcp", 80, 80, "0.0.0.0/0")],
-                [nothing, ("tcp", APP_PORT, APP_PORT, task_sg[1])],
+                [nothing, ("tcp", APP_PORT, APP_PORT, task_sg)],
             ),
             "TaskSecurityGroup": (
-                [("tcp", APP_PORT, APP_PORT, lb_sg[0])] + ([("tcp", METRICS_PORT, METRICS_PORT, METRICS_CIDR)] if "MetricsCidr" in params else []),
+                [("tcp", APP_PORT, APP_PORT, lb_sg)] + ([("tcp", METRICS_PORT, METRICS_PORT, METRICS_CIDR)] if "MetricsCidr" in params else []),
                 [("tcp", 443, 443, "0.0.0.0/0"),
                  ("tcp", 5432, 5432, "<Ref DatabaseSecurityGroup>") if params.get("Database") != "existing" else ("tcp", 5432, 5432, "0.0.0.0/0")],
             ),
         }
         if params.get("Database") != "existing":
-            want["DatabaseSecurityGroup"] = ([("tcp", 5432, 5432, task_sg[1])], [nothing])
+            want["DatabaseSecurityGroup"] = ([("tcp", 5432, 5432, task_sg)], [nothing])
         if resources_of_type(s, "AWS::EC2::SecurityGroup") != sorted(want):
             problems.append(f"{variant}: security groups {resources_of_type(s, 'AWS::EC2::SecurityGroup')}")
-        for group, (want_in, want_out) in want.items():
-            if ingress(s, group) != sorted(want_in, key=str):
-                problems.append(f"{variant}: {group} ingress {ingress(s, group)}, expected {sorted(want_in, key=str)}")
-            if egress(s, group) != sorted(want_out, key=str):
-                problems.append(f"{variant}: {group} egress {egress(s, group)}, expected {sorted(want_out, key=str)}")
+        for group, rules in want.items():
+            for direction, expected in zip(("Ingress", "Egress"), rules):
+                got = group_rules(s, group, direction)
+                if got != sorted(expected, key=str):
+                    problems.append(f"{variant}: {group} {direction.lower()} {got}, expected {sorted(expected, key=str)}")
     return problems
 
 
@@ -404,7 +391,7 @@ def setting_names() -> list[str]:
     """Every RESTOP_* name the runtime kit sets is one of restop's settings."""
     known = set(re.findall(r'env = "([A-Z_]+)"', CONFIG_RS.read_text()))
     problems = []
-    used = {f"service.yaml: {name}" : name for name in environment(stack(WITH_ADMIN))}
+    used = {f"service.yaml: {name}": name for name in environment(stack(WITH_ADMIN))}
     used.update({f"service.yaml secret: {x['Name']}": x["Name"] for x in container(stack(CREATE))["Secrets"]})
     for path in [ROOT / "deploy" / "systemd" / "restop.env.example", ROOT / "docker-compose.yml", ROOT / "Dockerfile"]:
         for name in re.findall(r"\b(RESTOP_[A-Z_]+)\b", path.read_text()):
