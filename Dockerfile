@@ -52,8 +52,11 @@ RUN groupadd --gid 10001 restop \
 
 COPY --from=builder /usr/local/bin/restop /usr/local/bin/restop
 
-# The default SQLite database lives in the working directory; mount a volume here to keep it.
+# restop writes nothing but its SQLite database (none at all with PostgreSQL), so the image
+# runs with a read-only root filesystem (docker run --read-only, compose's read_only: true,
+# ECS's readonlyRootFilesystem): /var/lib/restop is the one writable place, a volume.
 WORKDIR /var/lib/restop
+VOLUME ["/var/lib/restop"]
 
 ENV RESTOP_LISTEN=0.0.0.0:8080 \
     RESTOP_LOG_FORMAT=json \
@@ -63,9 +66,13 @@ EXPOSE 8080
 
 USER 10001
 
-# No HEALTHCHECK: the image carries no HTTP client. Orchestrators should probe over HTTP:
-# GET /healthz (liveness, 200 while the process runs) and GET /readyz (readiness, 200 when
-# the database answers). docker-compose.yml shows a probe that needs only bash.
-# restop is PID 1 and handles SIGTERM itself (drains requests, finishes steps in flight).
+# No HEALTHCHECK, by design: whatever routes traffic to restop checks it over HTTP, where it
+# matters. The load balancer of deploy/cloudformation/service.yaml sends traffic only to tasks
+# whose GET /readyz answers 200 (the database answers) and ECS replaces tasks that fail it;
+# GET /healthz is 200 while the process runs (liveness). A HEALTHCHECK would need an HTTP
+# client in the image and would only duplicate that. docker-compose.yml, which has no load
+# balancer, probes /readyz with bash alone.
+# restop is PID 1 and handles SIGTERM itself: it stops accepting, drains requests and finishes
+# the steps in flight, within 40 s (give it that: docker stop -t 40, ECS stopTimeout 40).
 ENTRYPOINT ["/usr/local/bin/restop"]
 CMD ["serve"]

@@ -6,8 +6,9 @@ through moto's multi-account STS), and of a second region. Each must end CREATE_
 the outputs and resources it promises; IAM roles are read back from moto's IAM and compared
 with deploy/iam/ (account id and region put back as placeholders).
 
-moto 5.2.5's CloudFormation has no AWS::SNS::TopicPolicy, AWS::SNS::Subscription nor
-AWS::RDS::EventSubscription: it skips them silently and still says CREATE_COMPLETE. The
+moto 5.2.5's CloudFormation has no AWS::SNS::TopicPolicy, AWS::SNS::Subscription,
+AWS::RDS::EventSubscription, AWS::SecretsManager::Secret nor AWS::EC2::SecurityGroupEgress:
+it skips them silently and still says CREATE_COMPLETE. The
 checks therefore compare the stack's resources with what the template should create, accept
 exactly those types as missing (printed as notes), and then create the skipped resources
 through the service APIs with the properties the template resolves to (tests/deploy/cfn.py,
@@ -21,12 +22,14 @@ from __future__ import annotations
 import ast
 import atexit
 import json
+import re
 import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
 import boto3
+import botocore.exceptions
 
 import cfn
 from runner import Check
@@ -43,7 +46,10 @@ REGION = "us-east-1"
 ENDPOINT = "https://restop.example.com/sns"
 
 # What moto 5.2.5's CloudFormation skips (with only a log line). Any other missing resource fails.
-MOTO_UNSUPPORTED = {"AWS::SNS::TopicPolicy", "AWS::SNS::Subscription", "AWS::RDS::EventSubscription"}
+MOTO_UNSUPPORTED = {
+    "AWS::SNS::TopicPolicy", "AWS::SNS::Subscription", "AWS::RDS::EventSubscription",
+    "AWS::SecretsManager::Secret", "AWS::EC2::SecurityGroupEgress",
+}
 
 
 class Moto:
@@ -112,6 +118,7 @@ class Deployed:
         self.account, self.region = account, region
         self.problems: list[str] = []
         self.notes: list[str] = []
+        self.secret_values: dict[str, str] = {}
         cf = MOTO.client("cloudformation", account, region)
         stack_id = cf.create_stack(
             StackName=f"restop-{template_name.removesuffix('.yaml')}",
@@ -131,6 +138,7 @@ class Deployed:
         pseudo = {**cfn.PLACEHOLDER_PSEUDO, "AWS::AccountId": account, "AWS::Region": region, "AWS::StackName": stack["StackName"]}
         refs = {name: physical for name, (_, physical) in self.resources.items()}
         attrs = {f"{name}.Arn": f"arn:aws:iam::{account}:role/{physical}" for name, (kind, physical) in self.resources.items() if kind == "AWS::IAM::Role"}
+        attrs.update({f"{name}.GroupId": physical for name, (kind, physical) in self.resources.items() if kind == "AWS::EC2::SecurityGroup"})
         self.model = cfn.Stack(cfn.load(CFN_DIR / template_name), params, pseudo=pseudo, refs=refs, attrs=attrs)
         expected = self.model.active_resources()
         skipped = []
@@ -159,9 +167,23 @@ class Deployed:
         """Create what moto's CloudFormation skipped, through the service APIs, and read it back."""
         sns = MOTO.client("sns", self.account, self.region)
         rds = MOTO.client("rds", self.account, self.region)
-        for name, res in self.model.active_resources().items():
-            if name in self.resources:
-                continue
+        secrets = MOTO.client("secretsmanager", self.account, self.region)
+        ec2 = MOTO.client("ec2", self.account, self.region)
+
+        def resolve_secrets(text: str) -> str:
+            return re.sub(
+                r"\{\{resolve:secretsmanager:([^}]+)\}\}",
+                lambda m: secrets.get_secret_value(SecretId=m.group(1))["SecretString"],
+                text,
+            )
+
+        # Generated secrets first: the others are built from them.
+        skipped = sorted(
+            (name for name in self.model.active_resources() if name not in self.resources),
+            key=lambda name: "GenerateSecretString" not in self.model.template["Resources"][name].get("Properties", {}),
+        )
+        for name in skipped:
+            res = self.model.template["Resources"][name]
             props = self.model.properties(name)
             if res["Type"] == "AWS::SNS::TopicPolicy":
                 for topic in props["Topics"]:
@@ -189,6 +211,29 @@ class Deployed:
                     or got["Endpoint"] != ENDPOINT
                 ):
                     self.problems.append(f"{name}: subscription read back as {got}")
+            elif res["Type"] == "AWS::SecretsManager::Secret":
+                if "GenerateSecretString" in props:
+                    generate = props["GenerateSecretString"]
+                    value = secrets.get_random_password(
+                        PasswordLength=generate["PasswordLength"], ExcludePunctuation=generate["ExcludePunctuation"]
+                    )["RandomPassword"]
+                else:
+                    value = resolve_secrets(props["SecretString"])
+                arn = secrets.create_secret(Name=f"{self.model.pseudo['AWS::StackName']}-{name}", SecretString=value)["ARN"]
+                self.model.refs[name] = arn  # Ref of a secret is its ARN
+                self.secret_values[name] = secrets.get_secret_value(SecretId=arn)["SecretString"]
+            elif res["Type"] == "AWS::EC2::SecurityGroupEgress":
+                permission = {
+                    "IpProtocol": props["IpProtocol"], "FromPort": props["FromPort"], "ToPort": props["ToPort"],
+                    "UserIdGroupPairs": [{"GroupId": props["DestinationSecurityGroupId"]}],
+                }
+                ec2.authorize_security_group_egress(GroupId=props["GroupId"], IpPermissions=[permission])
+                (group,) = ec2.describe_security_groups(GroupIds=[props["GroupId"]])["SecurityGroups"]
+                if not any(
+                    p.get("FromPort") == props["FromPort"] and [g["GroupId"] for g in p.get("UserIdGroupPairs", [])] == [props["DestinationSecurityGroupId"]]
+                    for p in group["IpPermissionsEgress"]
+                ):
+                    self.problems.append(f"{name}: egress read back as {group['IpPermissionsEgress']}")
             elif res["Type"] == "AWS::RDS::EventSubscription":
                 rds.create_event_subscription(
                     SubscriptionName=props["SubscriptionName"], SnsTopicArn=props["SnsTopicArn"],
@@ -329,6 +374,149 @@ def another_region() -> list[str]:
     return events.result() + restop.result()
 
 
+def service_network() -> dict[str, str]:
+    """A VPC with two public and two private subnets, a certificate and a hosted zone: what
+    service.yaml's parameters name."""
+    ec2 = MOTO.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{i}.0/24", AvailabilityZone=f"{REGION}{'ab'[i % 2]}")["Subnet"]["SubnetId"]
+        for i in range(4)
+    ]
+    cert = MOTO.client("acm").request_certificate(DomainName="restop.example.com", ValidationMethod="DNS")["CertificateArn"]
+    zone = MOTO.client("route53").create_hosted_zone(Name="example.com", CallerReference="deploy-checks")["HostedZone"]["Id"]
+    return {
+        "VpcId": vpc,
+        "PublicSubnetIds": ",".join(subnets[:2]),
+        "PrivateSubnetIds": ",".join(subnets[2:]),
+        "CertificateArn": cert,
+        "HostedZoneId": zone.rsplit("/", 1)[-1],
+    }
+
+
+def service_existing_database() -> list[str]:
+    """service.yaml with Database=existing, AdminCidr, MetricsCidr and a hosted zone; read back
+    from moto's ECS, ELBv2, EC2, CloudWatch Logs, Route 53 and Secrets Manager."""
+    MOTO.reset()
+    url_secret = MOTO.client("secretsmanager").create_secret(
+        Name="restop-database-url", SecretString="postgres://restop:pw@db.internal:5432/restop"
+    )["ARN"]
+    params = {
+        **service_network(),
+        "ImageUri": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/restop:0.1.0",
+        "DomainName": "restop.example.com",
+        "TaskRoleArn": f"arn:aws:iam::{ACCOUNT}:role/restop",
+        "TopicArns": f"arn:aws:sns:{REGION}:{ACCOUNT}:restop-rds-events",
+        "AdminCidr": "203.0.113.0/24",
+        "MetricsCidr": "10.0.0.0/16",
+        "Database": "existing",
+        "DatabaseUrlSecretArn": url_secret,
+    }
+    service = Deployed("service.yaml", params)
+    problems = service.problems
+    # Outputs of resources moto skipped are missing; the others must be the template's.
+    model = {k: v for k, v in service.model.outputs().items() if k not in ("ApiTokenSecretArn", "SnsBasicAuthSecretArn")}
+    want = {**model, "LoadBalancerDnsName": service.outputs.get("LoadBalancerDnsName")}
+    if service.outputs != want or not str(want["LoadBalancerDnsName"]).endswith(".elb.amazonaws.com"):
+        problems.append(f"outputs {service.outputs}, expected {want}")
+    if service.outputs.get("SnsEndpoint") != "https://restop.example.com/sns":
+        problems.append(f"SnsEndpoint {service.outputs.get('SnsEndpoint')}")
+
+    basic_auth = service.secret_values.get("SnsBasicAuthSecret", "")
+    if not re.fullmatch(r"sns:[A-Za-z0-9]{40}", basic_auth):
+        problems.append(f"RESTOP_SNS_BASIC_AUTH's secret is not user:password ({len(basic_auth)} characters)")
+    if not re.fullmatch(r"[A-Za-z0-9]{48}", service.secret_values.get("ApiTokenSecret", "")):
+        problems.append("RESTOP_API_TOKENS's secret is not a 48-character token")
+
+    ecs = MOTO.client("ecs")
+    cluster = service.outputs["Cluster"]
+    (svc,) = ecs.describe_services(cluster=cluster, services=[service.resources["Service"][1]])["services"]
+    # moto's AWS::ECS::Service and TaskDefinition drop some properties: noted, and held to the
+    # template by check_service.py instead.
+    task = ecs.describe_task_definition(taskDefinition=service.outputs["TaskDefinition"])["taskDefinition"]
+    dropped = [f"service {key}" for key in ("deploymentConfiguration", "networkConfiguration", "loadBalancers") if not svc.get(key)]
+    dropped += [f"service launchType ({svc.get('launchType')})"] if svc.get("launchType") != "FARGATE" else []
+    dropped += [f"task networkMode ({task.get('networkMode')})"] if task.get("networkMode") != "awsvpc" else []
+    if dropped:
+        service.notes.append(f"note: moto's ECS drops {', '.join(dropped)}: check_service.py checks the template's")
+    if (svc["desiredCount"], svc["taskDefinition"]) != (2, service.outputs["TaskDefinition"]):
+        problems.append(f"service {svc['desiredCount']} x {svc['taskDefinition']}")
+
+    (c,) = task["containerDefinitions"]
+    env = {e["name"]: e["value"] for e in c["environment"]}
+    if (c.get("readonlyRootFilesystem"), c.get("user"), env.get("RESTOP_LOG_FORMAT"), c.get("stopTimeout")) != (True, "10001:10001", "json", 40):
+        problems.append(f"task: read-only {c.get('readonlyRootFilesystem')}, user {c.get('user')}, logs {env.get('RESTOP_LOG_FORMAT')}, stop timeout {c.get('stopTimeout')}")
+    # moto keeps a null where Fn::If gave AWS::NoValue inside a list, and drops the ValueFrom of
+    # a skipped secret: only the given DATABASE_URL secret arrives whole.
+    got_secrets = {x["name"]: x.get("valueFrom") for x in c["secrets"] if x}
+    if sorted(got_secrets) != ["DATABASE_URL", "RESTOP_API_TOKENS", "RESTOP_SNS_BASIC_AUTH"] or got_secrets["DATABASE_URL"] != url_secret:
+        problems.append(f"task secrets {got_secrets}")
+    if set(env) & {"DATABASE_URL", "RESTOP_API_TOKENS", "RESTOP_SNS_BASIC_AUTH"}:
+        problems.append(f"a secret in the task's plain environment: {sorted(env)}")
+
+    elb = MOTO.client("elbv2")
+    (tg,) = elb.describe_target_groups(TargetGroupArns=[service.resources["TargetGroup"][1]])["TargetGroups"]
+    if (tg["HealthCheckPath"], tg["Port"], tg["TargetType"]) != ("/readyz", 8080, "ip"):
+        problems.append(f"target group {tg['HealthCheckPath']} {tg['Port']} {tg['TargetType']}")
+    https = elb.describe_listeners(ListenerArns=[service.resources["HttpsListener"][1]])["Listeners"][0]
+    if (https["Protocol"], https["Port"], https.get("SslPolicy")) != ("HTTPS", 443, "ELBSecurityPolicy-TLS13-1-2-2021-06"):
+        problems.append(f"HTTPS listener {https['Protocol']} {https['Port']} {https.get('SslPolicy')}")
+    rules = {}
+    for rule in elb.describe_rules(ListenerArn=https["ListenerArn"])["Rules"]:
+        conditions = {cond["Field"]: cond.get("PathPatternConfig", cond.get("SourceIpConfig", {})).get("Values") for cond in rule["Conditions"]}
+        rules[rule["Priority"]] = (conditions, rule["Actions"][0]["Type"])
+    want_rules = {
+        "10": ({"path-pattern": ["/sns"]}, "forward"),
+        "20": ({"path-pattern": ["/v1/*", "/ui*"], "source-ip": ["203.0.113.0/24"]}, "forward"),
+        "default": ({}, "fixed-response"),
+    }
+    if rules != want_rules:
+        problems.append(f"HTTPS listener rules {rules}, expected {want_rules}")
+
+    ec2 = MOTO.client("ec2")
+    task_sg, lb_sg = service.resources["TaskSecurityGroup"][1], service.resources["LoadBalancerSecurityGroup"][1]
+    (group,) = ec2.describe_security_groups(GroupIds=[task_sg])["SecurityGroups"]
+    ingress = sorted(
+        (p["FromPort"], [r["CidrIp"] for r in p.get("IpRanges", [])] + [g["GroupId"] for g in p.get("UserIdGroupPairs", [])])
+        for p in group["IpPermissions"]
+    )
+    if ingress != [(8080, [lb_sg]), (9090, ["10.0.0.0/16"])]:
+        problems.append(f"task security group ingress {ingress}")
+
+    (group,) = MOTO.client("logs").describe_log_groups(logGroupNamePrefix=service.outputs["LogGroup"])["logGroups"]
+    if group.get("retentionInDays") != 90:
+        problems.append(f"log group retention {group.get('retentionInDays')}")
+
+    records = MOTO.client("route53").list_resource_record_sets(HostedZoneId=params["HostedZoneId"])["ResourceRecordSets"]
+    alias = [r for r in records if r["Name"].rstrip(".") == "restop.example.com" and r["Type"] == "A"]
+    if len(alias) != 1 or alias[0].get("AliasTarget", {}).get("DNSName", "").rstrip(".") != service.outputs["LoadBalancerDnsName"]:
+        problems.append(f"DNS record {alias}")
+    return service.result()
+
+
+def service_created_database() -> list[str]:
+    """Database=create: moto's RDS has no MasterUserSecret attribute (RDS's managed password),
+    so this stack cannot be created there; the check records that and that nothing else fails."""
+    MOTO.reset()
+    network = service_network()
+    del network["HostedZoneId"]
+    params = {
+        **network,
+        "ImageUri": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/restop:0.1.0",
+        "DomainName": "restop.example.com",
+        "TaskRoleArn": f"arn:aws:iam::{ACCOUNT}:role/restop",
+        "TopicArns": f"arn:aws:sns:{REGION}:{ACCOUNT}:restop-rds-events",
+    }
+    try:
+        Deployed("service.yaml", params)
+    except botocore.exceptions.ClientError as e:
+        message = str(e)
+        if "MasterUserSecret" in message:
+            return ["note: moto cannot deploy service.yaml with Database=create: " + message.split(": ", 1)[-1]]
+        return [f"service.yaml Database=create: {message}"]
+    return ["note: moto now deploys service.yaml with Database=create: check its database in moto too"]
+
+
 def unsupported_types_report() -> list[str]:
     if not MOTO.skipped:
         return ["note: moto's CloudFormation deployed every resource type of the kit"]
@@ -342,6 +530,8 @@ def checks() -> list[Check]:
         Check("moto", "single account, Step Functions mode: restop.yaml (+ without state machine) + member-role.yaml", single_account_step_functions),
         Check("moto", f"organisation: central-topic.yaml here, member-events.yaml + member-role.yaml in account {MEMBER}", organisation_with_central_topic),
         Check("moto", "eu-west-1: member-events.yaml and restop.yaml", another_region),
+        Check("moto", "service.yaml, Database=existing, AdminCidr, MetricsCidr, hosted zone", service_existing_database),
+        Check("moto", "service.yaml, Database=create", service_created_database),
         Check("moto", "resource types moto's CloudFormation skipped", unsupported_types_report),
         Check("moto", "stop the launcher", MOTO.stop),
     ]
