@@ -1,0 +1,96 @@
+//! The protected databases of one watched account and region.
+
+use aws_sdk_rds::types::Tag;
+
+use super::{Check, CheckStatus, Reach, explain};
+use crate::config::EngineConfig;
+use crate::engine::aws::{cluster_facts, instance_facts};
+use crate::rds::resource::{ResourceKind, not_stoppable_reason};
+
+/// How many databases carry the protection tag, and which of them RDS can never stop.
+pub(super) async fn protected(
+    reach: &Reach,
+    engine: &EngineConfig,
+    account: &str,
+    region: &str,
+) -> Check {
+    let name = format!("protected {account}/{region}");
+    let rds = match reach.rds(account, region).await {
+        Ok(rds) => rds,
+        Err(e) => return Check::new(name, CheckStatus::Fail, e),
+    };
+    let instances = match rds
+        .describe_db_instances()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+    {
+        Ok(instances) => instances,
+        Err(e) => {
+            let detail = format!("rds:DescribeDBInstances failed: {}", explain(&e));
+            return Check::new(name, CheckStatus::Fail, detail);
+        }
+    };
+    let clusters = match rds
+        .describe_db_clusters()
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+    {
+        Ok(clusters) => clusters,
+        Err(e) => {
+            let detail = format!("rds:DescribeDBClusters failed: {}", explain(&e));
+            return Check::new(name, CheckStatus::Fail, detail);
+        }
+    };
+    let mut never = Vec::new();
+    let mut protected_instances = 0;
+    for db in instances
+        .iter()
+        .filter(|db| protects(engine, db.tag_list()))
+    {
+        if let Some(why) = not_stoppable_reason(ResourceKind::DbInstance, &instance_facts(db)) {
+            let id = db.db_instance_identifier().unwrap_or_default();
+            never.push(format!("instance {id}: {why}"));
+        }
+        protected_instances += 1;
+    }
+    let mut protected_clusters = 0;
+    for cluster in clusters.iter().filter(|c| protects(engine, c.tag_list())) {
+        if let Some(why) = not_stoppable_reason(ResourceKind::DbCluster, &cluster_facts(cluster)) {
+            let id = cluster.db_cluster_identifier().unwrap_or_default();
+            never.push(format!("cluster {id}: {why}"));
+        }
+        protected_clusters += 1;
+    }
+    let counts = format!(
+        "{protected_instances} instances and {protected_clusters} clusters tagged {}={}",
+        engine.tag_key, engine.tag_value
+    );
+    if never.is_empty() {
+        Check::new(name, CheckStatus::Ok, counts)
+    } else {
+        let detail = format!(
+            "{counts}; RDS can never stop {}: {}",
+            never.len(),
+            never.join("; ")
+        );
+        Check::new(name, CheckStatus::Warn, detail)
+    }
+}
+
+/// The engine's tag rule (`decide::protection`): the first tag with the key exactly,
+/// whose value matches in any case.
+fn protects(engine: &EngineConfig, tags: &[Tag]) -> bool {
+    tags.iter()
+        .find(|t| t.key().unwrap_or_default() == engine.tag_key)
+        .is_some_and(|t| {
+            t.value()
+                .unwrap_or_default()
+                .eq_ignore_ascii_case(&engine.tag_value)
+        })
+}
