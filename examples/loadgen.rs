@@ -759,10 +759,10 @@ impl CpuSample {
         for entry in std::fs::read_dir("/proc")? {
             let name = entry?.file_name();
             let name = name.to_string_lossy();
-            if let Ok(pid) = name.parse::<u32>() {
-                if let Some(stat) = ProcStat::read(&name) {
-                    stats.insert(pid, stat);
-                }
+            if let Ok(pid) = name.parse::<u32>()
+                && let Some(stat) = ProcStat::read(&name)
+            {
+                stats.insert(pid, stat);
             }
         }
         let postgres = match postmaster.and_then(|pid| stats.get(&pid).map(|stat| (pid, stat))) {

@@ -431,17 +431,17 @@ async fn wake(
     {
         // An Aurora member's start says its cluster is coming up.
         let facts = tokio::time::timeout(WAKE_LOOKUP_TIMEOUT, app.aws.describe(resource)).await;
-        if let Ok(Ok(facts)) = facts {
-            if let Some(cluster) = facts.cluster_id {
-                let arn = format!(
-                    "arn:{}:rds:{}:{}:cluster:{}",
-                    resource.partition,
-                    resource.region,
-                    resource.account,
-                    cluster.to_ascii_lowercase()
-                );
-                woken = store(app.store.wake(&arn, now)).await?;
-            }
+        if let Ok(Ok(facts)) = facts
+            && let Some(cluster) = facts.cluster_id
+        {
+            let arn = format!(
+                "arn:{}:rds:{}:{}:cluster:{}",
+                resource.partition,
+                resource.region,
+                resource.account,
+                cluster.to_ascii_lowercase()
+            );
+            woken = store(app.store.wake(&arn, now)).await?;
         }
     }
     match &woken {
@@ -473,10 +473,10 @@ fn classify(event: Option<&RdsEvent>, topic: &TopicArn, app: &AppState) -> Class
         return Classified::Ignored("not an RDS event".into());
     };
     let resource = event.resource();
-    if let Ok(resource) = &resource {
-        if !fits_topic(resource, topic, &app.member_accounts) {
-            return Classified::Foreign(resource.clone());
-        }
+    if let Ok(resource) = &resource
+        && !fits_topic(resource, topic, &app.member_accounts)
+    {
+        return Classified::Foreign(resource.clone());
     }
     let acts_on = app.event_ids.contains(&event.event_id);
     let wakes = app.wake_event_ids.contains(&event.event_id);
