@@ -519,7 +519,7 @@ fn print_latencies(label: &str, mut seconds: Vec<f64>) {
         return;
     }
     seconds.sort_by(f64::total_cmp);
-    let median = if seconds.len() % 2 == 0 {
+    let median = if seconds.len().is_multiple_of(2) {
         (seconds[seconds.len() / 2 - 1] + seconds[seconds.len() / 2]) / 2.0
     } else {
         seconds[seconds.len() / 2]

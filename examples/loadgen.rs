@@ -32,6 +32,7 @@ use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 use tokio::process::{Child, Command};
 
+use restop::config::DatabaseConfig;
 use restop::testing::sns;
 
 #[derive(Debug, Parser)]
@@ -758,10 +759,10 @@ impl CpuSample {
         for entry in std::fs::read_dir("/proc")? {
             let name = entry?.file_name();
             let name = name.to_string_lossy();
-            if let Ok(pid) = name.parse::<u32>() {
-                if let Some(stat) = ProcStat::read(&name) {
-                    stats.insert(pid, stat);
-                }
+            if let Ok(pid) = name.parse::<u32>()
+                && let Some(stat) = ProcStat::read(&name)
+            {
+                stats.insert(pid, stat);
             }
         }
         let postgres = match postmaster.and_then(|pid| stats.get(&pid).map(|stat| (pid, stat))) {
@@ -904,29 +905,6 @@ struct Pgbench {
     cpu: CpuUse,
 }
 
-/// restop's `sns_messages` columns, with its primary key and index.
-const PGBENCH_DDL: &str = "
-CREATE TABLE bench_messages (
-    message_id          TEXT PRIMARY KEY,
-    message_type        TEXT NOT NULL,
-    topic_arn           TEXT NOT NULL,
-    subject             TEXT,
-    sent_at             TIMESTAMPTZ NOT NULL,
-    received_at         TIMESTAMPTZ NOT NULL,
-    signature_version   TEXT NOT NULL,
-    disposition         TEXT NOT NULL,
-    disposition_reason  TEXT,
-    body                TEXT NOT NULL,
-    event_id            TEXT,
-    source_type         TEXT,
-    source_id           TEXT,
-    source_arn          TEXT,
-    region              TEXT,
-    account_id          TEXT
-);
-CREATE INDEX bench_messages_received ON bench_messages (received_at DESC, message_id DESC);
-";
-
 /// One autocommitted single-row insert per transaction, the row like one restop stores.
 fn pgbench_script() -> String {
     let body = sns::rds_event_message("RDS-EVENT-0001", "db-instance", "db-1").replace(
@@ -935,13 +913,14 @@ fn pgbench_script() -> String {
     );
     let text = |s: &str| format!("'{}'", s.replace('\'', "''"));
     format!(
-        "INSERT INTO bench_messages (message_id, message_type, topic_arn, subject, sent_at, \
+        "INSERT INTO sns_messages (message_id, message_type, topic_arn, subject, sent_at, \
          received_at, signature_version, disposition, disposition_reason, body, event_id, \
          source_type, source_id, source_arn, region, account_id) VALUES \
          (md5(random()::text || clock_timestamp()::text), 'Notification', {topic}, \
          'RDS Notification Message', now(), clock_timestamp(), '2', 'ignored', \
-         'RDS-EVENT-0001 is not in RESTOP_EVENT_IDS', {body}, 'RDS-EVENT-0001', 'db-instance', \
-         'db-1', 'arn:aws:rds:us-east-1:123456789012:db:db-1', 'us-east-1', '123456789012');\n",
+         'RDS-EVENT-0001 is not in RESTOP_EVENT_IDS', convert_to({body}, 'UTF8'), \
+         'RDS-EVENT-0001', 'db-instance', 'db-1', 'arn:aws:rds:us-east-1:123456789012:db:db-1', \
+         'us-east-1', '123456789012');\n",
         topic = text(sns::TOPIC),
         body = text(&body),
     )
@@ -954,9 +933,13 @@ async fn run_pgbench(
     id: &str,
     postmaster: Option<u32>,
 ) -> anyhow::Result<Pgbench> {
-    let mut conn = PgConnection::connect(database_url).await?;
-    sqlx::raw_sql(PGBENCH_DDL).execute(&mut conn).await?;
-    conn.close().await.ok();
+    // pgbench inserts into restop's own table, with its indexes, as restop's migrations
+    // make it.
+    let config = DatabaseConfig {
+        database_url: database_url.parse().map_err(anyhow::Error::msg)?,
+        db_max_connections: 1,
+    };
+    drop(restop::store::connect_and_migrate(&config).await?);
 
     let script = std::env::temp_dir().join(format!("restop_bench_{id}_insert.sql"));
     std::fs::write(&script, pgbench_script())?;

@@ -454,11 +454,11 @@ impl Cli {
 
         let error = match Self::try_parse() {
             Ok(cli) => {
-                if let Command::Serve(config) = &cli.command {
-                    if let Err(problem) = config.validate() {
-                        eprintln!("restop: invalid settings: {problem}");
-                        std::process::exit(2);
-                    }
+                if let Command::Serve(config) = &cli.command
+                    && let Err(problem) = config.validate()
+                {
+                    eprintln!("restop: invalid settings: {problem}");
+                    std::process::exit(2);
                 }
                 return cli;
             }

@@ -271,10 +271,10 @@ fn on_status(s: &Situation, facts: &ResourceFacts, policy: &Policy) -> Decision 
         }
         _ => policy.poll_interval,
     };
-    if s.phase == Phase::WaitAvailable {
-        if let Some(reason) = not_stoppable_reason(s.kind, facts) {
-            return Decision::finish(Outcome::NotStoppable, reason);
-        }
+    if s.phase == Phase::WaitAvailable
+        && let Some(reason) = not_stoppable_reason(s.kind, facts)
+    {
+        return Decision::finish(Outcome::NotStoppable, reason);
     }
     let status = facts.status.as_str();
     match (classify(status), s.phase) {

@@ -117,13 +117,13 @@ pub struct ResourceFacts {
 
 /// Why RDS refuses to stop this resource, if it does.
 pub fn not_stoppable_reason(kind: ResourceKind, facts: &ResourceFacts) -> Option<String> {
-    if let Some(cluster) = &facts.cluster_id {
-        if kind == ResourceKind::DbInstance {
-            return Some(format!(
-                "Aurora member instance of cluster {cluster}: stop the cluster instead \
+    if let Some(cluster) = &facts.cluster_id
+        && kind == ResourceKind::DbInstance
+    {
+        return Some(format!(
+            "Aurora member instance of cluster {cluster}: stop the cluster instead \
                  (its RDS-EVENT-0153 does)"
-            ));
-        }
+        ));
     }
     if let Some(source) = &facts.replica_source {
         return Some(format!("read replica of {source}"));

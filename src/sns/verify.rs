@@ -34,11 +34,11 @@ impl Verifier {
     pub async fn verify(&self, msg: &SnsMessage) -> Result<(), Rejection> {
         let cert_url = validate_cert_url(&msg.signing_cert_url, &msg.topic_arn, &self.extra_hosts)
             .map_err(Rejection::SigningCertUrl)?;
-        if let (Some(url), Some(token)) = (&msg.subscribe_url, &msg.token) {
-            if msg.message_type == MessageType::SubscriptionConfirmation {
-                validate_subscribe_url(url, &msg.topic_arn, token, &self.extra_hosts)
-                    .map_err(Rejection::SubscribeUrl)?;
-            }
+        if let (Some(url), Some(token)) = (&msg.subscribe_url, &msg.token)
+            && msg.message_type == MessageType::SubscriptionConfirmation
+        {
+            validate_subscribe_url(url, &msg.topic_arn, token, &self.extra_hosts)
+                .map_err(Rejection::SubscribeUrl)?;
         }
         if !self.is_topic_allowed(&msg.topic_arn) {
             return Err(Rejection::TopicNotAllowed(super::shorten(

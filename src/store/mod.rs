@@ -1,13 +1,19 @@
 //! Durable storage behind one small interface, with a Postgres and a SQLite implementation.
 //! The backend is chosen once, from the scheme of `DATABASE_URL`; nothing above this module
-//! sees SQL.
+//! sees SQL. The interface is one trait per table family; [`Store`] is all of them, and
+//! `sql/` holds their queries, one file per family, shared by both backends.
 
+mod changes;
 mod intake;
 mod postgres;
 mod records;
-mod sql;
+mod rows;
 mod sqlite;
 
+pub use changes::{
+    Claim, ExecutionLink, Inserted, JobUpdate, NewExecution, NewMessage, NewStep,
+    SubscriptionUpdate,
+};
 pub use intake::Intake;
 pub use records::{
     Cancelled, Execution, ExecutionFilter, ForcedStart, Job, MessageEvent, MessageFilter,
@@ -21,11 +27,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::config::{DatabaseConfig, DatabaseUrl};
-use crate::execution::{
-    Disposition, ExecutionStats, MessageType, Mode, NotifyState, Outcome, Phase, Status,
-    SubscriptionStatus, TriggerKind,
-};
-use crate::rds::resource::ResourceArn;
+use crate::execution::{Disposition, ExecutionStats};
 
 /// How long a request waits for a pooled connection before the database counts as down.
 /// SNS abandons a delivery after 15 s; answering 503 well before lets it retry.
@@ -58,118 +60,19 @@ pub enum MigrateError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
-#[derive(Debug, Clone)]
-pub struct NewMessage {
-    pub message_id: String,
-    pub message_type: MessageType,
-    pub topic_arn: String,
-    pub subject: Option<String>,
-    pub sent_at: DateTime<Utc>,
-    pub received_at: DateTime<Utc>,
-    pub signature_version: String,
-    pub disposition: Disposition,
-    pub disposition_reason: Option<String>,
-    /// The SNS `Message` field.
-    pub body: String,
-    pub event: Option<MessageEvent>,
-    /// For an accepted event: the execution to start, unless one is active for the resource.
-    pub execution: Option<NewExecution>,
-    /// An existing execution the message concerns (the one a "started" event woke).
-    pub execution_id: Option<String>,
-}
-
-/// A change to what is known of a topic's subscription.
-#[derive(Clone)]
-pub struct SubscriptionUpdate {
-    pub topic_arn: String,
-    pub status: SubscriptionStatus,
-    pub subscription_arn: Option<String>,
-    pub subscribe_url: Option<String>,
-    pub message_id: String,
-    pub error: Option<String>,
-    pub at: DateTime<Utc>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Inserted {
-    New {
-        /// The execution the message started or joined.
-        execution: Option<ExecutionLink>,
-    },
-    /// A redelivery: nothing was written. Carries the stored disposition.
-    Duplicate(Disposition),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExecutionLink {
-    pub id: String,
-    /// True when an active execution for the resource already existed.
-    pub joined: bool,
-    /// True when the active execution was a dry run (or skipped the tag check) and a real
-    /// event made it a real run.
-    pub upgraded: bool,
-}
-
-/// An execution about to be created.
-#[derive(Debug, Clone)]
-pub struct NewExecution {
-    pub id: String,
-    pub resource: ResourceArn,
-    pub trigger: TriggerKind,
-    pub message_id: Option<String>,
-    pub event_id: Option<String>,
-    pub mode: Mode,
-    pub dry_run: bool,
-    pub skip_tag_check: bool,
-    pub event_at: DateTime<Utc>,
-    pub created_at: DateTime<Utc>,
-    pub deadline_at: DateTime<Utc>,
-}
-
-/// One step of an execution's history, about to be recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewStep {
-    pub at: DateTime<Utc>,
-    /// The phase the step ran in, or `notify`.
-    pub step: String,
-    pub rds_status: Option<String>,
-    pub action: String,
-    pub error: Option<String>,
-}
-
-/// The state a step leaves its execution in.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobUpdate {
-    pub status: Status,
-    pub outcome: Option<Outcome>,
-    pub reason: Option<String>,
-    pub phase: Phase,
-    pub retries: u32,
-    pub stop_refusals: u32,
-    pub wake_polls: u32,
-    pub sfn_execution_arn: Option<String>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub notify_state: Option<NotifyState>,
-    pub notify_attempts: u32,
-    pub notify_error: Option<String>,
-    /// `None`: nothing left to do.
-    pub next_run_at: Option<DateTime<Utc>>,
-}
-
-/// Which due jobs a claim takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// Active executions waiting for a status: described together, many per call.
-    Polls,
-    /// Everything else: tag checks, stops, state machines, notifications.
-    Steps,
-}
-
+/// Everything restop keeps, one trait per table family. Callers hold an `Arc<dyn Store>` and
+/// call the families' methods on it directly.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store:
+    MessageStore + SubscriptionStore + ExecutionStore + JobStore + SweepStore + RetentionStore + 'static
+{
     /// Succeeds when the database answers a trivial query.
     async fn ping(&self) -> Result<(), StoreError>;
+}
 
+/// `sns_messages`: every authenticated SNS delivery, deduplicated on MessageId.
+#[async_trait]
+pub trait MessageStore: Send + Sync {
     /// Stores a message unless its MessageId is already stored; a new message's
     /// subscription change and execution are applied in the same transaction.
     async fn insert_message(
@@ -188,6 +91,15 @@ pub trait Store: Send + Sync + 'static {
         message_id: &str,
     ) -> Result<Option<Disposition>, StoreError>;
 
+    async fn list_messages(&self, filter: &MessageFilter)
+    -> Result<Vec<MessageRecord>, StoreError>;
+
+    async fn get_message(&self, message_id: &str) -> Result<Option<MessageRecord>, StoreError>;
+}
+
+/// `sns_subscriptions`: what restop knows of each topic's subscription to it.
+#[async_trait]
+pub trait SubscriptionStore: Send + Sync {
     /// Records how a confirmation attempt ended, on the message and its subscription at once.
     async fn record_confirmation(
         &self,
@@ -196,6 +108,56 @@ pub trait Store: Send + Sync + 'static {
         subscription: &SubscriptionUpdate,
     ) -> Result<(), StoreError>;
 
+    async fn list_subscriptions(&self) -> Result<Vec<SubscriptionRecord>, StoreError>;
+}
+
+/// `executions`: one per forced start, from its start to its end, and as the API reads them.
+#[async_trait]
+pub trait ExecutionStore: Send + Sync {
+    /// Starts an execution unless one is active for the resource; returns the one that is.
+    async fn start_execution(&self, execution: &NewExecution) -> Result<ExecutionLink, StoreError>;
+
+    /// Cancels an active execution: it ends at once, and the lease token moves on so that a
+    /// step in flight cannot commit. `notify` schedules the end-of-execution notification.
+    async fn cancel_execution(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        notify: bool,
+    ) -> Result<Cancelled, StoreError>;
+
+    /// Makes the active execution of `resource_arn` that waits for `available` look at its
+    /// database at once, with short polls after that. Returns its id, if there is one.
+    async fn wake(
+        &self,
+        resource_arn: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, StoreError>;
+
+    /// Whether an active execution of a DB cluster in `account` and `region` waits for
+    /// `available` (a member instance's "started" event may be for it).
+    async fn cluster_waiting(&self, account: &str, region: &str) -> Result<bool, StoreError>;
+
+    async fn list_executions(&self, filter: &ExecutionFilter)
+    -> Result<Vec<Execution>, StoreError>;
+
+    async fn get_execution(&self, id: &str) -> Result<Option<(Execution, Vec<Step>)>, StoreError>;
+
+    async fn execution_stats(&self, now: DateTime<Utc>) -> Result<ExecutionStats, StoreError>;
+
+    /// Executions by status and outcome: how many were created since `short` and since
+    /// `long`, and how many active ones there are whenever they were created.
+    async fn summarize_executions(
+        &self,
+        short: DateTime<Utc>,
+        long: DateTime<Utc>,
+    ) -> Result<Vec<SummaryCount>, StoreError>;
+}
+
+/// Executions as the engine works them: leased as jobs, one step at a time, each step
+/// recorded in `execution_steps` only while the job's lease token is current.
+#[async_trait]
+pub trait JobStore: Send + Sync {
     /// Leases up to `limit` due jobs of the `claim` kind to `owner` until `now + lease`.
     /// Jobs leased by another owner are skipped until that lease expires. Pending
     /// executions become running.
@@ -217,65 +179,24 @@ pub trait Store: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<Option<Job>, StoreError>;
 
-    /// Starts an execution unless one is active for the resource; returns the one that is.
-    async fn start_execution(&self, execution: &NewExecution) -> Result<ExecutionLink, StoreError>;
+    /// Records that restop is about to ask RDS to stop the job's database, if the job's
+    /// lease token is still current. `Ok(false)`: the job was taken over or cancelled.
+    async fn record_stop_intent(&self, job: &Job, at: DateTime<Utc>) -> Result<bool, StoreError>;
 
-    /// Cancels an active execution: it ends at once, and the lease token moves on so that a
-    /// step in flight cannot commit. `notify` schedules the end-of-execution notification.
-    async fn cancel_execution(
+    /// Appends `step` and applies `update` in one transaction, if `job`'s lease token is
+    /// still current. `Ok(false)`: the job was taken over or cancelled; nothing was written.
+    async fn complete_step(
         &self,
-        id: &str,
-        now: DateTime<Utc>,
-        notify: bool,
-    ) -> Result<Cancelled, StoreError>;
+        job: &Job,
+        step: &NewStep,
+        update: &JobUpdate,
+    ) -> Result<bool, StoreError>;
+}
 
-    async fn list_executions(&self, filter: &ExecutionFilter)
-    -> Result<Vec<Execution>, StoreError>;
-
-    async fn get_execution(&self, id: &str) -> Result<Option<(Execution, Vec<Step>)>, StoreError>;
-
-    async fn list_messages(&self, filter: &MessageFilter)
-    -> Result<Vec<MessageRecord>, StoreError>;
-
-    async fn get_message(&self, message_id: &str) -> Result<Option<MessageRecord>, StoreError>;
-
-    async fn list_subscriptions(&self) -> Result<Vec<SubscriptionRecord>, StoreError>;
-
-    async fn execution_stats(&self, now: DateTime<Utc>) -> Result<ExecutionStats, StoreError>;
-
-    /// Executions by status and outcome: how many were created since `short` and since
-    /// `long`, and how many active ones there are whenever they were created.
-    async fn summarize_executions(
-        &self,
-        short: DateTime<Utc>,
-        long: DateTime<Utc>,
-    ) -> Result<Vec<SummaryCount>, StoreError>;
-
-    /// Makes the active execution of `resource_arn` that waits for `available` look at its
-    /// database at once, with short polls after that. Returns its id, if there is one.
-    async fn wake(
-        &self,
-        resource_arn: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Option<String>, StoreError>;
-
-    /// Whether an active execution of a DB cluster in `account` and `region` waits for
-    /// `available` (a member instance's "started" event may be for it).
-    async fn cluster_waiting(&self, account: &str, region: &str) -> Result<bool, StoreError>;
-
-    /// Records a forced start found in RDS's event log: a new execution, unless one exists
-    /// for the same forced start (the resource, and an event time within an hour) or the
-    /// resource has an active one; an expired one if it is too old to act on. `note` is
-    /// the first step of a new execution; `notify` schedules the end notification of an
-    /// expired one.
-    async fn record_forced_start(
-        &self,
-        execution: &NewExecution,
-        expired: bool,
-        note: &str,
-        notify: bool,
-    ) -> Result<ForcedStart, StoreError>;
-
+/// `catchup_sweeps`: RDS's event log, read per account and region for forced starts
+/// that SNS did not deliver.
+#[async_trait]
+pub trait SweepStore: Send + Sync {
     /// Makes the sweeps of `places` due at `now`, adding those not yet swept: a restop
     /// that starts may have missed deliveries while it was down, so it looks at once.
     async fn ensure_sweeps(
@@ -303,22 +224,26 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
-    /// Records that restop is about to ask RDS to stop the job's database, if the job's
-    /// lease token is still current. `Ok(false)`: the job was taken over or cancelled.
-    async fn record_stop_intent(&self, job: &Job, at: DateTime<Utc>) -> Result<bool, StoreError>;
+    /// Records a forced start found in RDS's event log: a new execution, unless one exists
+    /// for the same forced start (the resource, and an event time within an hour) or the
+    /// resource has an active one; an expired one if it is too old to act on. `note` is
+    /// the first step of a new execution; `notify` schedules the end notification of an
+    /// expired one.
+    async fn record_forced_start(
+        &self,
+        execution: &NewExecution,
+        expired: bool,
+        note: &str,
+        notify: bool,
+    ) -> Result<ForcedStart, StoreError>;
+}
 
+/// What is old enough to go.
+#[async_trait]
+pub trait RetentionStore: Send + Sync {
     /// Deletes, at most `batch` of each, ignored messages received and executions finished
     /// before `before`. Returns how many rows went.
     async fn delete_expired(&self, before: DateTime<Utc>, batch: u32) -> Result<u64, StoreError>;
-
-    /// Appends `step` and applies `update` in one transaction, if `job`'s lease token is
-    /// still current. `Ok(false)`: the job was taken over or cancelled; nothing was written.
-    async fn complete_step(
-        &self,
-        job: &Job,
-        step: &NewStep,
-        update: &JobUpdate,
-    ) -> Result<bool, StoreError>;
 }
 
 /// How a database's schema compares with this build's migrations, read without changing

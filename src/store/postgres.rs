@@ -1,9 +1,10 @@
 //! The production backend: several restop replicas may share one Postgres database.
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, Postgres};
+use sqlx::ConnectOptions;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
 
-use super::{ACQUIRE_TIMEOUT, MigrateError};
+use super::MigrateError;
 
 pub struct PgStore {
     pool: PgPool,
@@ -12,39 +13,26 @@ pub struct PgStore {
 impl PgStore {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, MigrateError> {
         let options: PgConnectOptions = url.parse()?;
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options.application_name("restop"))
-            .await?;
-        // Takes an advisory lock: replicas starting together migrate once.
-        MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        sql::open(options.application_name("restop"), max_connections).await
     }
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/postgres");
 
-pub(super) async fn schema_state(url: &str) -> Result<super::SchemaState, sqlx::Error> {
+// What the queries in `sql` need to know of this backend.
+type Db = sqlx::Postgres;
+type SqlStore = PgStore;
+const BEGIN_WRITE: &str = "BEGIN";
+/// A claim skips the rows another replica's claim has locked instead of waiting for them.
+const CLAIM_LOCK: &str = "FOR UPDATE SKIP LOCKED";
+const MIGRATIONS_TABLE_EXISTS: &str = "SELECT to_regclass('_sqlx_migrations') IS NOT NULL";
+
+async fn connect_to_inspect(url: &str) -> Result<PgConnection, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
-    let mut conn = options.application_name("restop doctor").connect().await?;
-    let migrated: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
-        .fetch_one(&mut conn)
-        .await?;
-    let applied: Vec<i64> = if migrated {
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-            .fetch_all(&mut conn)
-            .await?
-    } else {
-        Vec::new()
-    };
-    conn.close().await.ok();
-    Ok(super::SchemaState::compare(&MIGRATOR, &applied))
+    options.application_name("restop doctor").connect().await
 }
 
-super::sql::impl_store!(
-    PgStore,
-    Postgres,
-    claim_lock = "FOR UPDATE SKIP LOCKED",
-    begin_write = "BEGIN"
-);
+#[path = "sql/mod.rs"]
+mod sql;
+
+pub(super) use sql::schema_state;

@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
+use sqlx::ConnectOptions;
+use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Connection, Sqlite};
 
-use super::{ACQUIRE_TIMEOUT, MigrateError};
+use super::MigrateError;
 
 /// A writer waits this long for another writer's lock before the database counts as busy.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -27,51 +28,42 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
-            .await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        sql::open(options, max_connections).await
     }
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static MIGRATOR: Migrator = sqlx::migrate!("migrations/sqlite");
 
-pub(super) async fn schema_state(url: &str) -> Result<super::SchemaState, sqlx::Error> {
-    let options: SqliteConnectOptions = url.parse()?;
-    let mut conn = options
-        .create_if_missing(false)
-        .read_only(true)
-        .connect()
-        .await?;
-    let migrated: bool = sqlx::query_scalar(
-        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
-    )
-    .fetch_one(&mut conn)
-    .await?;
-    let applied: Vec<i64> = if migrated {
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-            .fetch_all(&mut conn)
-            .await?
-    } else {
-        Vec::new()
-    };
-    conn.close().await.ok();
-    Ok(super::SchemaState::compare(&MIGRATOR, &applied))
-}
-
-// One process owns a SQLite database, and its writes are serialised: no row locks needed.
+// What the queries in `sql` need to know of this backend.
+type Db = sqlx::Sqlite;
+type SqlStore = SqliteStore;
 // Every transaction here writes, so it takes the write lock when it begins (waiting up to
 // BUSY_TIMEOUT for it): a deferred one that read first would fail at once with "database
 // is locked" when another connection committed in between, instead of waiting.
-super::sql::impl_store!(
-    SqliteStore,
-    Sqlite,
-    claim_lock = "",
-    begin_write = "BEGIN IMMEDIATE"
-);
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+/// One process owns a SQLite database, and its writes are serialised: no row locks needed.
+const CLAIM_LOCK: &str = "";
+const MIGRATIONS_TABLE_EXISTS: &str =
+    "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'";
+
+/// Opens the file read-only, and never creates it.
+async fn connect_to_inspect(url: &str) -> Result<SqliteConnection, sqlx::Error> {
+    let options: SqliteConnectOptions = url.parse()?;
+    options
+        .create_if_missing(false)
+        .read_only(true)
+        .connect()
+        .await
+}
+
+#[expect(
+    clippy::duplicate_mod,
+    reason = "compiled once per backend on purpose: see sql/mod.rs"
+)]
+#[path = "sql/mod.rs"]
+mod sql;
+
+pub(super) use sql::schema_state;
 
 #[cfg(test)]
 mod tests {
