@@ -30,7 +30,6 @@ on_both_backends!(
     a_tag_removed_while_waiting_prevents_the_stop,
     stops_refused_again_and_again_end_not_stoppable,
     aurora_global_database_members_are_not_stoppable,
-    a_subscription_is_confirmed_with_the_sns_api_where_restop_has_credentials,
 );
 
 async fn a_forced_start_of_an_instance_is_stopped_again(db: TestDb) {
@@ -597,34 +596,4 @@ async fn aurora_global_database_members_are_not_stoppable(db: TestDb) {
             .await
             .contains(&"StopDBCluster".to_owned())
     );
-}
-
-async fn a_subscription_is_confirmed_with_the_sns_api_where_restop_has_credentials(db: TestDb) {
-    let Some(w) = world(db, |_| {}).await else {
-        return;
-    };
-    // The topic lives in restop's own account (moto's), so restop may confirm it itself.
-    w.moto
-        .sns()
-        .await
-        .create_topic()
-        .name("rds-events")
-        .send()
-        .await
-        .unwrap();
-    let msg = w.stub.confirmation("SubscriptionConfirmation", "tok-api");
-    let (status, body) = w.app.post_sns(&msg).await;
-    assert_eq!(
-        (status, &body["disposition"]),
-        (200, &json!("confirmed")),
-        "{body}"
-    );
-    assert!(
-        w.stub.confirmations().is_empty(),
-        "the SubscribeURL was visited"
-    );
-    let calls = w.moto.call_params("ConfirmSubscription").await;
-    assert_eq!(calls.len(), 1, "{calls:?}");
-    assert_eq!(calls[0]["AuthenticateOnUnsubscribe"], "true");
-    assert_eq!(calls[0]["Token"], "tok-api");
 }
