@@ -6,3 +6,4 @@ mod durability;
 mod internal_mode;
 mod replicas;
 mod step_functions;
+mod wakeup;
