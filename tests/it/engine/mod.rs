@@ -3,6 +3,7 @@
 mod accounts;
 mod catchup;
 mod durability;
+mod forced_start;
 mod internal_mode;
 mod replicas;
 mod step_functions;

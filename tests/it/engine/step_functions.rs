@@ -1,18 +1,20 @@
 //! Step Functions mode end to end: restop checks the tag, starts deploy/state-machine.asl.json
 //! and follows it; moto's Step Functions interpreter runs the state machine against moto's
 //! RDS (with statuses that change over time). Every test runs on Postgres and on SQLite,
-//! each with a moto server of its own.
+//! each with a moto server of its own. The forced-start scenario both modes share is in
+//! forced_start.rs.
 
 use std::time::Duration;
 
-use restop::config::{CommaList, ServeConfig};
+use restop::config::CommaList;
 use restop::engine::aws::Aws;
 use restop::engine::decide::AwsFailure;
 use serde_json::{Value, json};
 
 use crate::on_both_backends;
 use crate::support::db::TestDb;
-use crate::support::moto::{Moto, cluster_arn, instance_arn};
+use crate::support::moto::{cluster_arn, instance_arn};
+use crate::support::step_functions::{World, world};
 use crate::support::world::PROTECTED;
 
 on_both_backends!(
@@ -22,8 +24,6 @@ on_both_backends!(
     a_global_database_member_is_reported_not_stoppable_by_the_state_machine,
     a_member_account_run_is_given_the_member_role,
     a_state_machine_run_past_the_deadline_is_stopped,
-    step_functions_mode_stops_an_instance,
-    step_functions_mode_stops_a_cluster,
     step_functions_redelivery_is_the_same_execution,
     unprotected_resources_never_start_the_state_machine,
     a_read_replica_is_reported_not_stoppable_by_the_state_machine,
@@ -31,259 +31,181 @@ on_both_backends!(
     dry_run_in_step_functions_mode_never_stops,
 );
 
-const ROLE_ARN: &str = "arn:aws:iam::123456789012:role/restop-sfn";
-
-/// How moto 5.2.5's interpreter spells what real Step Functions spells the AWS SDK for Java
-/// way. Error names first: they contain the field spellings below.
-const MOTO_SPELLINGS: &[(&str, &str)] = &[
-    // Errors: real `Rds.` + the Java exception; moto `rds.` + the boto3 exception + `Exception`.
-    (
-        "Rds.DbInstanceNotFoundException",
-        "rds.DBInstanceNotFoundFaultException",
-    ),
-    (
-        "Rds.DbClusterNotFoundException",
-        "rds.DBClusterNotFoundFaultException",
-    ),
-    (
-        "Rds.InvalidDbInstanceStateException",
-        "rds.InvalidDBInstanceStateFaultException",
-    ),
-    (
-        "Rds.InvalidDbClusterStateException",
-        "rds.InvalidDBClusterStateFaultException",
-    ),
-    ("Rds.RdsException", "rds.rdsException"),
-    // Parameters and results: real `DbInstanceIdentifier`, `DbInstances`, `DbClusters`...;
-    // moto passes them to boto3 and back unchanged, so it needs the API's own `DB`.
-    ("DbInstance", "DBInstance"),
-    ("DbCluster", "DBCluster"),
-];
-
-/// deploy/state-machine.asl.json, respelled for moto (see MOTO_SPELLINGS).
-fn definition_for_moto() -> String {
-    let mut definition = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/deploy/state-machine.asl.json"
-    ))
-    .expect("deploy/state-machine.asl.json");
-    serde_json::from_str::<Value>(&definition).expect("the state machine is JSON");
-    for (aws, moto) in MOTO_SPELLINGS {
-        assert!(
-            definition.contains(aws),
-            "{aws} is no longer in the definition"
-        );
-        definition = definition.replace(aws, moto);
-    }
-    definition
+async fn cancel_stops_the_state_machine_run(db: TestDb) {
+    // Without the interpreter a run stays RUNNING until someone stops it.
+    let Some(w) = world(db, false, |_| {}).await else {
+        return;
+    };
+    w.create_instance("halted", PROTECTED).await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "halted").await;
+    let run = w.sfn_execution(&execution).await;
+    let (status, body) = w.cancel(&execution).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "cancelled");
+    wait_for_run(&w, &run, "ABORTED").await;
+    w.wait_for_step(&execution, "abort_state_machine//state machine run stopped")
+        .await;
+    assert_eq!(w.column(&execution, "phase").await.as_deref(), Some("done"));
+    assert_eq!(w.instance_status("halted").await, "available");
+    assert_eq!(w.count_calls_for("halted", "StopDBInstance").await, 0);
 }
 
-/// The shared engine world, plus Step Functions: a client and the state machine.
-struct World {
-    base: crate::support::world::World,
-    sfn: aws_sdk_sfn::Client,
-    state_machine: String,
+async fn cancel_while_the_run_is_being_started_stops_it_too(db: TestDb) {
+    let Some(w) = world(db, false, |_| {}).await else {
+        return;
+    };
+    w.create_instance("racing", PROTECTED).await;
+    // StartExecution reaches moto only after 2 s: the cancel comes before restop knows
+    // the run's ARN, even before the run exists.
+    w.moto
+        .fault(json!({"action": "StartExecution", "service": "states", "code": null, "delay_seconds": 2}))
+        .await;
+    let msg = w
+        .stub
+        .rds_notification("RDS-EVENT-0154", "db-instance", "racing");
+    let execution = w.post(&msg).await;
+    for _ in 0..100 {
+        if w.moto.count_calls("StartExecution").await > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, body) = w.cancel(&execution).await;
+    assert_eq!(status, 200, "{body}");
+    // The run's name is the SNS MessageId, so its ARN is known without restop's record.
+    let name = msg["MessageId"].as_str().unwrap();
+    let run = format!(
+        "{}:{name}",
+        w.state_machine.replace(":stateMachine:", ":execution:")
+    );
+    wait_for_run(&w, &run, "ABORTED").await;
+    assert_eq!(
+        w.column(&execution, "status").await.as_deref(),
+        Some("cancelled")
+    );
 }
 
-impl std::ops::Deref for World {
-    type Target = crate::support::world::World;
-    fn deref(&self) -> &Self::Target {
-        &self.base
-    }
-}
-
-/// moto (its interpreter on when `interpreter`), the state machine, and restop in Step
-/// Functions mode with a 1 s poll interval.
-async fn world(
-    db: TestDb,
-    interpreter: bool,
-    adjust: impl FnOnce(&mut ServeConfig),
-) -> Option<World> {
-    let moto = Moto::start().await?;
-    if interpreter {
-        moto.run_state_machines().await;
-    }
-    let sfn = moto.sfn().await;
-    let state_machine = sfn
-        .create_state_machine()
-        .name("restop")
-        .definition(definition_for_moto())
-        .role_arn(ROLE_ARN)
+async fn another_region_is_unsupported_in_step_functions_mode(db: TestDb) {
+    let Some(w) = world(db, false, |_| {}).await else {
+        return;
+    };
+    let config = w.moto.sdk_config().await;
+    let faraway = aws_sdk_rds::Client::from_conf(
+        aws_sdk_rds::config::Builder::from(&config)
+            .region(aws_sdk_rds::config::Region::new("eu-west-1"))
+            .build(),
+    );
+    faraway
+        .create_db_instance()
+        .db_instance_identifier("faraway")
+        .db_instance_class("db.t3.micro")
+        .engine("postgres")
+        .allocated_storage(20)
+        .master_username("admin")
+        .master_user_password("password123")
+        .set_tags(Some(crate::support::world::tags(PROTECTED)))
         .send()
         .await
-        .unwrap()
-        .state_machine_arn()
-        .to_owned();
-    let arn = state_machine.clone();
-    let base = crate::support::world::World::with_moto(db, moto, |cfg| {
-        cfg.engine.state_machine_arn = Some(arn);
-        adjust(cfg);
-    })
-    .await;
-    Some(World {
-        base,
-        sfn,
-        state_machine,
-    })
-}
-
-impl World {
-    /// Waits until restop has recorded the state machine execution it started.
-    async fn sfn_execution(&self, execution: &str) -> String {
-        for _ in 0..100 {
-            if let Some(arn) = self.column(execution, "sfn_execution_arn").await {
-                return arn;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "no state machine execution recorded; steps: {:?}",
-            self.steps(execution).await
-        );
-    }
-
-    /// The state machine execution's own status and output, as moto reports them.
-    async fn sfn_result(&self, execution_arn: &str) -> (String, Option<Value>) {
-        let out = self
-            .sfn
-            .describe_execution()
-            .execution_arn(execution_arn)
-            .send()
-            .await
-            .unwrap();
-        (
-            out.status().as_str().to_owned(),
-            out.output().map(|o| serde_json::from_str(o).unwrap()),
-        )
-    }
-
-    /// The input restop gave the state machine run of `execution`.
-    async fn run_input(&self, execution: &str) -> Value {
-        let run = self.sfn_execution(execution).await;
-        let described = self
-            .sfn
-            .describe_execution()
-            .execution_arn(run)
-            .send()
-            .await
-            .unwrap();
-        serde_json::from_str(described.input().unwrap()).unwrap()
-    }
-
-    async fn stops_of(&self, id: &str, action: &str) -> usize {
-        self.moto
-            .calls_for(id)
-            .await
-            .iter()
-            .filter(|a| *a == action)
-            .count()
-    }
-}
-
-async fn step_functions_mode_stops_an_instance(db: TestDb) {
-    let Some(w) = world(db, true, |_| {}).await else {
-        return;
-    };
-    w.create_instance(
-        "orders",
-        &[
-            ("auto-restart-protection", "yes"),
-            ("moto:start-seconds", "2"),
-        ],
-    )
-    .await;
-    w.stop_then_force_start("orders").await;
-    let execution = w.event("RDS-EVENT-0154", "db-instance", "orders").await;
-
+        .unwrap();
+    let (status, body) = w
+        .trigger(json!({"resource_arn": "arn:aws:rds:eu-west-1:123456789012:db:faraway"}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let execution = body["id"].as_str().unwrap().to_owned();
     let (status, outcome, reason) = w.finished(&execution).await;
     assert_eq!(
-        (status.as_str(), outcome.as_str(), reason.as_str()),
-        ("succeeded", "stopped", "stopped"),
-        "{:?}",
-        w.steps(&execution).await
+        (status.as_str(), outcome.as_str()),
+        ("skipped", "unsupported")
     );
-    assert_eq!(w.instance_status("orders").await, "stopped");
-    assert_eq!(
-        w.column(&execution, "mode").await.as_deref(),
-        Some("step_functions")
-    );
-    let sfn_execution = w
-        .column(&execution, "sfn_execution_arn")
-        .await
-        .expect("the state machine execution is recorded");
-    assert!(
-        sfn_execution.starts_with(&w.state_machine.replace(":stateMachine:", ":execution:")),
-        "{sfn_execution}"
-    );
-    assert_eq!(
-        w.sfn_result(&sfn_execution).await,
-        (
-            "SUCCEEDED".to_owned(),
-            Some(json!({"outcome": "stopped", "reason": "stopped"}))
-        )
-    );
-    let steps = w.steps(&execution).await;
-    assert!(
-        steps[0].starts_with("check_protection//protected: start the state machine"),
-        "{steps:?}"
-    );
-    assert!(
-        steps
-            .iter()
-            .any(|s| s.starts_with("start_state_machine//state machine started")),
-        "{steps:?}"
-    );
-    assert!(
-        steps
-            .last()
-            .unwrap()
-            .starts_with("follow_state_machine//finish: stopped"),
-        "{steps:?}"
-    );
-    assert_eq!(w.moto.count_calls("StartExecution").await, 1);
-    assert!(w.moto.count_calls("DescribeExecution").await >= 1);
-    // The test's own stop, then the state machine's (restop makes no RDS call but the tags).
-    assert_eq!(w.stops_of("orders", "StopDBInstance").await, 2);
-    assert_eq!(
-        w.moto.calls_for(&instance_arn("orders")).await,
-        ["ListTagsForResource"]
-    );
+    assert!(reason.contains("eu-west-1"), "{reason}");
+    assert_eq!(w.moto.count_calls("StartExecution").await, 0);
 }
 
-async fn step_functions_mode_stops_a_cluster(db: TestDb) {
+async fn a_global_database_member_is_reported_not_stoppable_by_the_state_machine(db: TestDb) {
     let Some(w) = world(db, true, |_| {}).await else {
         return;
     };
-    w.create_cluster(
-        "aurora",
-        &[
-            ("auto-restart-protection", "yes"),
-            ("moto:start-seconds", "2"),
-        ],
-    )
-    .await;
-    w.stop_then_force_start_cluster("aurora").await;
-    let execution = w.event("RDS-EVENT-0153", "db-cluster", "aurora").await;
-
-    let (status, outcome, _) = w.finished(&execution).await;
+    w.create_cluster("worldwide", PROTECTED).await;
+    w.rds
+        .create_global_cluster()
+        .global_cluster_identifier("world")
+        .source_db_cluster_identifier(cluster_arn("worldwide"))
+        .send()
+        .await
+        .unwrap();
+    let execution = w.event("RDS-EVENT-0153", "db-cluster", "worldwide").await;
+    let (status, outcome, reason) = w.finished(&execution).await;
     assert_eq!(
         (status.as_str(), outcome.as_str()),
-        ("succeeded", "stopped"),
-        "{:?}",
-        w.steps(&execution).await
+        ("skipped", "not_stoppable"),
+        "{reason}"
     );
-    assert_eq!(w.cluster_status("aurora").await, "stopped");
+    assert!(reason.contains("global database"), "{reason}");
+    assert_eq!(w.count_calls_for("worldwide", "StopDBCluster").await, 0);
+}
+
+async fn a_member_account_run_is_given_the_member_role(db: TestDb) {
+    let Some(w) = world(db, false, |c| {
+        c.accounts.accounts = CommaList(vec!["222222222222".parse().unwrap()]);
+    })
+    .await
+    else {
+        return;
+    };
+    let member = w.moto.rds_in("222222222222").await;
+    member
+        .create_db_instance()
+        .db_instance_identifier("elsewhere")
+        .db_instance_class("db.t3.micro")
+        .engine("postgres")
+        .allocated_storage(20)
+        .master_username("admin")
+        .master_user_password("password123")
+        .set_tags(Some(crate::support::world::tags(PROTECTED)))
+        .send()
+        .await
+        .unwrap();
+    w.create_instance("home", PROTECTED).await;
+    let (status, body) = w
+        .trigger(json!({"resource_arn": "arn:aws:rds:us-east-1:222222222222:db:elsewhere"}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let elsewhere = w.run_input(body["id"].as_str().unwrap()).await;
     assert_eq!(
-        w.column(&execution, "resource_arn").await,
-        Some(cluster_arn("aurora"))
+        elsewhere["roleArn"],
+        "arn:aws:iam::222222222222:role/restop-member"
     );
-    assert_eq!(
-        w.column(&execution, "mode").await.as_deref(),
-        Some("step_functions")
-    );
-    // The test's own stop, then the state machine's.
-    assert_eq!(w.stops_of("aurora", "StopDBCluster").await, 2);
-    assert_eq!(w.moto.count_calls("StartExecution").await, 1);
+    let (status, body) = w
+        .trigger(json!({"resource_arn": instance_arn("home")}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let home = w.run_input(body["id"].as_str().unwrap()).await;
+    assert!(home.get("roleArn").is_none(), "{home}");
+}
+
+async fn a_state_machine_run_past_the_deadline_is_stopped(db: TestDb) {
+    // Without the interpreter the execution never ends by itself.
+    let Some(w) = world(db, false, |c| {
+        c.engine.max_duration = Duration::from_secs(3)
+    })
+    .await
+    else {
+        return;
+    };
+    w.create_instance("slow", PROTECTED).await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "slow").await;
+    let (status, outcome, _) = w.finished(&execution).await;
+    assert_eq!((status.as_str(), outcome.as_str()), ("failed", "timeout"));
+    assert_eq!(w.moto.count_calls("StopExecution").await, 1);
+    let sfn_execution = w.sfn_execution(&execution).await;
+    let described = w
+        .sfn
+        .describe_execution()
+        .execution_arn(&sfn_execution)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(described.status().as_str(), "ABORTED");
 }
 
 async fn step_functions_redelivery_is_the_same_execution(db: TestDb) {
@@ -422,7 +344,7 @@ async fn a_read_replica_is_reported_not_stoppable_by_the_state_machine(db: TestD
             w.column(&execution, "sfn_execution_arn").await.is_some(),
             "{id}"
         );
-        assert_eq!(w.stops_of(id, "StopDBInstance").await, 0, "{id}");
+        assert_eq!(w.count_calls_for(id, "StopDBInstance").await, 0, "{id}");
         assert_eq!(w.instance_status(id).await, "available", "{id}");
     }
     assert_eq!(w.moto.count_calls("StartExecution").await, 3);
@@ -463,33 +385,8 @@ async fn dry_run_in_step_functions_mode_never_stops(db: TestDb) {
         (status.as_str(), outcome.as_str()),
         ("succeeded", "dry_run")
     );
-    assert_eq!(w.stops_of("rehearsal", "StopDBInstance").await, 0);
+    assert_eq!(w.count_calls_for("rehearsal", "StopDBInstance").await, 0);
     assert_eq!(w.instance_status("rehearsal").await, "available");
-}
-
-async fn a_state_machine_run_past_the_deadline_is_stopped(db: TestDb) {
-    // Without the interpreter the execution never ends by itself.
-    let Some(w) = world(db, false, |c| {
-        c.engine.max_duration = Duration::from_secs(3)
-    })
-    .await
-    else {
-        return;
-    };
-    w.create_instance("slow", PROTECTED).await;
-    let execution = w.event("RDS-EVENT-0154", "db-instance", "slow").await;
-    let (status, outcome, _) = w.finished(&execution).await;
-    assert_eq!((status.as_str(), outcome.as_str()), ("failed", "timeout"));
-    assert_eq!(w.moto.count_calls("StopExecution").await, 1);
-    let sfn_execution = w.sfn_execution(&execution).await;
-    let described = w
-        .sfn
-        .describe_execution()
-        .execution_arn(&sfn_execution)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(described.status().as_str(), "ABORTED");
 }
 
 /// Waits until moto reports the state machine run as `status`.
@@ -507,158 +404,6 @@ async fn wait_for_run(w: &World, execution_arn: &str, status: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("the state machine run {execution_arn} never became {status}");
-}
-
-async fn cancel_stops_the_state_machine_run(db: TestDb) {
-    // Without the interpreter a run stays RUNNING until someone stops it.
-    let Some(w) = world(db, false, |_| {}).await else {
-        return;
-    };
-    w.create_instance("halted", PROTECTED).await;
-    let execution = w.event("RDS-EVENT-0154", "db-instance", "halted").await;
-    let run = w.sfn_execution(&execution).await;
-    let (status, body) = w.cancel(&execution).await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["status"], "cancelled");
-    wait_for_run(&w, &run, "ABORTED").await;
-    w.wait_for_step(&execution, "abort_state_machine//state machine run stopped")
-        .await;
-    assert_eq!(w.column(&execution, "phase").await.as_deref(), Some("done"));
-    assert_eq!(w.instance_status("halted").await, "available");
-    assert_eq!(w.stops_of("halted", "StopDBInstance").await, 0);
-}
-
-async fn cancel_while_the_run_is_being_started_stops_it_too(db: TestDb) {
-    let Some(w) = world(db, false, |_| {}).await else {
-        return;
-    };
-    w.create_instance("racing", PROTECTED).await;
-    // StartExecution reaches moto only after 2 s: the cancel comes before restop knows
-    // the run's ARN, even before the run exists.
-    w.moto
-        .fault(json!({"action": "StartExecution", "service": "states", "code": null, "delay_seconds": 2}))
-        .await;
-    let msg = w
-        .stub
-        .rds_notification("RDS-EVENT-0154", "db-instance", "racing");
-    let execution = w.post(&msg).await;
-    for _ in 0..100 {
-        if w.moto.count_calls("StartExecution").await > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let (status, body) = w.cancel(&execution).await;
-    assert_eq!(status, 200, "{body}");
-    // The run's name is the SNS MessageId, so its ARN is known without restop's record.
-    let name = msg["MessageId"].as_str().unwrap();
-    let run = format!(
-        "{}:{name}",
-        w.state_machine.replace(":stateMachine:", ":execution:")
-    );
-    wait_for_run(&w, &run, "ABORTED").await;
-    assert_eq!(
-        w.column(&execution, "status").await.as_deref(),
-        Some("cancelled")
-    );
-}
-
-async fn another_region_is_unsupported_in_step_functions_mode(db: TestDb) {
-    let Some(w) = world(db, false, |_| {}).await else {
-        return;
-    };
-    let config = w.moto.sdk_config().await;
-    let faraway = aws_sdk_rds::Client::from_conf(
-        aws_sdk_rds::config::Builder::from(&config)
-            .region(aws_sdk_rds::config::Region::new("eu-west-1"))
-            .build(),
-    );
-    faraway
-        .create_db_instance()
-        .db_instance_identifier("faraway")
-        .db_instance_class("db.t3.micro")
-        .engine("postgres")
-        .allocated_storage(20)
-        .master_username("admin")
-        .master_user_password("password123")
-        .set_tags(Some(crate::support::world::tags(PROTECTED)))
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = w
-        .trigger(json!({"resource_arn": "arn:aws:rds:eu-west-1:123456789012:db:faraway"}))
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let execution = body["id"].as_str().unwrap().to_owned();
-    let (status, outcome, reason) = w.finished(&execution).await;
-    assert_eq!(
-        (status.as_str(), outcome.as_str()),
-        ("skipped", "unsupported")
-    );
-    assert!(reason.contains("eu-west-1"), "{reason}");
-    assert_eq!(w.moto.count_calls("StartExecution").await, 0);
-}
-
-async fn a_global_database_member_is_reported_not_stoppable_by_the_state_machine(db: TestDb) {
-    let Some(w) = world(db, true, |_| {}).await else {
-        return;
-    };
-    w.create_cluster("worldwide", PROTECTED).await;
-    w.rds
-        .create_global_cluster()
-        .global_cluster_identifier("world")
-        .source_db_cluster_identifier(cluster_arn("worldwide"))
-        .send()
-        .await
-        .unwrap();
-    let execution = w.event("RDS-EVENT-0153", "db-cluster", "worldwide").await;
-    let (status, outcome, reason) = w.finished(&execution).await;
-    assert_eq!(
-        (status.as_str(), outcome.as_str()),
-        ("skipped", "not_stoppable"),
-        "{reason}"
-    );
-    assert!(reason.contains("global database"), "{reason}");
-    assert_eq!(w.stops_of("worldwide", "StopDBCluster").await, 0);
-}
-
-async fn a_member_account_run_is_given_the_member_role(db: TestDb) {
-    let Some(w) = world(db, false, |c| {
-        c.accounts.accounts = CommaList(vec!["222222222222".parse().unwrap()]);
-    })
-    .await
-    else {
-        return;
-    };
-    let member = w.moto.rds_in("222222222222").await;
-    member
-        .create_db_instance()
-        .db_instance_identifier("elsewhere")
-        .db_instance_class("db.t3.micro")
-        .engine("postgres")
-        .allocated_storage(20)
-        .master_username("admin")
-        .master_user_password("password123")
-        .set_tags(Some(crate::support::world::tags(PROTECTED)))
-        .send()
-        .await
-        .unwrap();
-    w.create_instance("home", PROTECTED).await;
-    let (status, body) = w
-        .trigger(json!({"resource_arn": "arn:aws:rds:us-east-1:222222222222:db:elsewhere"}))
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let elsewhere = w.run_input(body["id"].as_str().unwrap()).await;
-    assert_eq!(
-        elsewhere["roleArn"],
-        "arn:aws:iam::222222222222:role/restop-member"
-    );
-    let (status, body) = w
-        .trigger(json!({"resource_arn": instance_arn("home")}))
-        .await;
-    assert_eq!(status, 201, "{body}");
-    let home = w.run_input(body["id"].as_str().unwrap()).await;
-    assert!(home.get("roleArn").is_none(), "{home}");
 }
 
 /// Every RDS task of the state machine has a twin for member accounts that calls with the
