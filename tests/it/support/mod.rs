@@ -1,5 +1,6 @@
 //! Shared test helpers: databases, a fake SNS, and restop itself on a real socket.
 
+pub mod binary;
 pub mod db;
 pub mod openapi;
 pub mod proxy;
