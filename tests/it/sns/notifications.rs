@@ -8,7 +8,7 @@ use super::start;
 use crate::on_both_backends;
 use crate::support::db::{Backend, TestDb};
 use crate::support::error_code;
-use crate::support::sns::{self};
+use crate::support::sns;
 
 on_both_backends!(
     accepted_instance_and_cluster_events_are_stored,
