@@ -1,6 +1,6 @@
 // Drives restop's operator console (/ui) in headless Chromium, the way an operator would.
 //
-// tests/it/console.rs starts restop with seeded executions and runs this script with:
+// tests/it/ops/console.rs starts restop with seeded executions and runs this script with:
 //   RESTOP_URL         restop's base URL, e.g. http://127.0.0.1:41234
 //   RESTOP_TOKEN       a valid API token
 //   RESTOP_CHROMIUM    the Chromium executable (Debian's /usr/bin/chromium by default)
@@ -19,7 +19,7 @@ import { chromium } from 'playwright-core';
 function required(name) {
   const value = process.env[name];
   if (!value) {
-    console.error(`${name} is not set: tests/it/console.rs runs this script`);
+    console.error(`${name} is not set: tests/it/ops/console.rs runs this script`);
     process.exit(2);
   }
   return value;

@@ -1,21 +1,10 @@
-//! One integration test binary: it links once and shares its support code.
+//! One integration test binary: it links once and shares its support code. Tests are
+//! arranged by the surface they exercise; tests/README.md says what lives where.
 
-mod accounts;
 mod api;
-mod catchup;
-mod cli;
-mod console;
-mod doctor;
-mod engine_durability;
-mod engine_moto;
-mod engine_replicas;
-mod genuine_messages;
-mod metrics;
-mod notify_formats;
-mod openapi_contract;
-mod sns_endpoint;
-mod step_functions;
+mod engine;
+mod ops;
+mod sns;
 mod store;
 mod structure;
 mod support;
-mod tls;

@@ -1,8 +1,10 @@
 //! Shared test helpers: databases, a fake SNS, and restop itself on a real socket.
 
+pub mod binary;
 pub mod db;
 pub mod openapi;
 pub mod proxy;
+pub mod step_functions;
 pub mod world;
 
 // The fakes shared with the benchmarks live in the library's test kit.

@@ -318,4 +318,14 @@ impl World {
         }
         steps
     }
+
+    /// How often `action` was called for `id`.
+    pub async fn count_calls_for(&self, id: &str, action: &str) -> usize {
+        self.moto
+            .calls_for(id)
+            .await
+            .iter()
+            .filter(|a| *a == action)
+            .count()
+    }
 }

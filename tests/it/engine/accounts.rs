@@ -2,7 +2,6 @@
 //! an account nobody listed is refused, a role that cannot be assumed fails the execution
 //! (not restop), and waiting databases are described many per call.
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ use restop::config::CommaList;
 use serde_json::{Value, json};
 
 use crate::on_both_backends;
+use crate::support::binary::{restop_command, spawn_restop};
 use crate::support::db::TestDb;
 use crate::support::fake_aws::FakeAws;
 use crate::support::moto::Moto;
@@ -244,21 +244,9 @@ async fn a_role_that_cannot_be_assumed_fails_the_execution_not_restop(db: TestDb
         let app = axum::Router::new().route("/", axum::routing::post(refusing_sts));
         axum::serve(sts, app).await.unwrap();
     });
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_restop"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("RESTOP_") || key.starts_with("AWS_") || key == "DATABASE_URL" {
-            command.env_remove(key);
-        }
-    }
-    let mut restop = command
-        .arg("serve")
+    let mut command = restop_command();
+    command
         .env("DATABASE_URL", &db.url)
-        .env("RESTOP_LISTEN", format!("127.0.0.1:{port}"))
         .env("RESTOP_TOPIC_ARNS", TOPIC)
         .env("RESTOP_API_TOKENS", TOKENS[0])
         .env("RESTOP_ACCOUNTS", "444444444444")
@@ -269,31 +257,18 @@ async fn a_role_that_cannot_be_assumed_fails_the_execution_not_restop(db: TestDb
         .env("AWS_ENDPOINT_URL_STS", &sts_url)
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+        .env("AWS_REGION", "us-east-1");
+    let restop = spawn_restop(command).await;
     let client = reqwest::Client::new();
-    let mut created = None;
-    for _ in 0..200 {
-        let response = client
-            .post(format!("{base}/v1/executions"))
-            .bearer_auth(TOKENS[0])
-            .json(&json!({"resource_arn": "arn:aws:rds:us-east-1:444444444444:db:locked"}))
-            .send()
-            .await;
-        if let Ok(response) = response {
-            assert_eq!(response.status(), 201);
-            created = Some(response.json::<Value>().await.unwrap());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let execution = created.expect("restop answers")["id"]
+    let created = client
+        .post(format!("{}/v1/executions", restop.base))
+        .bearer_auth(TOKENS[0])
+        .json(&json!({"resource_arn": "arn:aws:rds:us-east-1:444444444444:db:locked"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let execution = created.json::<Value>().await.unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();
@@ -324,7 +299,11 @@ async fn a_role_that_cannot_be_assumed_fails_the_execution_not_restop(db: TestDb
         "the role is named: {reason}"
     );
     // One account's broken role does not make restop unready.
-    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+    let ready = client
+        .get(format!("{}/readyz", restop.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
-    restop.kill().await.unwrap();
+    restop.kill().await;
 }

@@ -1,7 +1,6 @@
 //! What survives: restop killed with SIGKILL mid-execution, and end-of-execution
 //! notifications that fail before they succeed.
 
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ use axum::http::StatusCode;
 use serde_json::Value;
 
 use crate::on_both_backends;
+use crate::support::binary::{Served, restop_command, spawn_restop};
 use crate::support::db::TestDb;
 use crate::support::moto::Moto;
 use crate::support::sns::{SnsStub, TOPIC};
@@ -24,62 +24,23 @@ on_both_backends!(
     an_unsubscription_is_announced,
 );
 
-/// `restop serve` as a child process.
-struct Process {
-    child: tokio::process::Child,
-    base: String,
-}
-
-impl Process {
-    async fn start(db: &TestDb, stub: &SnsStub, moto: &Moto) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_restop"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("RESTOP_") || key.starts_with("AWS_") || key == "DATABASE_URL" {
-                command.env_remove(key);
-            }
-        }
-        let child = command
-            .arg("serve")
-            .env("DATABASE_URL", &db.url)
-            .env("RESTOP_LISTEN", format!("127.0.0.1:{port}"))
-            .env("RESTOP_TOPIC_ARNS", TOPIC)
-            .env("RESTOP_SNS_EXTRA_HOSTS", &stub.host)
-            .env("RESTOP_POLL_INTERVAL", "1s")
-            .env("RESTOP_START_GRACE", "5s")
-            .env("RESTOP_JOB_LEASE", "2s")
-            .env("RESTOP_AWS_TIMEOUT", "1s")
-            .env("AWS_ENDPOINT_URL", &moto.url)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env("AWS_REGION", "us-east-1")
-            .env("RUST_LOG", "restop=debug")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        for _ in 0..200 {
-            if reqwest::get(format!("{base}/readyz"))
-                .await
-                .is_ok_and(|r| r.status() == 200)
-            {
-                return Self { child, base };
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("restop serve did not become ready");
-    }
-
-    async fn kill(mut self) {
-        self.child.start_kill().unwrap(); // SIGKILL
-        self.child.wait().await.unwrap();
-    }
+/// `restop serve` as a child process, on this database, fake SNS and moto.
+async fn serve(db: &TestDb, stub: &SnsStub, moto: &Moto) -> Served {
+    let mut command = restop_command();
+    command
+        .env("DATABASE_URL", &db.url)
+        .env("RESTOP_TOPIC_ARNS", TOPIC)
+        .env("RESTOP_SNS_EXTRA_HOSTS", &stub.host)
+        .env("RESTOP_POLL_INTERVAL", "1s")
+        .env("RESTOP_START_GRACE", "5s")
+        .env("RESTOP_JOB_LEASE", "2s")
+        .env("RESTOP_AWS_TIMEOUT", "1s")
+        .env("AWS_ENDPOINT_URL", &moto.url)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1")
+        .env("RUST_LOG", "restop=debug");
+    spawn_restop(command).await
 }
 
 async fn steps(db: &TestDb, execution: &str) -> Vec<String> {
@@ -152,7 +113,7 @@ async fn sigkill_mid_execution_loses_nothing_and_repeats_no_step(db: TestDb) {
         .unwrap();
 
     // First process: killed while it waits for `available`.
-    let first = Process::start(&db, &stub, &moto).await;
+    let first = serve(&db, &stub, &moto).await;
     let msg = stub.rds_notification("RDS-EVENT-0154", "db-instance", "survivor");
     let response = reqwest::Client::new()
         .post(format!("{}/sns", first.base))
@@ -169,12 +130,12 @@ async fn sigkill_mid_execution_loses_nothing_and_repeats_no_step(db: TestDb) {
     first.kill().await;
 
     // Second process: takes over after the lease, killed once the stop is under way.
-    let second = Process::start(&db, &stub, &moto).await;
+    let second = serve(&db, &stub, &moto).await;
     wait_for_step(&db, &execution, "stop stop requested").await;
     second.kill().await;
 
     // Third process: finishes it.
-    let third = Process::start(&db, &stub, &moto).await;
+    let third = serve(&db, &stub, &moto).await;
     for _ in 0..300 {
         let status = db
             .text("SELECT status FROM executions WHERE id = $1", &execution)
@@ -355,7 +316,7 @@ async fn a_crash_right_after_the_stop_call_still_ends_stopped(db: TestDb) {
     moto.fault(serde_json::json!({"action": "StopDBInstance", "code": null,
                                   "delay_seconds": 2, "resource": "interrupted"}))
         .await;
-    let first = Process::start(&db, &stub, &moto).await;
+    let first = serve(&db, &stub, &moto).await;
     let msg = stub.rds_notification("RDS-EVENT-0154", "db-instance", "interrupted");
     let response = reqwest::Client::new()
         .post(format!("{}/sns", first.base))
@@ -376,7 +337,7 @@ async fn a_crash_right_after_the_stop_call_still_ends_stopped(db: TestDb) {
     }
     first.kill().await;
 
-    let second = Process::start(&db, &stub, &moto).await;
+    let second = serve(&db, &stub, &moto).await;
     let mut status = String::new();
     for _ in 0..300 {
         status = db

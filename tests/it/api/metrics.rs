@@ -1,5 +1,6 @@
-//! `/metrics` follows what happens: executions ending (engine, cancel), subscriptions,
-//! executions past their deadline; series an alert watches exist at 0 from start-up.
+//! `/metrics` follows what happens: requests, AWS calls, executions ending (engine,
+//! cancel), subscriptions, executions past their deadline; series an alert watches exist
+//! at 0 from start-up; and the metrics may have a listener of their own.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use chrono::Utc;
 use restop::clock::{Clock, ManualClock, SystemClock};
 use serde_json::json;
 
+use super::api;
 use crate::on_both_backends;
 use crate::support::db::TestDb;
 use crate::support::fake_aws::FakeAws;
@@ -17,6 +19,8 @@ use crate::support::{TestApp, config};
 on_both_backends!(
     finished_executions_are_counted_by_outcome,
     overdue_executions_and_subscriptions_are_gauges,
+    metrics_move,
+    metrics_can_have_a_listener_of_their_own,
 );
 
 const PROTECTED: &[(&str, &str)] = &[("auto-restart-protection", "yes")];
@@ -125,5 +129,72 @@ async fn overdue_executions_and_subscriptions_are_gauges(db: TestDb) {
     assert_eq!(
         sample(&app.metrics().await, "restop_executions_overdue"),
         Some(0.0)
+    );
+}
+
+async fn metrics_move(db: TestDb) {
+    let api = api(&db).await;
+    api.trigger("counted").await;
+    api.aws.add(
+        "arn:aws:rds:us-east-1:123456789012:db:looked-up",
+        "available",
+        &[],
+    );
+    let by_name = api
+        .post(
+            "/v1/executions",
+            json!({"db_instance_identifier": "looked-up", "region": "us-east-1"}),
+        )
+        .await;
+    assert_eq!(by_name.status, 201);
+    api.get("/v1/executions").await;
+    let mut forged = api.stub.notification("x");
+    forged["Message"] = "changed".into();
+    assert_eq!(api.app.post_sns(&forged).await.0, 403);
+    let metrics = api.app.metrics().await;
+    for needle in [
+        "restop_sns_refusals_total{reason=\"invalid_signature\"} 1",
+        "restop_http_request_duration_seconds_count{route=\"/v1/executions\",method=\"GET\",status=\"200\"} 1",
+        "restop_http_request_duration_seconds_count{route=\"/v1/executions\",method=\"POST\",status=\"201\"} 2",
+        "restop_executions{status=\"pending\",outcome=\"\"} 2",
+        "restop_active_jobs 2",
+        "restop_aws_calls_total{operation=\"DescribeDBInstances\",account=\"123456789012\",region=\"us-east-1\"} 1",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing from\n{metrics}");
+    }
+}
+
+async fn metrics_can_have_a_listener_of_their_own(db: TestDb) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = config(&db.url, None);
+    cfg.metrics_listen = Some(format!("127.0.0.1:{port}").parse().unwrap());
+    let app = TestApp::spawn(cfg).await;
+    let main = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(main.status(), 404);
+    let mut apart = None;
+    for _ in 0..100 {
+        if let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await {
+            apart = Some(response);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let apart = apart.expect("the metrics listener answers");
+    assert_eq!(apart.status(), 200);
+    assert!(
+        apart
+            .text()
+            .await
+            .unwrap()
+            .contains("# TYPE restop_sns_messages_total counter")
     );
 }

@@ -8,6 +8,7 @@ use restop::doctor::{CheckStatus, Report};
 use serde_json::{Value, json};
 
 use crate::on_both_backends;
+use crate::support::binary::restop_command;
 use crate::support::db::{Backend, TestDb};
 use crate::support::moto::{ACCOUNT, Moto, REGION, new_instance};
 use crate::support::{config, sns::TOPIC};
@@ -482,13 +483,7 @@ async fn the_command_prints_its_checks_and_exits_1_on_a_failure() {
         return;
     };
     let run = |format: &'static str| {
-        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_restop"));
-        for (key, _) in std::env::vars() {
-            if key.starts_with("RESTOP_") || key.starts_with("AWS_") || key == "DATABASE_URL" {
-                command.env_remove(key);
-            }
-        }
-        command
+        tokio::process::Command::from(restop_command())
             .args(["doctor", "--format", format])
             .env("DATABASE_URL", &setup.db.url)
             .env("RESTOP_TOPIC_ARNS", TOPIC)
@@ -498,7 +493,6 @@ async fn the_command_prints_its_checks_and_exits_1_on_a_failure() {
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_REGION", REGION)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .output()

@@ -1,20 +1,6 @@
 //! The `restop` binary as an operator runs it.
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
-fn restop() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_restop"));
-    // Only what each test sets counts; no AWS set-up at all, as on a new laptop, and no
-    // instance metadata service to ask (nothing may leave this machine).
-    for (key, _) in std::env::vars() {
-        if key.starts_with("RESTOP_") || key.starts_with("AWS_") || key == "DATABASE_URL" {
-            command.env_remove(key);
-        }
-    }
-    command.env("AWS_EC2_METADATA_DISABLED", "true");
-    command
-}
+use crate::support::binary::{restop_command, spawn_restop};
 
 #[test]
 fn an_invalid_setting_stops_start_up_and_is_named() {
@@ -31,7 +17,11 @@ fn an_invalid_setting_stops_start_up_and_is_named() {
         ("RESTOP_NOTIFY_FORMAT", "discord"),
         ("RESTOP_LOG_FORMAT", "xml"),
     ] {
-        let output = restop().arg("serve").env(variable, value).output().unwrap();
+        let output = restop_command()
+            .arg("serve")
+            .env(variable, value)
+            .output()
+            .unwrap();
         assert!(!output.status.success(), "{variable}={value} accepted");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(variable), "{variable}: {stderr}");
@@ -56,7 +46,7 @@ fn settings_out_of_range_are_refused() {
         ],
     ];
     for settings in refused {
-        let output = restop()
+        let output = restop_command()
             .arg("serve")
             .envs(settings.iter().copied())
             .output()
@@ -78,7 +68,11 @@ fn a_bad_secret_is_named_but_never_printed() {
         ("RESTOP_SNS_BASIC_AUTH", "hunter2"),
         ("DATABASE_URL", "mysql://restop:hunter2@db/restop"),
     ] {
-        let output = restop().arg("serve").env(variable, value).output().unwrap();
+        let output = restop_command()
+            .arg("serve")
+            .env(variable, value)
+            .output()
+            .unwrap();
         assert!(!output.status.success(), "{variable} accepted");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(variable), "{variable}: {stderr}");
@@ -89,7 +83,7 @@ fn a_bad_secret_is_named_but_never_printed() {
 #[test]
 fn migrate_creates_the_sqlite_database() {
     let dir = tempfile::tempdir().unwrap();
-    let output = restop()
+    let output = restop_command()
         .arg("migrate")
         .current_dir(dir.path())
         .output()
@@ -105,50 +99,15 @@ fn migrate_creates_the_sqlite_database() {
 #[tokio::test]
 async fn serve_runs_with_no_setup_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = restop()
-        .arg("serve")
-        .env("RESTOP_LISTEN", format!("127.0.0.1:{port}"))
-        .env("HOME", dir.path())
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}/readyz");
-    let mut ready = false;
-    for _ in 0..100 {
-        if reqwest::get(&url).await.is_ok_and(|r| r.status() == 200) {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(ready, "restop serve did not become ready");
+    let mut command = restop_command();
+    command.env("HOME", dir.path()).current_dir(dir.path());
+    let restop = spawn_restop(command).await;
     assert!(dir.path().join("restop.db").exists());
 
-    let killed = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "exit after SIGTERM: {}",
-        output.status
-    );
+    let (status, log) = restop.terminate().await;
+    assert!(status.success(), "exit after SIGTERM: {status}");
 
     // What a new user sees in the log: a line per missing setting, no SDK internals.
-    let log = String::from_utf8_lossy(&output.stdout);
     let lines = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
     assert_eq!(lines("RESTOP_TOPIC_ARNS is empty"), 1, "{log}");
     assert_eq!(lines("no AWS region configured"), 1, "{log}");
@@ -168,7 +127,7 @@ fn a_bad_tls_key_is_refused_naming_the_setting_but_not_its_content() {
     std::fs::write(&cert, &signing.cert_pem).unwrap();
     let key = dir.path().join("privkey.pem");
     let serve = || {
-        restop()
+        restop_command()
             .arg("serve")
             .env("RESTOP_LISTEN", "127.0.0.1:0")
             .env("RESTOP_TLS_CERT", &cert)
@@ -206,7 +165,7 @@ fn a_bad_tls_key_is_refused_naming_the_setting_but_not_its_content() {
     assert!(!dir.path().join("restop.db").exists());
 
     // A certificate without its key.
-    let output = restop()
+    let output = restop_command()
         .arg("serve")
         .env("RESTOP_TLS_CERT", &cert)
         .output()

@@ -1,6 +1,7 @@
-//! The protection engine end to end: a signed RDS event over HTTP, restop's engine with the
-//! real AWS SDK, and moto with statuses that change over time. Every test runs on Postgres
-//! and on SQLite, each with a moto server of its own.
+//! The protection engine in internal mode end to end: a signed RDS event over HTTP,
+//! restop's engine with the real AWS SDK, and moto with statuses that change over time.
+//! Every test runs on Postgres and on SQLite, each with a moto server of its own. The
+//! forced-start scenario both modes share is in forced_start.rs.
 
 use std::time::Duration;
 
@@ -12,8 +13,6 @@ use crate::support::moto::{cluster_arn, instance_arn};
 use crate::support::world::{PROTECTED, world};
 
 on_both_backends!(
-    a_forced_start_of_an_instance_is_stopped_again,
-    a_forced_start_of_a_cluster_is_stopped_again,
     unprotected_databases_are_left_alone,
     the_tag_value_is_compared_case_insensitively,
     read_replicas_and_aurora_members_are_not_stoppable,
@@ -30,125 +29,7 @@ on_both_backends!(
     a_tag_removed_while_waiting_prevents_the_stop,
     stops_refused_again_and_again_end_not_stoppable,
     aurora_global_database_members_are_not_stoppable,
-    a_subscription_is_confirmed_with_the_sns_api_where_restop_has_credentials,
 );
-
-async fn a_forced_start_of_an_instance_is_stopped_again(db: TestDb) {
-    let Some(w) = world(db, |_| {}).await else {
-        return;
-    };
-    w.create_instance(
-        "orders",
-        &[
-            ("auto-restart-protection", "yes"),
-            ("moto:start-seconds", "2"),
-        ],
-    )
-    .await;
-    w.stop_then_force_start("orders").await;
-    let execution = w.event("RDS-EVENT-0154", "db-instance", "orders").await;
-
-    let (status, outcome, _) = w.finished(&execution).await;
-    assert_eq!(
-        (status.as_str(), outcome.as_str()),
-        ("succeeded", "stopped"),
-        "{:?}",
-        w.steps(&execution).await
-    );
-    assert_eq!(w.instance_status("orders").await, "stopped");
-    let steps = w.steps(&execution).await;
-    assert!(
-        steps[0].starts_with("check_protection//protected"),
-        "{steps:?}"
-    );
-    assert!(
-        steps
-            .iter()
-            .any(|s| s.starts_with("wait_available/starting/")),
-        "{steps:?}"
-    );
-    assert!(
-        steps.iter().any(|s| s
-            .starts_with("wait_available/available/available: check the tag again, then stop it")),
-        "{steps:?}"
-    );
-    assert!(
-        steps
-            .iter()
-            .any(|s| s.starts_with("recheck_protection//still protected: stop it")),
-        "{steps:?}"
-    );
-    assert!(
-        steps.iter().any(|s| s.starts_with("stop//stop requested")),
-        "{steps:?}"
-    );
-    assert!(
-        steps
-            .last()
-            .unwrap()
-            .starts_with("wait_stopped/stopped/finish: stopped"),
-        "{steps:?}"
-    );
-    let stops = w
-        .moto
-        .calls_for("orders")
-        .await
-        .iter()
-        .filter(|a| *a == "StopDBInstance")
-        .count();
-    assert_eq!(stops, 2, "the test's own stop and restop's");
-    assert_eq!(
-        w.column(&execution, "resource_type").await.as_deref(),
-        Some("db-instance")
-    );
-    assert_eq!(
-        w.column(&execution, "trigger").await.as_deref(),
-        Some("sns")
-    );
-    assert_eq!(
-        w.column(&execution, "mode").await.as_deref(),
-        Some("internal")
-    );
-    assert_eq!(
-        w.column(&execution, "resource_arn").await,
-        Some(instance_arn("orders"))
-    );
-}
-
-async fn a_forced_start_of_a_cluster_is_stopped_again(db: TestDb) {
-    let Some(w) = world(db, |_| {}).await else {
-        return;
-    };
-    w.create_cluster(
-        "aurora",
-        &[
-            ("auto-restart-protection", "yes"),
-            ("moto:start-seconds", "2"),
-        ],
-    )
-    .await;
-    w.stop_then_force_start_cluster("aurora").await;
-    let execution = w.event("RDS-EVENT-0153", "db-cluster", "aurora").await;
-
-    let (status, outcome, _) = w.finished(&execution).await;
-    assert_eq!(
-        (status.as_str(), outcome.as_str()),
-        ("succeeded", "stopped"),
-        "{:?}",
-        w.steps(&execution).await
-    );
-    assert_eq!(w.cluster_status("aurora").await, "stopped");
-    assert_eq!(
-        w.column(&execution, "resource_arn").await,
-        Some(cluster_arn("aurora"))
-    );
-    assert!(
-        w.moto
-            .calls_for("aurora")
-            .await
-            .contains(&"StopDBCluster".to_owned())
-    );
-}
 
 async fn unprotected_databases_are_left_alone(db: TestDb) {
     let Some(w) = world(db, |_| {}).await else {
@@ -597,34 +478,4 @@ async fn aurora_global_database_members_are_not_stoppable(db: TestDb) {
             .await
             .contains(&"StopDBCluster".to_owned())
     );
-}
-
-async fn a_subscription_is_confirmed_with_the_sns_api_where_restop_has_credentials(db: TestDb) {
-    let Some(w) = world(db, |_| {}).await else {
-        return;
-    };
-    // The topic lives in restop's own account (moto's), so restop may confirm it itself.
-    w.moto
-        .sns()
-        .await
-        .create_topic()
-        .name("rds-events")
-        .send()
-        .await
-        .unwrap();
-    let msg = w.stub.confirmation("SubscriptionConfirmation", "tok-api");
-    let (status, body) = w.app.post_sns(&msg).await;
-    assert_eq!(
-        (status, &body["disposition"]),
-        (200, &json!("confirmed")),
-        "{body}"
-    );
-    assert!(
-        w.stub.confirmations().is_empty(),
-        "the SubscribeURL was visited"
-    );
-    let calls = w.moto.call_params("ConfirmSubscription").await;
-    assert_eq!(calls.len(), 1, "{calls:?}");
-    assert_eq!(calls[0]["AuthenticateOnUnsubscribe"], "true");
-    assert_eq!(calls[0]["Token"], "tok-api");
 }

@@ -291,8 +291,8 @@ async fn console_pages_are_public_with_strict_headers() {
     }
 
     // No inline script or style anywhere: the policy would block it.
-    let page = include_str!("../../ui/index.html");
-    let script = include_str!("../../ui/console.js");
+    let page = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/ui/index.html"));
+    let script = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/ui/console.js"));
     assert!(!page.contains("<script>") && !page.contains("style="));
     assert!(!page.contains("<style"));
     for forbidden in [
@@ -305,7 +305,11 @@ async fn console_pages_are_public_with_strict_headers() {
         assert!(!script.contains(forbidden), "console.js uses {forbidden}");
     }
     // Nothing from other hosts.
-    for text in [page, script, include_str!("../../ui/console.css")] {
+    for text in [
+        page,
+        script,
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/ui/console.css")),
+    ] {
         assert!(!text.contains("http://") && !text.contains("https://") && !text.contains("//cdn"));
     }
 }

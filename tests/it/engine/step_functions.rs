@@ -1,0 +1,460 @@
+//! Step Functions mode end to end: restop checks the tag, starts deploy/state-machine.asl.json
+//! and follows it; moto's Step Functions interpreter runs the state machine against moto's
+//! RDS (with statuses that change over time). Every test runs on Postgres and on SQLite,
+//! each with a moto server of its own. The forced-start scenario both modes share is in
+//! forced_start.rs.
+
+use std::time::Duration;
+
+use restop::config::CommaList;
+use restop::engine::aws::Aws;
+use restop::engine::decide::AwsFailure;
+use serde_json::{Value, json};
+
+use crate::on_both_backends;
+use crate::support::db::TestDb;
+use crate::support::moto::{cluster_arn, instance_arn};
+use crate::support::step_functions::{World, world};
+use crate::support::world::PROTECTED;
+
+on_both_backends!(
+    cancel_stops_the_state_machine_run,
+    cancel_while_the_run_is_being_started_stops_it_too,
+    another_region_is_unsupported_in_step_functions_mode,
+    a_global_database_member_is_reported_not_stoppable_by_the_state_machine,
+    a_member_account_run_is_given_the_member_role,
+    a_state_machine_run_past_the_deadline_is_stopped,
+    step_functions_redelivery_is_the_same_execution,
+    unprotected_resources_never_start_the_state_machine,
+    a_read_replica_is_reported_not_stoppable_by_the_state_machine,
+    throttling_is_retried_by_the_state_machine,
+    dry_run_in_step_functions_mode_never_stops,
+);
+
+async fn cancel_stops_the_state_machine_run(db: TestDb) {
+    // Without the interpreter a run stays RUNNING until someone stops it.
+    let Some(w) = world(db, false, |_| {}).await else {
+        return;
+    };
+    w.create_instance("halted", PROTECTED).await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "halted").await;
+    let run = w.sfn_execution(&execution).await;
+    let (status, body) = w.cancel(&execution).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "cancelled");
+    wait_for_run(&w, &run, "ABORTED").await;
+    w.wait_for_step(&execution, "abort_state_machine//state machine run stopped")
+        .await;
+    assert_eq!(w.column(&execution, "phase").await.as_deref(), Some("done"));
+    assert_eq!(w.instance_status("halted").await, "available");
+    assert_eq!(w.count_calls_for("halted", "StopDBInstance").await, 0);
+}
+
+async fn cancel_while_the_run_is_being_started_stops_it_too(db: TestDb) {
+    let Some(w) = world(db, false, |_| {}).await else {
+        return;
+    };
+    w.create_instance("racing", PROTECTED).await;
+    // StartExecution reaches moto only after 2 s: the cancel comes before restop knows
+    // the run's ARN, even before the run exists.
+    w.moto
+        .fault(json!({"action": "StartExecution", "service": "states", "code": null, "delay_seconds": 2}))
+        .await;
+    let msg = w
+        .stub
+        .rds_notification("RDS-EVENT-0154", "db-instance", "racing");
+    let execution = w.post(&msg).await;
+    for _ in 0..100 {
+        if w.moto.count_calls("StartExecution").await > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, body) = w.cancel(&execution).await;
+    assert_eq!(status, 200, "{body}");
+    // The run's name is the SNS MessageId, so its ARN is known without restop's record.
+    let name = msg["MessageId"].as_str().unwrap();
+    let run = format!(
+        "{}:{name}",
+        w.state_machine.replace(":stateMachine:", ":execution:")
+    );
+    wait_for_run(&w, &run, "ABORTED").await;
+    assert_eq!(
+        w.column(&execution, "status").await.as_deref(),
+        Some("cancelled")
+    );
+}
+
+async fn another_region_is_unsupported_in_step_functions_mode(db: TestDb) {
+    let Some(w) = world(db, false, |_| {}).await else {
+        return;
+    };
+    let config = w.moto.sdk_config().await;
+    let faraway = aws_sdk_rds::Client::from_conf(
+        aws_sdk_rds::config::Builder::from(&config)
+            .region(aws_sdk_rds::config::Region::new("eu-west-1"))
+            .build(),
+    );
+    faraway
+        .create_db_instance()
+        .db_instance_identifier("faraway")
+        .db_instance_class("db.t3.micro")
+        .engine("postgres")
+        .allocated_storage(20)
+        .master_username("admin")
+        .master_user_password("password123")
+        .set_tags(Some(crate::support::world::tags(PROTECTED)))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = w
+        .trigger(json!({"resource_arn": "arn:aws:rds:eu-west-1:123456789012:db:faraway"}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let execution = body["id"].as_str().unwrap().to_owned();
+    let (status, outcome, reason) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("skipped", "unsupported")
+    );
+    assert!(reason.contains("eu-west-1"), "{reason}");
+    assert_eq!(w.moto.count_calls("StartExecution").await, 0);
+}
+
+async fn a_global_database_member_is_reported_not_stoppable_by_the_state_machine(db: TestDb) {
+    let Some(w) = world(db, true, |_| {}).await else {
+        return;
+    };
+    w.create_cluster("worldwide", PROTECTED).await;
+    w.rds
+        .create_global_cluster()
+        .global_cluster_identifier("world")
+        .source_db_cluster_identifier(cluster_arn("worldwide"))
+        .send()
+        .await
+        .unwrap();
+    let execution = w.event("RDS-EVENT-0153", "db-cluster", "worldwide").await;
+    let (status, outcome, reason) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("skipped", "not_stoppable"),
+        "{reason}"
+    );
+    assert!(reason.contains("global database"), "{reason}");
+    assert_eq!(w.count_calls_for("worldwide", "StopDBCluster").await, 0);
+}
+
+async fn a_member_account_run_is_given_the_member_role(db: TestDb) {
+    let Some(w) = world(db, false, |c| {
+        c.accounts.accounts = CommaList(vec!["222222222222".parse().unwrap()]);
+    })
+    .await
+    else {
+        return;
+    };
+    let member = w.moto.rds_in("222222222222").await;
+    member
+        .create_db_instance()
+        .db_instance_identifier("elsewhere")
+        .db_instance_class("db.t3.micro")
+        .engine("postgres")
+        .allocated_storage(20)
+        .master_username("admin")
+        .master_user_password("password123")
+        .set_tags(Some(crate::support::world::tags(PROTECTED)))
+        .send()
+        .await
+        .unwrap();
+    w.create_instance("home", PROTECTED).await;
+    let (status, body) = w
+        .trigger(json!({"resource_arn": "arn:aws:rds:us-east-1:222222222222:db:elsewhere"}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let elsewhere = w.run_input(body["id"].as_str().unwrap()).await;
+    assert_eq!(
+        elsewhere["roleArn"],
+        "arn:aws:iam::222222222222:role/restop-member"
+    );
+    let (status, body) = w
+        .trigger(json!({"resource_arn": instance_arn("home")}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let home = w.run_input(body["id"].as_str().unwrap()).await;
+    assert!(home.get("roleArn").is_none(), "{home}");
+}
+
+async fn a_state_machine_run_past_the_deadline_is_stopped(db: TestDb) {
+    // Without the interpreter the execution never ends by itself.
+    let Some(w) = world(db, false, |c| {
+        c.engine.max_duration = Duration::from_secs(3)
+    })
+    .await
+    else {
+        return;
+    };
+    w.create_instance("slow", PROTECTED).await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "slow").await;
+    let (status, outcome, _) = w.finished(&execution).await;
+    assert_eq!((status.as_str(), outcome.as_str()), ("failed", "timeout"));
+    assert_eq!(w.moto.count_calls("StopExecution").await, 1);
+    let sfn_execution = w.sfn_execution(&execution).await;
+    let described = w
+        .sfn
+        .describe_execution()
+        .execution_arn(&sfn_execution)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(described.status().as_str(), "ABORTED");
+}
+
+async fn step_functions_redelivery_is_the_same_execution(db: TestDb) {
+    // Without the interpreter, executions stay RUNNING.
+    let Some(w) = world(db, false, |_| {}).await else {
+        return;
+    };
+    w.create_instance("held", PROTECTED).await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "held").await;
+    let sfn_execution = w.sfn_execution(&execution).await;
+
+    // Another message (another MessageId) about the same resource joins the execution.
+    let second = w.event("RDS-EVENT-0154", "db-instance", "held").await;
+    assert_eq!(second, execution);
+    // restop keeps following the one state machine execution and never starts another.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        w.column(&execution, "status").await.as_deref(),
+        Some("running")
+    );
+    assert_eq!(
+        w.column(&execution, "sfn_execution_arn").await.as_deref(),
+        Some(sfn_execution.as_str())
+    );
+    assert_eq!(w.moto.count_calls("StartExecution").await, 1);
+    assert!(w.moto.count_calls("DescribeExecution").await >= 1);
+
+    // StartExecution itself is idempotent: restop's own name and input (what a restart
+    // or a second replica would send again) give restop's execution back.
+    let name = sfn_execution.rsplit(':').next().unwrap().to_owned();
+    let input = w
+        .sfn
+        .describe_execution()
+        .execution_arn(&sfn_execution)
+        .send()
+        .await
+        .unwrap()
+        .input()
+        .unwrap()
+        .to_owned();
+    let aws = w.moto.aws().await;
+    for _ in 0..2 {
+        assert_eq!(
+            aws.start_state_machine(&w.state_machine, &name, &input)
+                .await
+                .unwrap(),
+            sfn_execution
+        );
+    }
+    // The same name for another restop execution is another request: refused.
+    let other_input = input.replace(&execution, "00000000-0000-4000-8000-000000000000");
+    assert_ne!(other_input, input);
+    match aws
+        .start_state_machine(&w.state_machine, &name, &other_input)
+        .await
+    {
+        Err(AwsFailure::Other(message)) => {
+            assert!(message.contains("already exists"), "{message}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // After the execution closed, AWS answers ExecutionAlreadyExists even for the same
+    // input: restop looks the execution up and still gets the same ARN.
+    w.sfn
+        .stop_execution()
+        .execution_arn(&sfn_execution)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        aws.start_state_machine(&w.state_machine, &name, &input)
+            .await
+            .unwrap(),
+        sfn_execution
+    );
+    // Also when restop restarted with other settings: the execution id decides.
+    let retuned = input.replace("\"pollIntervalSeconds\":1", "\"pollIntervalSeconds\":7");
+    assert_ne!(retuned, input);
+    assert_eq!(
+        aws.start_state_machine(&w.state_machine, &name, &retuned)
+            .await
+            .unwrap(),
+        sfn_execution
+    );
+    // And restop reports the aborted execution.
+    let (status, outcome, reason) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("failed", "error"),
+        "{reason}"
+    );
+    assert!(reason.contains("aborted"), "{reason}");
+}
+
+async fn unprotected_resources_never_start_the_state_machine(db: TestDb) {
+    let Some(w) = world(db, true, |_| {}).await else {
+        return;
+    };
+    w.create_instance("untagged", &[]).await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "untagged").await;
+    let (status, outcome, reason) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("skipped", "not_protected"),
+        "{reason}"
+    );
+    assert_eq!(w.column(&execution, "sfn_execution_arn").await, None);
+    assert_eq!(w.moto.count_calls("StartExecution").await, 0);
+    assert_eq!(
+        w.moto.calls_for("untagged").await,
+        ["CreateDBInstance", "ListTagsForResource"]
+    );
+    assert_eq!(w.instance_status("untagged").await, "available");
+}
+
+async fn a_read_replica_is_reported_not_stoppable_by_the_state_machine(db: TestDb) {
+    let Some(w) = world(db, true, |_| {}).await else {
+        return;
+    };
+    w.create_unstoppable_databases().await;
+
+    for (id, expected) in [
+        ("replica", "read replica of primary"),
+        ("primary", "has read replicas: [\"replica\"]"),
+        ("aurora-member", "Aurora member instance of cluster aurora"),
+    ] {
+        let execution = w.event("RDS-EVENT-0154", "db-instance", id).await;
+        let (status, outcome, reason) = w.finished(&execution).await;
+        assert_eq!(
+            (status.as_str(), outcome.as_str()),
+            ("skipped", "not_stoppable"),
+            "{id}: {reason}"
+        );
+        assert!(reason.contains(expected), "{id}: {reason}");
+        assert!(
+            w.column(&execution, "sfn_execution_arn").await.is_some(),
+            "{id}"
+        );
+        assert_eq!(w.count_calls_for(id, "StopDBInstance").await, 0, "{id}");
+        assert_eq!(w.instance_status(id).await, "available", "{id}");
+    }
+    assert_eq!(w.moto.count_calls("StartExecution").await, 3);
+}
+
+async fn throttling_is_retried_by_the_state_machine(db: TestDb) {
+    let Some(w) = world(db, true, |_| {}).await else {
+        return;
+    };
+    w.create_instance("throttled", PROTECTED).await;
+    // moto's interpreter calls RDS without SDK retries: each fault reaches the Retry.
+    w.moto
+        .fault(json!({"action": "DescribeDBInstances", "count": 2, "code": "Throttling", "resource": "throttled"}))
+        .await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "throttled").await;
+    let (status, outcome, reason) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("succeeded", "stopped"),
+        "{reason}"
+    );
+    let calls = w.moto.calls_for("throttled").await;
+    assert!(
+        calls.iter().filter(|a| *a == "DescribeDBInstances").count() >= 3,
+        "{calls:?}"
+    );
+    assert_eq!(w.instance_status("throttled").await, "stopped");
+}
+
+async fn dry_run_in_step_functions_mode_never_stops(db: TestDb) {
+    let Some(w) = world(db, true, |c| c.engine.dry_run = true).await else {
+        return;
+    };
+    w.create_instance("rehearsal", PROTECTED).await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "rehearsal").await;
+    let (status, outcome, _) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("succeeded", "dry_run")
+    );
+    assert_eq!(w.count_calls_for("rehearsal", "StopDBInstance").await, 0);
+    assert_eq!(w.instance_status("rehearsal").await, "available");
+}
+
+/// Waits until moto reports the state machine run as `status`.
+async fn wait_for_run(w: &World, execution_arn: &str, status: &str) {
+    for _ in 0..100 {
+        let described = w
+            .sfn
+            .describe_execution()
+            .execution_arn(execution_arn)
+            .send()
+            .await;
+        if described.is_ok_and(|d| d.status().as_str() == status) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the state machine run {execution_arn} never became {status}");
+}
+
+/// Every RDS task of the state machine has a twin for member accounts that calls with the
+/// role in the input, and the choices send member-account runs to the twins.
+#[test]
+fn member_account_tasks_use_the_role_in_the_input() {
+    let asl: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/state-machine.asl.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let states = asl["States"].as_object().unwrap();
+    let tasks: Vec<&String> = states
+        .iter()
+        .filter(|(_, s)| s["Type"] == "Task")
+        .map(|(name, _)| name)
+        .collect();
+    assert_eq!(tasks.len(), 8, "{tasks:?}");
+    for name in tasks {
+        let task = &states[name];
+        match name.strip_suffix("AsMember") {
+            Some(own) => {
+                assert_eq!(task["Credentials"]["RoleArn.$"], "$.roleArn", "{name}");
+                let mut twin = task.clone();
+                twin.as_object_mut().unwrap().remove("Credentials");
+                twin.as_object_mut().unwrap().remove("Comment");
+                let mut original = states[own].clone();
+                original.as_object_mut().unwrap().remove("Comment");
+                assert_eq!(twin, original, "{name} differs from {own}");
+            }
+            None => assert!(task.get("Credentials").is_none(), "{name}"),
+        }
+    }
+    let targets = |choice: &str| -> Vec<String> {
+        states[choice]["Choices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c.to_string().contains("$.roleArn"))
+            .map(|c| c["Next"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        targets("ByResourceType"),
+        ["DescribeInstanceAsMember", "DescribeClusterAsMember"]
+    );
+    assert_eq!(
+        targets("DryRunOrStop"),
+        ["StopClusterAsMember", "StopInstanceAsMember"]
+    );
+}

@@ -1,0 +1,190 @@
+//! Subscription and unsubscribe confirmations: confirmed once (by the SubscribeURL, or by
+//! the SNS API where restop has credentials), retried when SNS does not answer, left to an
+//! operator when auto-confirm is off, and never sent to a tampered URL.
+
+use serde_json::json;
+
+use super::{assert_refused, start};
+use crate::on_both_backends;
+use crate::support::db::TestDb;
+use crate::support::sns::{SnsStub, TOPIC};
+use crate::support::world::world;
+use crate::support::{TestApp, config, error_code};
+
+on_both_backends!(
+    subscription_is_confirmed_exactly_once,
+    failed_confirmation_answers_503_and_is_retried,
+    auto_confirm_off_records_for_an_operator,
+    unsubscribe_confirmation_is_never_visited,
+    tampered_subscribe_urls_are_refused,
+    a_subscription_is_confirmed_with_the_sns_api_where_restop_has_credentials,
+);
+
+async fn subscription_is_confirmed_exactly_once(db: TestDb) {
+    let (stub, app) = start(&db).await;
+    let msg = stub.confirmation("SubscriptionConfirmation", "tok-123");
+    let (status, body) = app.post_sns(&msg).await;
+    assert_eq!(
+        (status, &body["disposition"]),
+        (200, &json!("confirmed")),
+        "{body}"
+    );
+    let seen = stub.confirmations();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        seen[0],
+        format!("Action=ConfirmSubscription&TopicArn={TOPIC}&Token=tok-123")
+    );
+
+    let subscription = |c: &str| format!("SELECT {c} FROM sns_subscriptions WHERE topic_arn = $1");
+    assert_eq!(
+        db.text(&subscription("status"), TOPIC).await.as_deref(),
+        Some("confirmed")
+    );
+    assert_eq!(
+        db.text(&subscription("subscription_arn"), TOPIC).await,
+        Some(format!("{TOPIC}:6f8b1a34-7d2c-4a5e-9b1d-2c3e4f5a6b7c"))
+    );
+    let id = msg["MessageId"].as_str().unwrap();
+    assert_eq!(
+        db.message_disposition(id).await.as_deref(),
+        Some("confirmed")
+    );
+
+    // A redelivery does not confirm again.
+    let (status, body) = app.post_sns(&msg).await;
+    assert_eq!((status, &body["duplicate"]), (200, &json!(true)));
+    assert_eq!(stub.confirmations().len(), 1);
+}
+
+async fn failed_confirmation_answers_503_and_is_retried(db: TestDb) {
+    let (stub, app) = start(&db).await;
+    stub.set(|s| s.confirm_status = 403);
+    let msg = stub.confirmation("SubscriptionConfirmation", "tok");
+    let (status, body) = app.post_sns(&msg).await;
+    assert_eq!((status, error_code(&body)), (503, "confirmation_failed"));
+    let id = msg["MessageId"].as_str().unwrap();
+    assert_eq!(
+        db.message_disposition(id).await.as_deref(),
+        Some("confirmation_failed")
+    );
+    let status_sql = "SELECT status FROM sns_subscriptions WHERE topic_arn = $1";
+    assert_eq!(
+        db.text(status_sql, TOPIC).await.as_deref(),
+        Some("confirmation_failed")
+    );
+    assert!(
+        db.text(
+            "SELECT last_error FROM sns_subscriptions WHERE topic_arn = $1",
+            TOPIC
+        )
+        .await
+        .is_some_and(|e| e.contains("403"))
+    );
+
+    // SNS delivers again; this time SNS answers.
+    stub.set(|s| s.confirm_status = 200);
+    let (status, body) = app.post_sns(&msg).await;
+    assert_eq!(
+        (status, &body["disposition"]),
+        (200, &json!("confirmed")),
+        "{body}"
+    );
+    assert_eq!(stub.confirmations().len(), 2);
+    assert_eq!(
+        db.text(status_sql, TOPIC).await.as_deref(),
+        Some("confirmed")
+    );
+    assert_eq!(db.message_count().await, 1);
+}
+
+async fn auto_confirm_off_records_for_an_operator(db: TestDb) {
+    let stub = SnsStub::start().await;
+    let mut cfg = config(&db.url, Some(&stub.host));
+    cfg.sns.sns_auto_confirm = false;
+    let app = TestApp::spawn(cfg).await;
+    let msg = stub.confirmation("SubscriptionConfirmation", "tok");
+    let (status, body) = app.post_sns(&msg).await;
+    assert_eq!(
+        (status, &body["disposition"]),
+        (200, &json!("pending_confirmation"))
+    );
+    assert!(stub.confirmations().is_empty());
+    let row = |c: &str| format!("SELECT {c} FROM sns_subscriptions WHERE topic_arn = $1");
+    assert_eq!(
+        db.text(&row("status"), TOPIC).await.as_deref(),
+        Some("pending_confirmation")
+    );
+    assert_eq!(
+        db.text(&row("subscribe_url"), TOPIC).await,
+        Some(stub.subscribe_url(TOPIC, "tok"))
+    );
+}
+
+async fn unsubscribe_confirmation_is_never_visited(db: TestDb) {
+    let (stub, app) = start(&db).await;
+    let msg = stub.confirmation("UnsubscribeConfirmation", "tok");
+    let (status, body) = app.post_sns(&msg).await;
+    assert_eq!(
+        (status, &body["disposition"]),
+        (200, &json!("unsubscribed"))
+    );
+    assert!(stub.confirmations().is_empty());
+    let status_sql = "SELECT status FROM sns_subscriptions WHERE topic_arn = $1";
+    assert_eq!(
+        db.text(status_sql, TOPIC).await.as_deref(),
+        Some("unsubscribed")
+    );
+}
+
+async fn tampered_subscribe_urls_are_refused(db: TestDb) {
+    let (stub, app) = start(&db).await;
+    let good = stub.subscribe_url(TOPIC, "tok");
+    let tampered = [
+        good.replace("Token=tok", "Token=other"),
+        good.replace("rds-events", "rds-events-2"),
+        good.replace("ConfirmSubscription", "Subscribe"),
+        format!("{good}&Endpoint=https://evil.example.com"),
+        good.replace(&stub.host, "sns.us-east-1.amazonaws.com.evil.com"),
+        good.replace("http://", "http://user@"),
+        good.replace("/?", "/evil?"),
+    ];
+    for url in tampered {
+        let mut msg = stub.unsigned_confirmation("SubscriptionConfirmation", "tok");
+        msg["SubscribeURL"] = url.into();
+        stub.signer.sign(&mut msg);
+        assert_refused(&app, &db, &msg, 403, "invalid_subscribe_url").await;
+    }
+    assert!(stub.confirmations().is_empty());
+    assert_eq!(db.count("SELECT COUNT(*) FROM sns_subscriptions").await, 0);
+}
+
+async fn a_subscription_is_confirmed_with_the_sns_api_where_restop_has_credentials(db: TestDb) {
+    let Some(w) = world(db, |_| {}).await else {
+        return;
+    };
+    // The topic lives in restop's own account (moto's), so restop may confirm it itself.
+    w.moto
+        .sns()
+        .await
+        .create_topic()
+        .name("rds-events")
+        .send()
+        .await
+        .unwrap();
+    let msg = w.stub.confirmation("SubscriptionConfirmation", "tok-api");
+    let (status, body) = w.app.post_sns(&msg).await;
+    assert_eq!(
+        (status, &body["disposition"]),
+        (200, &json!("confirmed")),
+        "{body}"
+    );
+    assert!(
+        w.stub.confirmations().is_empty(),
+        "the SubscribeURL was visited"
+    );
+    let calls = w.moto.call_params("ConfirmSubscription").await;
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(calls[0]["AuthenticateOnUnsubscribe"], "true");
+    assert_eq!(calls[0]["Token"], "tok-api");
+}
