@@ -11,11 +11,10 @@ use super::AppState;
 use super::error::{ApiError, ErrorCode};
 use super::query::{Params, PathParam, page};
 use super::views::{ExecutionDetailView, ExecutionView, Page, StepView};
+use crate::aws::AwsFailure;
+use crate::aws::arn::{ResourceArn, ResourceKind, is_region, validate_identifier};
 use crate::engine::Trigger;
-use crate::engine::decide::AwsFailure;
 use crate::execution::{Outcome, Status, TriggerKind};
-use crate::partition::is_region;
-use crate::rds::resource::{ResourceArn, ResourceKind, validate_identifier};
 use crate::store::{Cancelled, Execution, ExecutionFilter, Position, Step};
 
 pub async fn list(
@@ -213,7 +212,7 @@ async fn resolve(app: &AppState, r: &TriggerRequest) -> Result<ResourceArn, ApiE
 
 /// AWS could not answer a question the request needs: 503, so the caller tries again.
 fn aws_unavailable(failure: AwsFailure, what: &str) -> ApiError {
-    tracing::warn!(error = ?failure, "{what}");
+    tracing::warn!(error = %failure, "{what}");
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::AwsUnavailable,

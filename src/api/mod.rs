@@ -26,9 +26,9 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use crate::aws::Aws;
 use crate::clock::Clock;
 use crate::config::BasicAuth;
-use crate::engine::aws::Aws;
 use crate::engine::{Launcher, Notifier};
 use crate::metrics::Metrics;
 use crate::sns::verify::Verifier;

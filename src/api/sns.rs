@@ -23,15 +23,15 @@ use url::Url;
 use super::AppState;
 use super::error::{ApiError, ErrorCode};
 use super::views::SnsAnswer;
+use crate::aws::arn::{ResourceArn, ResourceKind, TopicArn};
 use crate::config::BasicAuth;
 use crate::engine::Trigger;
 use crate::execution::{Disposition, MessageType, SubscriptionStatus, TriggerKind};
 use crate::http::FetchError;
 use crate::rds::event::{RdsEvent, fits_topic, parse_rds_event};
-use crate::rds::resource::{ResourceArn, ResourceKind};
 use crate::sns::Rejection;
 use crate::sns::confirm::confirm_subscription;
-use crate::sns::message::{SnsMessage, TopicArn};
+use crate::sns::message::SnsMessage;
 use crate::store::{Inserted, MessageEvent, NewMessage, StoreError, SubscriptionUpdate};
 
 /// SNS messages are at most 256 KiB; JSON escaping can roughly double that.
@@ -364,8 +364,8 @@ async fn confirm(
     let credentials_there = matches!(app.aws.acts_in(topic.account()).await, Ok(true));
     if let (Some(token), true) = (&msg.token, credentials_there) {
         result = app.aws.confirm_subscription(topic, token).await.map_err(|e| {
-            tracing::warn!(error = ?e, "could not confirm with the SNS API; visiting the SubscribeURL instead");
-            FetchError::Refused(format!("{e:?}"))
+            tracing::warn!(error = %e, "could not confirm with the SNS API; visiting the SubscribeURL instead");
+            FetchError::Refused(e.to_string())
         });
         if result.is_ok() {
             tracing::info!(

@@ -12,16 +12,16 @@ use std::fmt;
 
 use aws_config::SdkConfig;
 use aws_sdk_rds::config::Region;
-use aws_sdk_rds::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::aws::arn::ResourceKind;
+use crate::aws::arn::TopicArn;
+use crate::aws::{Accounts, AwsFailure, SdkAws, cluster_facts, explain, instance_facts};
 use crate::config::DoctorConfig;
 use crate::engine::EngineSettings;
-use crate::engine::aws::{Accounts, SdkAws, cluster_facts, instance_facts};
-use crate::engine::decide::{AwsFailure, Policy, protection};
-use crate::rds::resource::{ResourceKind, not_stoppable_reason};
-use crate::sns::message::TopicArn;
+use crate::engine::decide::{Policy, protection};
+use crate::rds::resource::not_stoppable_reason;
 use crate::store;
 
 /// A delivery policy whose retries end sooner than this loses every event sent while
@@ -75,7 +75,7 @@ impl Report {
 /// Runs every check with `base` as restop's own AWS settings (credentials, endpoint).
 pub async fn examine(config: &DoctorConfig, base: SdkConfig) -> Report {
     let serve = &config.serve;
-    let accounts = Accounts::from_config(&serve.accounts);
+    let accounts = Accounts::from(&serve.accounts);
     let mut doctor = Doctor {
         config,
         sdk: SdkAws::new(base.clone(), accounts.clone()),
@@ -224,8 +224,7 @@ impl Doctor<'_> {
                     "credentials",
                     CheckStatus::Fail,
                     format!(
-                        "sts:GetCallerIdentity failed: {}; give restop AWS credentials \
-                         (instance or task role, AWS_PROFILE, ...); no AWS check can run",
+                        "sts:GetCallerIdentity failed: {}; no AWS check can run",
                         explain(&e)
                     ),
                 );
@@ -809,7 +808,7 @@ impl Doctor<'_> {
         let Some(arn) = self.config.serve.engine.state_machine_arn.clone() else {
             return;
         };
-        let region = arn.split(':').nth(3).unwrap_or_default().to_owned();
+        let region = arn.region().to_owned();
         let sfn = aws_sdk_sfn::Client::from_conf(
             aws_sdk_sfn::config::Builder::from(&self.base)
                 .region(Region::new(region.clone()))
@@ -817,7 +816,7 @@ impl Doctor<'_> {
         );
         if let Err(e) = sfn
             .describe_state_machine()
-            .state_machine_arn(&arn)
+            .state_machine_arn(arn.as_str())
             .send()
             .await
         {
@@ -915,20 +914,7 @@ fn retry_window_seconds(policy: &Value) -> Option<u64> {
 fn unusable(failure: &AwsFailure) -> String {
     match failure {
         AwsFailure::AccessDenied { action, message } => format!("{action}: {message}"),
-        other => format!("{other:?}"),
-    }
-}
-
-/// An AWS error as the operator should read it: its code and message when AWS sent them.
-fn explain<E, R>(error: &SdkError<E, R>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: fmt::Debug,
-{
-    match (error.code(), error.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        _ => DisplayErrorContext(error).to_string(),
+        other => other.to_string(),
     }
 }
 

@@ -10,10 +10,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::Engine;
+use crate::aws::arn::{ResourceKind, TopicArn};
 use crate::execution::{NotifyState, Outcome, Status, TriggerKind};
 use crate::metrics::{Metrics, NotificationResult};
-use crate::rds::resource::ResourceKind;
-use crate::sns::message::TopicArn;
 use crate::store::{Job, JobUpdate, NewStep};
 
 /// Attempts before giving up: with the backoff below (the engine's retry base, doubling,

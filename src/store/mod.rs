@@ -20,12 +20,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::aws::arn::ResourceArn;
 use crate::config::{DatabaseConfig, DatabaseUrl};
 use crate::execution::{
     Disposition, ExecutionStats, MessageType, Mode, NotifyState, Outcome, Phase, Status,
     SubscriptionStatus, TriggerKind,
 };
-use crate::rds::resource::ResourceArn;
 
 /// How long a request waits for a pooled connection before the database counts as down.
 /// SNS abandons a delivery after 15 s; answering 503 well before lets it retry.

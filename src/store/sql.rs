@@ -12,8 +12,8 @@ use super::{
     Execution, Job, MessageEvent, MessageRecord, Notification, StoreError, SubscriptionRecord,
     SummaryCount, Sweep,
 };
+use crate::aws::arn::ResourceArn;
 use crate::execution::{Outcome, Status};
-use crate::rds::resource::ResourceArn;
 
 /// The columns of an execution, in the order [`ExecutionRow`] reads them.
 pub(super) const EXECUTION_COLUMNS: &str = "id, resource_arn, trigger, message_id, event_id,

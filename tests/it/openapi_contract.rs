@@ -884,7 +884,7 @@ fn the_identifier_schema_is_the_rds_naming_rule() {
     ] {
         assert_eq!(
             fits("Identifier", id),
-            restop::rds::resource::validate_identifier(id).is_ok(),
+            restop::aws::arn::validate_identifier(id).is_ok(),
             "{id:?}"
         );
     }
@@ -914,7 +914,7 @@ fn the_region_schema_is_the_servers() {
     ] {
         assert_eq!(
             fits("Region", region),
-            restop::partition::is_region(region),
+            restop::aws::arn::is_region(region),
             "{region:?}"
         );
     }
@@ -949,7 +949,7 @@ fn the_arn_schemas_are_the_servers() {
     for arn in &arns {
         assert_eq!(
             fits("ResourceArn", arn),
-            arn.parse::<restop::rds::resource::ResourceArn>().is_ok(),
+            arn.parse::<restop::aws::arn::ResourceArn>().is_ok(),
             "{arn:?}"
         );
     }
@@ -971,7 +971,7 @@ fn the_arn_schemas_are_the_servers() {
     ] {
         assert_eq!(
             fits("TopicArn", &arn),
-            arn.parse::<restop::sns::message::TopicArn>().is_ok(),
+            arn.parse::<restop::aws::arn::TopicArn>().is_ok(),
             "{arn:?}"
         );
     }
