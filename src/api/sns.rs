@@ -94,7 +94,6 @@ pub async fn receive(
             app.metrics
                 .sns_refusal(ErrorCode::ConfirmationFailed.as_str());
             ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::ConfirmationFailed,
                 "the subscription could not be confirmed; retry later",
             )
@@ -108,7 +107,7 @@ fn refuse(app: &AppState, rejection: Rejection) -> ApiError {
     let code = ErrorCode::from(&rejection);
     tracing::warn!(reason = %code, detail = %rejection, "SNS delivery refused");
     app.metrics.sns_refusal(code.as_str());
-    ApiError::new(rejection.status(), code, rejection.to_string())
+    ApiError::new(code, rejection.to_string())
 }
 
 async fn handle(
@@ -511,7 +510,6 @@ pub async fn shed_load(State(app): State<AppState>, request: Request, next: Next
         tracing::warn!("too many SNS deliveries at once; answering 503 so SNS retries");
         app.metrics.sns_refusal(ErrorCode::Overloaded.as_str());
         return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Overloaded,
             "too many deliveries at once; retry later",
         )
