@@ -68,11 +68,12 @@ impl RegionalClient for aws_sdk_sns::Client {
 /// Clients of one service by account and region.
 type Clients<C> = Mutex<HashMap<(String, String), C>>;
 
-/// Where a client acts: in a member account (or restop's own, named), or with restop's own
-/// credentials wherever they are.
+/// The credentials a client calls with.
 #[derive(Clone, Copy)]
 enum Credentials<'a> {
+    /// Those for acting in this account: restop's own there, else the member's role.
     In(&'a str),
+    /// restop's own, without asking STS which account they act in.
     Own,
 }
 
