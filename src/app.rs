@@ -14,9 +14,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::api;
+use crate::aws::{Accounts, Aws, Guarded, SdkAws};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Retention, Schedule, ServeConfig, SnsConfig};
-use crate::engine::aws::{Accounts, Aws, Metered, Paced, SdkAws};
 use crate::engine::catchup::{Catchup, CatchupSettings};
 use crate::engine::{Engine, EngineSettings, Launcher, Notifier, Wakeups};
 use crate::http;
@@ -87,19 +87,18 @@ impl App {
             wakeup: wakeup.clone(),
             notify: settings.notify_url.is_some(),
         };
-        let accounts = Accounts::from_config(&config.accounts);
+        let accounts = Accounts::from(&config.accounts);
         let sdk: Arc<dyn Aws> = match deps.aws {
             Some(aws) => aws,
             None => Arc::new(
                 SdkAws::from_environment(config.engine.aws_timeout, accounts.clone()).await,
             ),
         };
-        let paced = Arc::new(Paced::new(
+        let aws: Arc<dyn Aws> = Arc::new(Guarded::new(
             sdk,
             config.accounts.rds_max_rps,
             metrics.clone(),
         ));
-        let aws: Arc<dyn Aws> = Arc::new(Metered::new(paced, metrics.clone()));
         let places = accounts.watched(&config.sns.topic_arns.0);
         let catchup = match config.engine.catchup_interval {
             Schedule::Every(interval) if config.engine.engine_enabled => Some((

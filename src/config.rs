@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::aws::Accounts;
+use crate::aws::arn::{StateMachineArn, TopicArn, is_account_id, is_role_arn};
 use crate::sns::cert_url::ExtraHost;
-use crate::sns::message::TopicArn;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -229,8 +230,8 @@ pub struct EngineConfig {
     pub dry_run: bool,
 
     /// Run executions as this AWS Step Functions state machine instead of internally.
-    #[arg(long, env = "RESTOP_STATE_MACHINE_ARN", value_parser = parse_state_machine_arn)]
-    pub state_machine_arn: Option<String>,
+    #[arg(long, env = "RESTOP_STATE_MACHINE_ARN")]
+    pub state_machine_arn: Option<StateMachineArn>,
 
     /// POST a JSON summary here when an execution ends.
     #[arg(long, env = "RESTOP_NOTIFY_URL", value_parser = parse_http_url)]
@@ -310,28 +311,34 @@ impl FromStr for MemberAccount {
             Some((account, role)) => (account, Some(role)),
             None => (s, None),
         };
-        if account.len() != 12 || !account.bytes().all(|b| b.is_ascii_digit()) {
+        if !is_account_id(account) {
             return Err(format!("'{account}' is not a 12-digit AWS account id"));
         }
-        if let Some(role) = role_arn {
-            let parts: Vec<&str> = role.split(':').collect();
-            let valid = matches!(
-                parts[..],
-                ["arn", partition, "iam", "", role_account, name]
-                    if crate::partition::is_partition(partition)
-                        && role_account.len() == 12
-                        && name.strip_prefix("role/").is_some_and(|n| !n.is_empty())
-            );
-            if !valid {
-                return Err(format!(
-                    "'{role}' is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
-                ));
-            }
+        if let Some(role) = role_arn
+            && !is_role_arn(role)
+        {
+            return Err(format!(
+                "'{role}' is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+            ));
         }
         Ok(Self {
             account: account.to_owned(),
             role_arn: role_arn.map(str::to_owned),
         })
+    }
+}
+
+impl From<&AccountsConfig> for Accounts {
+    fn from(config: &AccountsConfig) -> Self {
+        Accounts::new(
+            config
+                .accounts
+                .0
+                .iter()
+                .map(|m| (m.account.clone(), m.role_arn.clone())),
+            config.role_name.clone(),
+            config.external_id.clone(),
+        )
     }
 }
 
@@ -690,29 +697,6 @@ fn parse_public_url(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
-fn parse_state_machine_arn(s: &str) -> Result<String, String> {
-    let parts: Vec<&str> = s.split(':').collect();
-    match parts[..] {
-        [
-            "arn",
-            partition,
-            "states",
-            region,
-            account,
-            "stateMachine",
-            name,
-        ] if crate::partition::is_partition_of(partition, region)
-            && account.len() == 12
-            && !name.is_empty() =>
-        {
-            Ok(s.to_owned())
-        }
-        _ => Err(format!(
-            "'{s}' is not a state machine ARN (arn:aws:states:REGION:ACCOUNT:stateMachine:NAME)"
-        )),
-    }
-}
-
 fn parse_http_url(s: &str) -> Result<url::Url, String> {
     match url::Url::parse(s) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(url),
@@ -829,8 +813,11 @@ mod tests {
     #[test]
     fn the_state_machine_history_limits_the_polls() {
         let mut config = ServeConfig::defaults();
-        config.engine.state_machine_arn =
-            Some("arn:aws:states:us-east-1:123456789012:stateMachine:restop".into());
+        config.engine.state_machine_arn = Some(
+            "arn:aws:states:us-east-1:123456789012:stateMachine:restop"
+                .parse()
+                .unwrap(),
+        );
         assert!(config.validate().is_ok(), "the defaults fit");
         config.engine.poll_interval = Duration::from_secs(30);
         assert!(config.validate().is_err(), "2,880 polls do not fit");

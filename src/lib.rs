@@ -3,10 +3,12 @@
 //! Data flows one way: SNS body -> verified message -> RDS event -> execution -> job
 //! steps -> AWS. [`App::build`] wires the parts together from the settings and
 //! [`App::run`] serves them on a bound listener, so tests and the binary start the very
-//! same server. Modules depend one way: `api` -> `engine` -> `store` -> `execution`.
+//! same server. Modules depend one way: `api` -> `engine` -> `store` -> `execution`, and
+//! everything that names an ARN or calls AWS -> `aws`.
 
 pub mod api;
 mod app;
+pub mod aws;
 pub mod clock;
 pub mod config;
 pub mod doctor;
@@ -14,7 +16,6 @@ pub mod engine;
 pub mod execution;
 mod http;
 pub mod metrics;
-pub mod partition;
 pub mod rds;
 pub mod retention;
 pub mod sns;

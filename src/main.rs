@@ -32,7 +32,7 @@ async fn main() -> ExitCode {
 /// Prints every check to stdout (nothing else: the JSON stays parseable); exit status 1
 /// when one failed.
 async fn doctor(config: restop::config::DoctorConfig) -> ExitCode {
-    let base = restop::engine::aws::SdkAws::loader(config.serve.engine.aws_timeout)
+    let base = restop::aws::SdkAws::loader(config.serve.engine.aws_timeout)
         .load()
         .await;
     let report = restop::doctor::examine(&config, base).await;

@@ -1,7 +1,7 @@
 //! Bearer tokens for `/v1`, compared in constant time.
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use openssl::sha::sha256;
@@ -31,8 +31,7 @@ pub async fn require_bearer(State(app): State<AppState>, request: Request, next:
     } else {
         "a valid bearer token is required"
     };
-    let mut response =
-        ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message).into_response();
+    let mut response = ApiError::new(ErrorCode::Unauthorized, message).into_response();
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"restop\""),

@@ -44,6 +44,36 @@ text_enum! {
 }
 
 impl ErrorCode {
+    /// The HTTP status every answer with this code has.
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::InvalidParameter
+            | Self::InvalidRequest
+            | Self::RawDelivery
+            | Self::MalformedMessage => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::AccountNotAllowed
+            | Self::InvalidSigningCertUrl
+            | Self::InvalidSubscribeUrl
+            | Self::TopicNotAllowed
+            | Self::StaleMessage
+            | Self::FutureMessage
+            | Self::InvalidCertificate
+            | Self::InvalidSignature => StatusCode::FORBIDDEN,
+            Self::NotFound | Self::ResourceNotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::ExecutionActive | Self::ExecutionFinished => StatusCode::CONFLICT,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::AwsUnavailable
+            | Self::StorageUnavailable
+            | Self::Timeout
+            | Self::CertificateUnavailable
+            | Self::ConfirmationFailed
+            | Self::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
     /// Every reason `POST /sns` refuses a delivery for (`restop_sns_refusals_total`).
     pub const SNS_REFUSALS: &[ErrorCode] = &[
         Self::Unauthorized,
@@ -85,7 +115,6 @@ impl From<&Rejection> for ErrorCode {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
-    pub status: StatusCode,
     pub code: ErrorCode,
     pub message: String,
     /// On a conflict: the execution that is in the way.
@@ -93,9 +122,9 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+    /// An answer with `code`, whose status it has.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
             code,
             message: message.into(),
             execution_id: None,
@@ -104,7 +133,6 @@ impl ApiError {
 
     pub fn storage_unavailable() -> Self {
         Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::StorageUnavailable,
             "the database is unavailable; retry later",
         )
@@ -141,17 +169,16 @@ impl IntoResponse for ApiError {
                 execution_id: self.execution_id.as_deref(),
             },
         };
-        (self.status, Json(body)).into_response()
+        (self.code.status(), Json(body)).into_response()
     }
 }
 
 pub async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
+    ApiError::new(ErrorCode::NotFound, "no such route")
 }
 
 pub async fn method_not_allowed() -> ApiError {
     ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
         ErrorCode::MethodNotAllowed,
         "method not allowed on this route",
     )

@@ -11,11 +11,10 @@ use super::AppState;
 use super::error::{ApiError, ErrorCode};
 use super::query::{Params, PathParam, page};
 use super::views::{ExecutionDetailView, ExecutionView, Page, StepView};
+use crate::aws::AwsFailure;
+use crate::aws::arn::{ResourceArn, ResourceKind, is_region, validate_identifier};
 use crate::engine::Trigger;
-use crate::engine::decide::AwsFailure;
 use crate::execution::{Outcome, Status, TriggerKind};
-use crate::partition::is_region;
-use crate::rds::resource::{ResourceArn, ResourceKind, validate_identifier};
 use crate::store::{Cancelled, Execution, ExecutionFilter, Position, Step};
 
 pub async fn list(
@@ -78,7 +77,7 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::
 }
 
 fn bad_request(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
+    ApiError::new(ErrorCode::InvalidRequest, message)
 }
 
 pub async fn create(
@@ -87,7 +86,6 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let Json(request) = body.map_err(|rejection| match rejection {
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::UnsupportedMediaType,
             "send the request body as application/json",
         ),
@@ -110,7 +108,6 @@ pub async fn create(
     let link = app.store.start_execution(&execution).await?;
     if link.joined {
         let mut error = ApiError::new(
-            StatusCode::CONFLICT,
             ErrorCode::ExecutionActive,
             format!(
                 "execution {} is already active for {}",
@@ -155,7 +152,6 @@ async fn resolve(app: &AppState, r: &TriggerRequest) -> Result<ResourceArn, ApiE
         return match app.aws.acts_in(&resource.account).await {
             Ok(true) => Ok(resource),
             Ok(false) => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
                 ErrorCode::AccountNotAllowed,
                 format!(
                     "account {} is neither restop's own nor in RESTOP_ACCOUNTS",
@@ -193,7 +189,6 @@ async fn resolve(app: &AppState, r: &TriggerRequest) -> Result<ResourceArn, ApiE
         .await
         .map_err(|failure| match failure {
             AwsFailure::NotFound => ApiError::new(
-                StatusCode::NOT_FOUND,
                 ErrorCode::ResourceNotFound,
                 format!("no {kind} {identifier} in {region}"),
             ),
@@ -204,7 +199,6 @@ async fn resolve(app: &AppState, r: &TriggerRequest) -> Result<ResourceArn, ApiE
         })?;
     arn.parse().map_err(|e: String| {
         ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::AwsUnavailable,
             format!("RDS answered an unexpected ARN: {e}"),
         )
@@ -213,12 +207,8 @@ async fn resolve(app: &AppState, r: &TriggerRequest) -> Result<ResourceArn, ApiE
 
 /// AWS could not answer a question the request needs: 503, so the caller tries again.
 fn aws_unavailable(failure: AwsFailure, what: &str) -> ApiError {
-    tracing::warn!(error = ?failure, "{what}");
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        ErrorCode::AwsUnavailable,
-        format!("{what}; retry later"),
-    )
+    tracing::warn!(error = %failure, "{what}");
+    ApiError::new(ErrorCode::AwsUnavailable, format!("{what}; retry later"))
 }
 
 pub async fn cancel(
@@ -237,7 +227,6 @@ pub async fn cancel(
             Ok(Json(detail(&execution, &steps)).into_response())
         }
         Cancelled::AlreadyFinished => Err(ApiError::new(
-            StatusCode::CONFLICT,
             ErrorCode::ExecutionFinished,
             format!("execution {id} has already ended"),
         )),
@@ -246,11 +235,7 @@ pub async fn cancel(
 }
 
 fn not_found(id: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        ErrorCode::NotFound,
-        format!("no execution {id}"),
-    )
+    ApiError::new(ErrorCode::NotFound, format!("no execution {id}"))
 }
 
 async fn find(app: &AppState, id: &str) -> Result<(Execution, Vec<Step>), ApiError> {

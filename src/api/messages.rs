@@ -3,7 +3,6 @@
 
 use axum::Json;
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
@@ -45,13 +44,10 @@ pub async fn show(
     State(app): State<AppState>,
     PathParam(message_id): PathParam<String>,
 ) -> Result<Response, ApiError> {
-    let message = app.store.get_message(&message_id).await?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::NOT_FOUND,
-            ErrorCode::NotFound,
-            format!("no message {message_id}"),
-        )
-    })?;
+    let message =
+        app.store.get_message(&message_id).await?.ok_or_else(|| {
+            ApiError::new(ErrorCode::NotFound, format!("no message {message_id}"))
+        })?;
     Ok(Json(MessageView::from(&message)).into_response())
 }
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::Request;
 use axum::extract::{DefaultBodyLimit, MatchedPath, State};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::HeaderName;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -26,9 +26,9 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use crate::aws::Aws;
 use crate::clock::Clock;
 use crate::config::BasicAuth;
-use crate::engine::aws::Aws;
 use crate::engine::{Launcher, Notifier, Wakeups};
 use crate::metrics::Metrics;
 use crate::rds::classify::EventRules;
@@ -196,12 +196,8 @@ async fn deadline(request: Request, next: Next) -> Response {
         Ok(response) => response,
         Err(_) => {
             tracing::warn!("request timed out");
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::Timeout,
-                "the request took too long; retry later",
-            )
-            .into_response()
+            ApiError::new(ErrorCode::Timeout, "the request took too long; retry later")
+                .into_response()
         }
     }
 }

@@ -93,7 +93,6 @@ pub async fn receive(
             app.metrics
                 .sns_refusal(ErrorCode::ConfirmationFailed.as_str());
             ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::ConfirmationFailed,
                 "the subscription could not be confirmed; retry later",
             )
@@ -107,7 +106,7 @@ fn refuse(app: &AppState, rejection: Rejection) -> ApiError {
     let code = ErrorCode::from(&rejection);
     tracing::warn!(reason = %code, detail = %rejection, "SNS delivery refused");
     app.metrics.sns_refusal(code.as_str());
-    ApiError::new(rejection.status(), code, rejection.to_string())
+    ApiError::new(code, rejection.to_string())
 }
 
 async fn handle(

@@ -8,7 +8,7 @@
 
 use axum::Router;
 use axum::extract::Path;
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
@@ -63,7 +63,7 @@ async fn asset(Path(name): Path<String>) -> Result<Response, ApiError> {
     let (_, content_type, body) = ASSETS
         .iter()
         .find(|(known, _, _)| *known == name)
-        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such file"))?;
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no such file"))?;
     Ok(([(header::CONTENT_TYPE, *content_type)], *body).into_response())
 }
 

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::aws::arn::ResourceKind;
 use crate::execution::{
     Disposition, MessageType, Mode, NotifyState, Outcome, Phase, Status, SubscriptionStatus,
     TriggerKind,
 };
-use crate::rds::resource::ResourceKind;
 use crate::store::{Execution, MessageEvent, MessageRecord, Step, SubscriptionRecord};
 
 /// One page of a list.

@@ -2,8 +2,9 @@
 
 use aws_config::SdkConfig;
 
-use super::{Check, CheckStatus, explain, unusable};
-use crate::engine::aws::SdkAws;
+use super::{Check, CheckStatus, unusable};
+use crate::aws::SdkAws;
+use crate::aws::explain;
 
 /// The `credentials` check, and restop's own account when its credentials work (no AWS
 /// check can run without them).
@@ -26,8 +27,7 @@ pub(super) async fn own(base: &SdkConfig) -> (Check, Option<String>) {
         }
         Err(e) => {
             let detail = format!(
-                "sts:GetCallerIdentity failed: {}; give restop AWS credentials \
-                 (instance or task role, AWS_PROFILE, ...); no AWS check can run",
+                "sts:GetCallerIdentity failed: {}; no AWS check can run",
                 explain(&e)
             );
             (Check::new("credentials", CheckStatus::Fail, detail), None)

@@ -2,10 +2,12 @@
 
 use aws_sdk_rds::types::Tag;
 
-use super::{Check, CheckStatus, Reach, explain};
+use super::{Check, CheckStatus, Reach};
+use crate::aws::arn::ResourceKind;
+use crate::aws::explain;
+use crate::aws::{cluster_facts, instance_facts};
 use crate::config::EngineConfig;
-use crate::engine::aws::{cluster_facts, instance_facts};
-use crate::rds::resource::{ResourceKind, not_stoppable_reason};
+use crate::rds::resource::not_stoppable_reason;
 
 /// How many databases carry the protection tag, and which of them RDS can never stop.
 pub(super) async fn protected(

@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use serde_json::{Value, json};
 
 use super::{Check, CheckStatus, filter_policy};
+use crate::aws::arn::ResourceKind;
+use crate::aws::arn::TopicArn;
 use crate::config::ServeConfig;
-use crate::rds::resource::ResourceKind;
-use crate::sns::message::TopicArn;
 
 /// A delivery policy whose retries end sooner than this loses every event sent while
 /// restop is down for longer; the catch-up sweep then has to find them (SNS's default for

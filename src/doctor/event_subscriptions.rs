@@ -1,9 +1,10 @@
 //! The RDS event subscriptions of one watched account and region.
 
-use super::{Check, CheckStatus, Reach, explain};
+use super::{Check, CheckStatus, Reach};
+use crate::aws::arn::ResourceKind;
+use crate::aws::arn::TopicArn;
+use crate::aws::explain;
 use crate::config::ServeConfig;
-use crate::rds::resource::ResourceKind;
-use crate::sns::message::TopicArn;
 
 /// An enabled RDS event subscription of this account and region must publish the
 /// `notification` events of instances and of clusters to an allowed topic.

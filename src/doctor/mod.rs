@@ -24,12 +24,10 @@ use std::fmt;
 
 use aws_config::SdkConfig;
 use aws_sdk_rds::config::Region;
-use aws_sdk_rds::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use serde::Serialize;
 
+use crate::aws::{Accounts, AwsFailure, SdkAws};
 use crate::config::DoctorConfig;
-use crate::engine::aws::{Accounts, SdkAws};
-use crate::engine::decide::AwsFailure;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -88,7 +86,7 @@ impl Report {
 pub async fn examine(config: &DoctorConfig, base: SdkConfig) -> Report {
     let serve = &config.serve;
     let topics = &serve.sns.topic_arns.0;
-    let accounts = Accounts::from_config(&serve.accounts);
+    let accounts = Accounts::from(&serve.accounts);
     let mut reach = Reach {
         sdk: SdkAws::new(base.clone(), accounts.clone()),
         base,
@@ -166,20 +164,7 @@ impl Reach {
 fn unusable(failure: &AwsFailure) -> String {
     match failure {
         AwsFailure::AccessDenied { action, message } => format!("{action}: {message}"),
-        other => format!("{other:?}"),
-    }
-}
-
-/// An AWS error as the operator should read it: its code and message when AWS sent them.
-fn explain<E, R>(error: &SdkError<E, R>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: fmt::Debug,
-{
-    match (error.code(), error.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        _ => DisplayErrorContext(error).to_string(),
+        other => other.to_string(),
     }
 }
 

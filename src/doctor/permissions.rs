@@ -1,6 +1,7 @@
 //! The RDS permissions restop needs in one watched account and region.
 
-use super::{Check, CheckStatus, Reach, explain};
+use super::{Check, CheckStatus, Reach};
+use crate::aws::explain;
 use crate::config::ServeConfig;
 
 /// The calls the engine and the catch-up make, each tried in a way that changes

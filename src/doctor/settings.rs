@@ -2,8 +2,8 @@
 //! and the allowed topics.
 
 use super::{Check, CheckStatus};
+use crate::aws::arn::TopicArn;
 use crate::config::DoctorConfig;
-use crate::sns::message::TopicArn;
 
 /// `settings` (only when `restop serve` would refuse them), `public_url` and `topics`.
 pub(super) fn checks(config: &DoctorConfig) -> Vec<Check> {

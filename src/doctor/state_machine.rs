@@ -5,9 +5,10 @@ use std::collections::BTreeSet;
 use aws_config::SdkConfig;
 use aws_sdk_sfn::config::Region;
 
-use super::{Check, CheckStatus, explain};
+use super::{Check, CheckStatus};
+use crate::aws::Accounts;
+use crate::aws::explain;
 use crate::config::ServeConfig;
-use crate::engine::aws::Accounts;
 
 /// The state machine exists, and in the region of every watched database (its tasks call
 /// RDS in their own region). No check in internal mode.
@@ -16,8 +17,8 @@ pub(super) async fn check(
     serve: &ServeConfig,
     accounts: &Accounts,
 ) -> Option<Check> {
-    let arn = serve.engine.state_machine_arn.as_deref()?;
-    let region = arn.split(':').nth(3).unwrap_or_default();
+    let arn = serve.engine.state_machine_arn.as_ref()?;
+    let region = arn.region();
     let sfn = aws_sdk_sfn::Client::from_conf(
         aws_sdk_sfn::config::Builder::from(base)
             .region(Region::new(region.to_owned()))
@@ -25,7 +26,7 @@ pub(super) async fn check(
     );
     if let Err(e) = sfn
         .describe_state_machine()
-        .state_machine_arn(arn)
+        .state_machine_arn(arn.as_str())
         .send()
         .await
     {

@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 
-use super::{Check, CheckStatus, Reach, delivery, explain};
+use super::{Check, CheckStatus, Reach, delivery};
+use crate::aws::Accounts;
+use crate::aws::arn::TopicArn;
+use crate::aws::explain;
 use crate::config::DoctorConfig;
-use crate::engine::aws::Accounts;
-use crate::sns::message::TopicArn;
 
 /// `topic`, then (with a public URL) `subscription` and the subscription's attributes.
 pub(super) async fn checks(

@@ -11,14 +11,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::aws::Aws;
-use super::decide::{AwsFailure, Policy, backoff};
+use super::decide::{Policy, backoff};
 use super::{Launcher, Trigger};
+use crate::aws::arn::{ResourceArn, ResourceKind};
+use crate::aws::{Aws, AwsFailure, LoggedEvent};
 use crate::clock::Clock;
 use crate::execution::{Outcome, TriggerKind};
 use crate::metrics::Metrics;
 use crate::rds::messages::forced_start;
-use crate::rds::resource::{ResourceArn, ResourceKind};
 use crate::store::{ForcedStart, Store, Sweep};
 
 /// Each sweep starts this much before the previous one ended: RDS may log an event a
@@ -120,11 +120,11 @@ impl Catchup {
                 tracing::warn!(
                     account = %sweep.account,
                     region = %sweep.region,
-                    error = ?failure,
+                    error = %failure,
                     "catch-up sweep failed; trying again in {}s",
                     wait.as_secs()
                 );
-                (Err(format!("{failure:?}")), now + wait)
+                (Err(failure.to_string()), now + wait)
             }
         };
         match self.store.complete_sweep(&sweep, result, next, now).await {
@@ -228,9 +228,9 @@ impl Catchup {
 fn resource_of(
     sweep: &Sweep,
     kind: ResourceKind,
-    event: &super::aws::LoggedEvent,
+    event: &LoggedEvent,
 ) -> Result<ResourceArn, String> {
-    let partition = crate::partition::partition_of(&sweep.region).unwrap_or("aws");
+    let partition = crate::aws::arn::partition_of(&sweep.region).unwrap_or("aws");
     let arn = format!(
         "arn:{partition}:rds:{}:{}:{}:{}",
         sweep.region,

@@ -4,44 +4,11 @@
 
 use std::time::Duration;
 
+use crate::aws::arn::ResourceKind;
+use crate::aws::{AwsFailure, ResourceFacts, StateMachineRun};
 use crate::execution::{Outcome, Phase};
-use crate::rds::resource::{ResourceFacts, ResourceKind, not_stoppable_reason};
+use crate::rds::resource::not_stoppable_reason;
 use crate::rds::status::{StatusClass, classify};
-
-/// An AWS call's failure, sorted by what restop should do about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AwsFailure {
-    /// 5xx, network trouble, expired credentials: retry with backoff.
-    Transient(String),
-    /// RDS (or Step Functions) said slow down: retry with backoff, and call less often.
-    Throttled(String),
-    /// The resource's state changed under us (InvalidDBInstanceState / InvalidDBClusterStateFault).
-    InvalidState(String),
-    /// The resource does not exist (any more).
-    NotFound,
-    /// RDS refuses the operation for this kind of resource (e.g. an Aurora member instance).
-    InvalidParameterCombination(String),
-    /// Missing IAM permission for the named action.
-    AccessDenied { action: String, message: String },
-    /// Anything else: not worth retrying.
-    Other(String),
-}
-
-/// Final states of a Step Functions execution, plus "still running".
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StateMachineRun {
-    Running,
-    /// The state machine's JSON output: `{"outcome": "...", "reason": "..."}`.
-    Succeeded {
-        output: Option<String>,
-    },
-    Failed {
-        error: Option<String>,
-        cause: Option<String>,
-    },
-    TimedOut,
-    Aborted,
-}
 
 /// What the worker observed in this step.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -339,10 +306,9 @@ fn on_failure(s: &Situation, failure: &AwsFailure, policy: &Policy, jitter: f64)
         AwsFailure::InvalidParameterCombination(message) if s.phase == Phase::Stop => {
             Decision::finish(Outcome::NotStoppable, message.clone())
         }
-        AwsFailure::AccessDenied { action, message } => Decision::finish(
-            Outcome::AccessDenied,
-            format!("IAM permission {action} is missing: {message}"),
-        ),
+        AwsFailure::AccessDenied { .. } | AwsFailure::NoCredentials => {
+            Decision::finish(Outcome::AccessDenied, failure.to_string())
+        }
         AwsFailure::InvalidState(message)
         | AwsFailure::InvalidParameterCombination(message)
         | AwsFailure::Other(message) => Decision::finish(Outcome::Error, message.clone()),

@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::Notify;
 
+use crate::aws::arn::ResourceArn;
 use crate::execution::{Mode, TriggerKind};
-use crate::rds::resource::ResourceArn;
 use crate::store::NewExecution;
 
 /// Creates executions the way the engine expects them.

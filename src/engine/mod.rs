@@ -4,8 +4,6 @@
 //! next, then commit the step and the new state together, fenced by the lease token. A
 //! crash anywhere loses at most an uncommitted step, which the next owner repeats.
 
-pub mod aws;
-mod budget;
 pub mod catchup;
 pub mod decide;
 mod launcher;
@@ -27,16 +25,15 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use self::aws::{Aws, Scope};
 use self::decide::{
-    AwsFailure, Decision, Observation, Policy, Situation, StateMachineRun, decide,
-    stop_refusals_after, wake_polls_after,
+    Decision, Observation, Policy, Situation, decide, stop_refusals_after, wake_polls_after,
 };
+use crate::aws::arn::{ResourceKind, StateMachineArn};
+use crate::aws::{Aws, AwsFailure, DESCRIBE_BATCH, Scope, StateMachineRun};
 use crate::clock::Clock;
 use crate::config::{EngineConfig, NotifyFormat};
 use crate::execution::{Mode, NotifyState, Outcome, Phase, Status};
 use crate::metrics::Metrics;
-use crate::rds::resource::ResourceKind;
 use crate::store::{Claim, Job, JobUpdate, NewStep, Store, StoreError};
 
 /// How often an idle engine looks for due jobs; new executions wake it at once.
@@ -61,7 +58,7 @@ pub struct EngineSettings {
     pub policy: Policy,
     pub max_duration: Duration,
     pub dry_run: bool,
-    pub state_machine_arn: Option<String>,
+    pub state_machine_arn: Option<StateMachineArn>,
     pub notify_url: Option<url::Url>,
     pub notify_format: NotifyFormat,
     /// The console at RESTOP_PUBLIC_URL's host, for links in notifications.
@@ -213,7 +210,7 @@ impl Engine {
         for (scope, jobs) in groups {
             let mut jobs = jobs.into_iter().peekable();
             while jobs.peek().is_some() {
-                let chunk: Vec<Job> = jobs.by_ref().take(aws::DESCRIBE_BATCH).collect();
+                let chunk: Vec<Job> = jobs.by_ref().take(DESCRIBE_BATCH).collect();
                 let engine = self.clone();
                 let scope = scope.clone();
                 described.spawn(async move { engine.poll_together(&scope, chunk).await });
@@ -379,7 +376,7 @@ impl Engine {
             {
                 Ok(()) => tracing::info!("stopped the state machine run of a cancelled execution"),
                 Err(e) => {
-                    tracing::error!(error = ?e, "could not stop the state machine run of a cancelled execution")
+                    tracing::error!(error = %e, "could not stop the state machine run of a cancelled execution")
                 }
             }
         }
@@ -392,8 +389,8 @@ impl Engine {
         let arn = job.sfn_execution_arn.clone().or_else(|| {
             self.settings
                 .state_machine_arn
-                .as_deref()
-                .map(|machine| aws::execution_arn_for(machine, &run_name(job)))
+                .as_ref()
+                .map(|machine| machine.execution(&run_name(job)))
         });
         let result = match &arn {
             Some(arn) => {
@@ -420,11 +417,8 @@ impl Engine {
                 return (step, update);
             }
             Err(e) => {
-                tracing::error!(error = ?e, "could not stop the state machine run of a cancelled execution");
-                (
-                    "could not stop the state machine run",
-                    Some(describe_failure(&e)),
-                )
+                tracing::error!(error = %e, "could not stop the state machine run of a cancelled execution");
+                ("could not stop the state machine run", Some(e.detail()))
             }
         };
         update.phase = Phase::Done;
@@ -536,7 +530,7 @@ impl Engine {
                             .stop_state_machine_run(arn, "restop.Timeout", cause)
                             .await
                         {
-                            tracing::warn!(error = ?e, "could not stop the timed-out state machine execution");
+                            tracing::warn!(error = %e, "could not stop the timed-out state machine execution");
                         }
                         Observation::StateMachine(StateMachineRun::Running)
                     }
@@ -561,7 +555,7 @@ impl Engine {
                 "RESTOP_STATE_MACHINE_ARN is not set".into(),
             ));
         };
-        let machine_region = state_machine.split(':').nth(3).unwrap_or_default();
+        let machine_region = state_machine.region();
         if machine_region != resource.region {
             return Observation::Unsupported(format!(
                 "the state machine runs in {machine_region} and cannot stop a resource in {}",
@@ -621,7 +615,7 @@ impl Engine {
             rand::random(),
         );
         let error = match observation {
-            Observation::Failed(failure) => Some(describe_failure(failure)),
+            Observation::Failed(failure) => Some(failure.detail()),
             _ => None,
         };
         let step = NewStep {
@@ -741,18 +735,6 @@ pub fn state_machine_execution_name(message_id: &str) -> String {
         })
         .take(80)
         .collect()
-}
-
-fn describe_failure(failure: &AwsFailure) -> String {
-    match failure {
-        AwsFailure::Transient(m)
-        | AwsFailure::Throttled(m)
-        | AwsFailure::InvalidState(m)
-        | AwsFailure::InvalidParameterCombination(m)
-        | AwsFailure::Other(m) => m.clone(),
-        AwsFailure::NotFound => "not found".into(),
-        AwsFailure::AccessDenied { message, .. } => message.clone(),
-    }
 }
 
 /// Known limitations end as warnings; failures as errors; the rest is routine.

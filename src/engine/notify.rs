@@ -16,11 +16,10 @@ use serde::Serialize;
 
 use self::format::Event;
 use super::Engine;
+use crate::aws::arn::{ResourceKind, TopicArn};
 use crate::config::NotifyFormat;
 use crate::execution::{NotifyState, Outcome, Status, TriggerKind};
 use crate::metrics::{Metrics, NotificationResult};
-use crate::rds::resource::ResourceKind;
-use crate::sns::message::TopicArn;
 use crate::store::{Job, JobUpdate, NewStep};
 
 /// Attempts before giving up: with the backoff below (the engine's retry base, doubling,

@@ -7,9 +7,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::Launcher;
-use super::aws::Aws;
+use crate::aws::Aws;
+use crate::aws::arn::{ResourceArn, ResourceKind};
 use crate::metrics::Metrics;
-use crate::rds::resource::{ResourceArn, ResourceKind};
 use crate::store::{Store, StoreError};
 
 /// How long a wake-up may spend finding an Aurora member instance's cluster.

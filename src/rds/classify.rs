@@ -2,9 +2,9 @@
 //! ignore it (and why). Decided from the event and the topic that carried it alone, so the
 //! SNS endpoint only has to carry out the answer.
 
+use crate::aws::arn::ResourceArn;
+use crate::aws::arn::TopicArn;
 use crate::rds::event::RdsEvent;
-use crate::rds::resource::ResourceArn;
-use crate::sns::message::TopicArn;
 
 /// The settings that give events their meaning.
 #[derive(Debug, Clone, Default)]

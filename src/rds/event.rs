@@ -4,8 +4,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::rds::resource::{ResourceArn, ResourceKind};
-use crate::sns::message::TopicArn;
+use crate::aws::arn::{Arn, ResourceArn, ResourceKind, TopicArn};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceType {
@@ -213,13 +212,14 @@ fn is_event_id(s: &str) -> bool {
 
 /// Region and account of `arn:<partition>:rds:<region>:<account>:<kind>:<name>`.
 fn rds_arn_region_account(arn: &str) -> Option<(String, String)> {
-    let parts: Vec<&str> = arn.split(':').collect();
-    match parts[..] {
-        ["arn", _, "rds", region, account, _, _] if !region.is_empty() && !account.is_empty() => {
-            Some((region.to_owned(), account.to_owned()))
-        }
-        _ => None,
-    }
+    Arn::parse(arn)
+        .filter(|arn| {
+            arn.service == "rds"
+                && !arn.region.is_empty()
+                && !arn.account.is_empty()
+                && arn.resource.matches(':').count() == 1
+        })
+        .map(|arn| (arn.region.to_owned(), arn.account.to_owned()))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! the Amazon RDS and Aurora user guides, "Amazon RDS event categories and event messages"
 //! (RDS-EVENT-0154 for instances, RDS-EVENT-0153 for clusters).
 
-use super::resource::ResourceKind;
+use crate::aws::arn::ResourceKind;
 
 /// RDS-EVENT-0154: a stopped DB instance started again after seven days.
 pub const INSTANCE_FORCED_START: &str =

@@ -7,8 +7,7 @@ use std::str::FromStr;
 
 use url::{Host, Url};
 
-use super::message::TopicArn;
-use crate::partition::is_region;
+use crate::aws::arn::{TopicArn, is_region};
 
 /// An operator-trusted `host[:port]` (an SNS emulator or a test server).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,7 +200,7 @@ mod tests {
     const HASH: &str = "0123456789abcdef0123456789abcdef";
 
     fn topic(region: &str) -> TopicArn {
-        let partition = crate::partition::partition_of(region).unwrap();
+        let partition = crate::aws::arn::partition_of(region).unwrap();
         format!("arn:{partition}:sns:{region}:123456789012:rds-events")
             .parse()
             .unwrap()

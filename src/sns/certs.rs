@@ -203,7 +203,7 @@ impl SigningCert {
 /// `sns-us-gov-west-1.amazonaws.com` for both regions; elsewhere, as the SDK falls back,
 /// `sns.` and the partition's domain.
 fn is_sns_signing_name(name: &str, region: &str) -> bool {
-    match crate::partition::partition_of(region) {
+    match crate::aws::arn::partition_of(region) {
         Some("aws") => {
             name == "sns.amazonaws.com" || name == format!("sns-signing.{region}.amazonaws.com")
         }

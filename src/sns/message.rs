@@ -2,81 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde::de::{self, IgnoredAny, MapAccess, Visitor};
 
+use crate::aws::arn::TopicArn;
 use crate::execution::MessageType;
-use crate::partition::is_partition_of;
-
-/// `arn:<partition>:sns:<region>:<account>:<topic>`, checked part by part.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TopicArn {
-    arn: String,
-    partition: String,
-    region: String,
-    account: String,
-}
-
-impl TopicArn {
-    pub fn as_str(&self) -> &str {
-        &self.arn
-    }
-    pub fn partition(&self) -> &str {
-        &self.partition
-    }
-    pub fn region(&self) -> &str {
-        &self.region
-    }
-    pub fn account(&self) -> &str {
-        &self.account
-    }
-}
-
-impl FromStr for TopicArn {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || {
-            format!(
-                "'{}' is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)",
-                truncate(s)
-            )
-        };
-        let parts: Vec<&str> = s.split(':').collect();
-        let [arn, partition, service, region, account, name] = parts[..] else {
-            return Err(err());
-        };
-        let name_ok = !name.is_empty()
-            && name.len() <= 256
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-        if arn != "arn"
-            || service != "sns"
-            || !is_partition_of(partition, region)
-            || account.len() != 12
-            || !account.bytes().all(|b| b.is_ascii_digit())
-            || !name_ok
-        {
-            return Err(err());
-        }
-        Ok(Self {
-            arn: s.to_owned(),
-            partition: partition.to_owned(),
-            region: region.to_owned(),
-            account: account.to_owned(),
-        })
-    }
-}
-
-impl fmt::Display for TopicArn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.arn)
-    }
-}
 
 /// A syntactically valid SNS message whose signature has not been checked yet.
 #[derive(Clone, PartialEq, Eq)]
@@ -326,36 +258,6 @@ mod tests {
             SnsMessage::parse(confirmation.as_bytes())
                 .unwrap_err()
                 .contains("Token")
-        );
-    }
-
-    #[test]
-    fn topic_arns_are_checked() {
-        assert!(
-            "arn:aws:sns:us-east-1:123456789012:t"
-                .parse::<TopicArn>()
-                .is_ok()
-        );
-        assert!(
-            "arn:aws-cn:sns:cn-north-1:123456789012:t"
-                .parse::<TopicArn>()
-                .is_ok()
-        );
-        assert!(
-            "arn:aws:sqs:us-east-1:123456789012:t"
-                .parse::<TopicArn>()
-                .is_err()
-        );
-        assert!("arn:aws:sns:us-east-1:1234:t".parse::<TopicArn>().is_err());
-        assert!(
-            "arn:aws:sns:useast1:123456789012:t"
-                .parse::<TopicArn>()
-                .is_err()
-        );
-        assert!(
-            "arn:aws:sns:us-east-1:123456789012:t:extra"
-                .parse::<TopicArn>()
-                .is_err()
         );
     }
 }

@@ -14,10 +14,8 @@ pub fn shorten(text: &str, max: usize) -> String {
     }
 }
 
-use axum::http::StatusCode;
-
 /// Why a delivery was refused. Each variant has a stable code (`api::ErrorCode`) that
-/// operators can count and alert on, and a status that tells SNS whether to retry (5xx)
+/// operators can count and alert on; the code's status tells SNS whether to retry (5xx)
 /// or give up (4xx).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
@@ -45,16 +43,4 @@ pub enum Rejection {
     Signature(String),
     #[error("{0}")]
     CertificateUnavailable(String),
-}
-
-impl Rejection {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::RawDelivery | Self::Malformed(_) => StatusCode::BAD_REQUEST,
-            Self::CertificateUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            _ => StatusCode::FORBIDDEN,
-        }
-    }
 }

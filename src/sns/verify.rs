@@ -12,7 +12,8 @@ use openssl::sign::Verifier as RsaVerifier;
 use super::Rejection;
 use super::cert_url::{ExtraHost, validate_cert_url, validate_subscribe_url};
 use super::certs::{CertError, CertStore};
-use super::message::{SnsMessage, TopicArn};
+use super::message::SnsMessage;
+use crate::aws::arn::TopicArn;
 use crate::clock::Clock;
 use crate::execution::MessageType;
 

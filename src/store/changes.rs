@@ -3,11 +3,11 @@
 use chrono::{DateTime, Utc};
 
 use super::MessageEvent;
+use crate::aws::arn::ResourceArn;
 use crate::execution::{
     Disposition, MessageType, Mode, NotifyState, Outcome, Phase, Status, SubscriptionStatus,
     TriggerKind,
 };
-use crate::rds::resource::ResourceArn;
 
 #[derive(Debug, Clone)]
 pub struct NewMessage {

@@ -3,11 +3,11 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::aws::arn::ResourceArn;
 use crate::execution::{
     Disposition, MessageType, Mode, NotifyState, Outcome, Phase, Status, SubscriptionStatus,
     TriggerKind,
 };
-use crate::rds::resource::ResourceArn;
 
 /// An account and region whose RDS event log is read for forced starts, claimed with a
 /// lease like a job.

@@ -5,8 +5,8 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 
+use crate::aws::arn::ResourceArn;
 use crate::execution::{Outcome, Status};
-use crate::rds::resource::ResourceArn;
 use crate::store::{
     Execution, Job, MessageEvent, MessageRecord, Notification, StoreError, SubscriptionRecord,
     SummaryCount, Sweep,

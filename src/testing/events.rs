@@ -7,9 +7,9 @@ use std::time::Duration;
 use chrono::Utc;
 use tokio::sync::Notify;
 
+use crate::aws::arn::ResourceArn;
 use crate::engine::{Launcher, Trigger};
 use crate::execution::{Disposition, MessageType, Mode, TriggerKind};
-use crate::rds::resource::ResourceArn;
 use crate::store::{NewMessage, Store};
 
 /// Stores an accepted RDS-EVENT-0154 for `arn`, as the SNS endpoint would.

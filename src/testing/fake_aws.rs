@@ -7,12 +7,8 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
-use chrono::{DateTime, Utc};
-
-use crate::engine::aws::{Aws, EventPage, Scope};
-use crate::engine::decide::{AwsFailure, StateMachineRun};
-use crate::rds::resource::{ResourceArn, ResourceFacts, ResourceKind};
-use crate::sns::message::TopicArn;
+use crate::aws::arn::{ResourceArn, ResourceKind};
+use crate::aws::{Aws, AwsFailure, AwsReply, AwsRequest, EventPage, ResourceFacts, Scope};
 
 /// The account the fake's own credentials act in.
 pub const OWN_ACCOUNT: &str = "123456789012";
@@ -129,40 +125,23 @@ impl FakeAws {
     }
 }
 
-#[async_trait]
-impl Aws for FakeAws {
-    async fn own_account(&self) -> Result<String, AwsFailure> {
-        Ok(OWN_ACCOUNT.into())
-    }
-
-    async fn acts_in(&self, account: &str) -> Result<bool, AwsFailure> {
-        Ok(account == OWN_ACCOUNT || self.members.lock().unwrap().iter().any(|m| m == account))
-    }
-
-    async fn list_tags(&self, r: &ResourceArn) -> Result<Vec<(String, String)>, AwsFailure> {
-        self.request(&r.account, &r.region).await;
+/// The calls the fake answers.
+impl FakeAws {
+    fn tags(&self, r: &ResourceArn) -> Result<AwsReply, AwsFailure> {
         self.count("ListTagsForResource", &r.arn);
         let databases = self.databases.lock().unwrap();
-        databases
-            .get(&r.arn)
-            .map(|db| db.tags.clone())
-            .ok_or(AwsFailure::NotFound)
+        let db = databases.get(&r.arn).ok_or(AwsFailure::NotFound)?;
+        Ok(AwsReply::Tags(db.tags.clone()))
     }
 
-    async fn describe(&self, r: &ResourceArn) -> Result<ResourceFacts, AwsFailure> {
-        self.request(&r.account, &r.region).await;
+    fn describe(&self, r: &ResourceArn) -> Result<AwsReply, AwsFailure> {
         self.count("Describe", &r.arn);
         let databases = self.databases.lock().unwrap();
         let db = databases.get(&r.arn).ok_or(AwsFailure::NotFound)?;
-        Ok(Self::facts(r.kind, db))
+        Ok(AwsReply::Facts(Self::facts(r.kind, db)))
     }
 
-    async fn describe_many(
-        &self,
-        scope: &Scope,
-        identifiers: &[String],
-    ) -> Result<HashMap<String, ResourceFacts>, AwsFailure> {
-        self.request(&scope.account, &scope.region).await;
+    fn describe_many(&self, scope: &Scope, identifiers: &[String]) -> AwsReply {
         let databases = self.databases.lock().unwrap();
         let mut found = HashMap::new();
         for id in identifiers {
@@ -177,25 +156,10 @@ impl Aws for FakeAws {
                 found.insert(id.clone(), Self::facts(scope.kind, db));
             }
         }
-        Ok(found)
+        AwsReply::ManyFacts(found)
     }
 
-    async fn resource_arn(
-        &self,
-        account: &str,
-        kind: ResourceKind,
-        region: &str,
-        id: &str,
-    ) -> Result<String, AwsFailure> {
-        let arn = format!("arn:aws:rds:{region}:{account}:{}:{id}", kind.arn_segment());
-        match self.databases.lock().unwrap().contains_key(&arn) {
-            true => Ok(arn),
-            false => Err(AwsFailure::NotFound),
-        }
-    }
-
-    async fn stop(&self, r: &ResourceArn) -> Result<(), AwsFailure> {
-        self.request(&r.account, &r.region).await;
+    fn stop(&self, r: &ResourceArn) -> Result<AwsReply, AwsFailure> {
         self.count("Stop", &r.arn);
         let mut databases = self.databases.lock().unwrap();
         let db = databases.get_mut(&r.arn).ok_or(AwsFailure::NotFound)?;
@@ -203,36 +167,65 @@ impl Aws for FakeAws {
             return Err(AwsFailure::InvalidState(format!("status is {}", db.status)));
         }
         db.status = "stopped".into();
-        Ok(())
+        Ok(AwsReply::Done)
     }
+}
 
-    async fn start_state_machine(&self, _: &str, _: &str, _: &str) -> Result<String, AwsFailure> {
-        Err(AwsFailure::Other("the fake has no Step Functions".into()))
-    }
-
-    async fn describe_state_machine_run(&self, _: &str) -> Result<StateMachineRun, AwsFailure> {
-        Err(AwsFailure::Other("the fake has no Step Functions".into()))
-    }
-
-    async fn stop_state_machine_run(&self, _: &str, _: &str, _: &str) -> Result<(), AwsFailure> {
-        Err(AwsFailure::Other("the fake has no Step Functions".into()))
-    }
-
-    async fn confirm_subscription(&self, _: &TopicArn, _: &str) -> Result<String, AwsFailure> {
-        Err(AwsFailure::Other("the fake has no SNS".into()))
-    }
-
-    /// The fake's event log is always empty.
-    async fn describe_events(
-        &self,
-        account: &str,
-        region: &str,
-        _: DateTime<Utc>,
-        _: DateTime<Utc>,
-        _: Option<String>,
-    ) -> Result<EventPage, AwsFailure> {
-        self.request(account, region).await;
-        Ok(EventPage::default())
+#[async_trait]
+impl Aws for FakeAws {
+    async fn call(&self, request: AwsRequest<'_>) -> Result<AwsReply, AwsFailure> {
+        match request {
+            AwsRequest::OwnAccount => Ok(AwsReply::Text(OWN_ACCOUNT.into())),
+            AwsRequest::ActsIn { account } => Ok(AwsReply::Flag(
+                account == OWN_ACCOUNT || self.members.lock().unwrap().iter().any(|m| m == account),
+            )),
+            AwsRequest::ListTags(r) => {
+                self.request(&r.account, &r.region).await;
+                self.tags(r)
+            }
+            AwsRequest::Describe(r) => {
+                self.request(&r.account, &r.region).await;
+                self.describe(r)
+            }
+            AwsRequest::DescribeMany { scope, identifiers } => {
+                self.request(&scope.account, &scope.region).await;
+                Ok(self.describe_many(scope, identifiers))
+            }
+            AwsRequest::FindResource {
+                account,
+                kind,
+                region,
+                identifier,
+            } => {
+                let arn = format!(
+                    "arn:aws:rds:{region}:{account}:{}:{identifier}",
+                    kind.arn_segment()
+                );
+                match self.databases.lock().unwrap().contains_key(&arn) {
+                    true => Ok(AwsReply::Text(arn)),
+                    false => Err(AwsFailure::NotFound),
+                }
+            }
+            AwsRequest::Stop(r) => {
+                self.request(&r.account, &r.region).await;
+                self.stop(r)
+            }
+            AwsRequest::StartStateMachine { .. }
+            | AwsRequest::DescribeStateMachineRun { .. }
+            | AwsRequest::StopStateMachineRun { .. } => {
+                Err(AwsFailure::Other("the fake has no Step Functions".into()))
+            }
+            AwsRequest::ConfirmSubscription { .. } => {
+                Err(AwsFailure::Other("the fake has no SNS".into()))
+            }
+            // The fake's event log is always empty.
+            AwsRequest::DescribeEvents {
+                account, region, ..
+            } => {
+                self.request(account, region).await;
+                Ok(AwsReply::Events(EventPage::default()))
+            }
+        }
     }
 
     fn member_role(&self, account: &str, partition: &str) -> Option<String> {

@@ -4,8 +4,8 @@
 use std::process::Stdio;
 use std::sync::Arc;
 
+use crate::aws::{Accounts, SdkAws};
 use crate::config::AccountsConfig;
-use crate::engine::aws::{Accounts, SdkAws};
 use aws_sdk_rds::config::{Credentials, Region};
 use aws_sdk_rds::operation::create_db_instance::builders::CreateDBInstanceFluentBuilder;
 use serde_json::Value;
@@ -85,10 +85,7 @@ impl Moto {
 
     /// The same, acting in the member accounts `config` lists.
     pub async fn aws_for(&self, config: &AccountsConfig) -> Arc<SdkAws> {
-        Arc::new(SdkAws::new(
-            self.sdk_config().await,
-            Accounts::from_config(config),
-        ))
+        Arc::new(SdkAws::new(self.sdk_config().await, Accounts::from(config)))
     }
 
     /// An RDS client acting in `account` through its `restop-member` role (moto grants

@@ -7,12 +7,12 @@ use std::path::Path;
 
 use clap::CommandFactory;
 use restop::api::ErrorCode;
+use restop::aws::arn::ResourceKind;
 use restop::config::Cli;
 use restop::execution::{
     Disposition, MessageType, Mode, NotifyState, Outcome, Phase, Status, SubscriptionStatus,
     TextEnum, TriggerKind,
 };
-use restop::rds::resource::ResourceKind;
 use restop::store::connect_and_migrate;
 use serde_json::Value;
 
@@ -227,6 +227,10 @@ fn modules_depend_one_way() {
     assert!(!imports("store").contains("engine"));
     assert!(!imports("engine").contains("api"));
     assert!(!imports("metrics").contains("store"));
+    // AWS lies below everything that calls it: ARNs, the client, its failures.
+    for caller in ["api", "engine", "doctor", "store", "config", "sns", "rds"] {
+        assert!(!imports("aws").contains(caller), "aws imports {caller}");
+    }
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! auth when RESTOP_SNS_BASIC_AUTH is set.
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -22,7 +22,6 @@ pub async fn shed_load(State(app): State<AppState>, request: Request, next: Next
         tracing::warn!("too many SNS deliveries at once; answering 503 so SNS retries");
         app.metrics.sns_refusal(ErrorCode::Overloaded.as_str());
         return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Overloaded,
             "too many deliveries at once; retry later",
         )

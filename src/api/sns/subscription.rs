@@ -101,8 +101,8 @@ async fn confirm(
     let credentials_there = matches!(app.aws.acts_in(topic.account()).await, Ok(true));
     if let (Some(token), true) = (&msg.token, credentials_there) {
         result = app.aws.confirm_subscription(topic, token).await.map_err(|e| {
-            tracing::warn!(error = ?e, "could not confirm with the SNS API; visiting the SubscribeURL instead");
-            FetchError::Refused(format!("{e:?}"))
+            tracing::warn!(error = %e, "could not confirm with the SNS API; visiting the SubscribeURL instead");
+            FetchError::Refused(e.to_string())
         });
         if result.is_ok() {
             tracing::info!(

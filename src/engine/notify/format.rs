@@ -161,8 +161,8 @@ mod tests {
     use chrono::{TimeZone, Utc};
 
     use super::*;
+    use crate::aws::arn::ResourceKind;
     use crate::execution::{Outcome, Status, TriggerKind};
-    use crate::rds::resource::ResourceKind;
 
     fn summary(reason: &'static str) -> Summary<'static> {
         let at = Utc.with_ymd_and_hms(2026, 12, 1, 10, 0, 0).unwrap();

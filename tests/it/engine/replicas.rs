@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use restop::aws::Aws;
 use restop::clock::SystemClock;
-use restop::engine::aws::Aws;
 use restop::execution::{Phase, Status};
 use restop::store::{Claim, JobUpdate, NewStep};
 use restop::{App, Deps};

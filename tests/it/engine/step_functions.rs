@@ -6,9 +6,8 @@
 
 use std::time::Duration;
 
+use restop::aws::{Aws, AwsFailure};
 use restop::config::CommaList;
-use restop::engine::aws::Aws;
-use restop::engine::decide::AwsFailure;
 use serde_json::{Value, json};
 
 use crate::on_both_backends;
@@ -247,9 +246,10 @@ async fn step_functions_redelivery_is_the_same_execution(db: TestDb) {
         .unwrap()
         .to_owned();
     let aws = w.moto.aws().await;
+    let machine: restop::aws::arn::StateMachineArn = w.state_machine.parse().unwrap();
     for _ in 0..2 {
         assert_eq!(
-            aws.start_state_machine(&w.state_machine, &name, &input)
+            aws.start_state_machine(&machine, &name, &input)
                 .await
                 .unwrap(),
             sfn_execution
@@ -258,10 +258,7 @@ async fn step_functions_redelivery_is_the_same_execution(db: TestDb) {
     // The same name for another restop execution is another request: refused.
     let other_input = input.replace(&execution, "00000000-0000-4000-8000-000000000000");
     assert_ne!(other_input, input);
-    match aws
-        .start_state_machine(&w.state_machine, &name, &other_input)
-        .await
-    {
+    match aws.start_state_machine(&machine, &name, &other_input).await {
         Err(AwsFailure::Other(message)) => {
             assert!(message.contains("already exists"), "{message}")
         }
@@ -276,7 +273,7 @@ async fn step_functions_redelivery_is_the_same_execution(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(
-        aws.start_state_machine(&w.state_machine, &name, &input)
+        aws.start_state_machine(&machine, &name, &input)
             .await
             .unwrap(),
         sfn_execution
@@ -285,7 +282,7 @@ async fn step_functions_redelivery_is_the_same_execution(db: TestDb) {
     let retuned = input.replace("\"pollIntervalSeconds\":1", "\"pollIntervalSeconds\":7");
     assert_ne!(retuned, input);
     assert_eq!(
-        aws.start_state_machine(&w.state_machine, &name, &retuned)
+        aws.start_state_machine(&machine, &name, &retuned)
             .await
             .unwrap(),
         sfn_execution

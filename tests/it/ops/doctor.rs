@@ -398,7 +398,7 @@ async fn a_state_machine_that_is_missing_or_elsewhere_fails() {
         return;
     };
     let arn = format!("arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:restop");
-    setup.config.serve.engine.state_machine_arn = Some(arn);
+    setup.config.serve.engine.state_machine_arn = Some(arn.parse().unwrap());
     fails_alone(
         &setup.examine().await,
         "state_machine",
@@ -423,7 +423,8 @@ async fn a_state_machine_that_is_missing_or_elsewhere_fails() {
         .send()
         .await
         .unwrap();
-    setup.config.serve.engine.state_machine_arn = Some(created.state_machine_arn().to_owned());
+    setup.config.serve.engine.state_machine_arn =
+        Some(created.state_machine_arn().parse().unwrap());
     fails_alone(
         &setup.examine().await,
         "state_machine",

@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use restop::aws::arn::TopicArn;
 use restop::clock::ManualClock;
 use restop::sns::Rejection;
 use restop::sns::certs::CertStore;
-use restop::sns::message::{SnsMessage, TopicArn};
+use restop::sns::message::SnsMessage;
 use restop::sns::verify::Verifier;
 use serde_json::{Value, json};
 

@@ -13,9 +13,9 @@ pub use restop::testing::{events, fake_aws, moto, sns};
 use std::sync::Arc;
 use std::time::Duration;
 
+use restop::aws::Aws;
 use restop::clock::{Clock, SystemClock};
 use restop::config::{CommaList, ServeConfig};
-use restop::engine::aws::Aws;
 use restop::{App, Deps};
 use serde_json::Value;
 use tokio::sync::oneshot;

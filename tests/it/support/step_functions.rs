@@ -94,7 +94,7 @@ pub async fn world(
         .to_owned();
     let arn = state_machine.clone();
     let base = super::world::World::with_moto(db, moto, |cfg| {
-        cfg.engine.state_machine_arn = Some(arn);
+        cfg.engine.state_machine_arn = Some(arn.parse().unwrap());
         adjust(cfg);
     })
     .await;

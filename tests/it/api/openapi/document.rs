@@ -369,12 +369,12 @@ fn every_example_fits_its_schema() {
         }
         let Some(schema) = object.get("schema") else {
             // A Schema Object's own `examples` (JSON Schema keyword: a list of instances).
-            if at.starts_with("/components/schemas/") {
-                if let Some(examples) = object.get("examples").and_then(Value::as_array) {
-                    for example in examples {
-                        validate(object, example).unwrap_or_else(|e| panic!("{at}: {e}"));
-                        checked += 1;
-                    }
+            if at.starts_with("/components/schemas/")
+                && let Some(examples) = object.get("examples").and_then(Value::as_array)
+            {
+                for example in examples {
+                    validate(object, example).unwrap_or_else(|e| panic!("{at}: {e}"));
+                    checked += 1;
                 }
             }
             continue;

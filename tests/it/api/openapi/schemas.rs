@@ -39,7 +39,7 @@ fn the_identifier_schema_is_the_rds_naming_rule() {
     ] {
         assert_eq!(
             fits("Identifier", id),
-            restop::rds::resource::validate_identifier(id).is_ok(),
+            restop::aws::arn::validate_identifier(id).is_ok(),
             "{id:?}"
         );
     }
@@ -69,7 +69,7 @@ fn the_region_schema_is_the_servers() {
     ] {
         assert_eq!(
             fits("Region", region),
-            restop::partition::is_region(region),
+            restop::aws::arn::is_region(region),
             "{region:?}"
         );
     }
@@ -104,7 +104,7 @@ fn the_arn_schemas_are_the_servers() {
     for arn in &arns {
         assert_eq!(
             fits("ResourceArn", arn),
-            arn.parse::<restop::rds::resource::ResourceArn>().is_ok(),
+            arn.parse::<restop::aws::arn::ResourceArn>().is_ok(),
             "{arn:?}"
         );
     }
@@ -126,7 +126,7 @@ fn the_arn_schemas_are_the_servers() {
     ] {
         assert_eq!(
             fits("TopicArn", &arn),
-            arn.parse::<restop::sns::message::TopicArn>().is_ok(),
+            arn.parse::<restop::aws::arn::TopicArn>().is_ok(),
             "{arn:?}"
         );
     }

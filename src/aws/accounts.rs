@@ -1,0 +1,60 @@
+//! The accounts restop may act in besides its own (`RESTOP_ACCOUNTS`), and how.
+
+use std::collections::BTreeMap;
+
+use super::arn::TopicArn;
+
+#[derive(Debug, Clone, Default)]
+pub struct Accounts {
+    /// Member account -> the role named for it, if one was.
+    members: BTreeMap<String, Option<String>>,
+    role_name: String,
+    pub(super) external_id: Option<String>,
+}
+
+impl Accounts {
+    /// `members`: each member account and the role named for it, if one was; the others'
+    /// role is `role_name`. `external_id` goes with every AssumeRole.
+    pub fn new(
+        members: impl IntoIterator<Item = (String, Option<String>)>,
+        role_name: String,
+        external_id: Option<String>,
+    ) -> Self {
+        Self {
+            members: members.into_iter().collect(),
+            role_name,
+            external_id,
+        }
+    }
+
+    /// The account-regions restop watches (whose event log the catch-up reads): those of
+    /// the allowed topics, and the member accounts in the topics' regions.
+    pub fn watched(&self, topics: &[TopicArn]) -> Vec<(String, String)> {
+        let mut places: Vec<(String, String)> = Vec::new();
+        for topic in topics {
+            let accounts = std::iter::once(topic.account().to_owned()).chain(self.members());
+            for account in accounts {
+                let place = (account, topic.region().to_owned());
+                if !places.contains(&place) {
+                    places.push(place);
+                }
+            }
+        }
+        places
+    }
+
+    /// The member accounts' ids.
+    pub fn members(&self) -> Vec<String> {
+        self.members.keys().cloned().collect()
+    }
+
+    /// The role assumed in a member account: the one named for it, else
+    /// `arn:<partition>:iam::<account>:role/<RESTOP_ROLE_NAME>`.
+    pub fn role(&self, account: &str, partition: &str) -> Option<String> {
+        self.members.get(account).map(|named| {
+            named.clone().unwrap_or_else(|| {
+                format!("arn:{partition}:iam::{account}:role/{}", self.role_name)
+            })
+        })
+    }
+}

@@ -1,0 +1,158 @@
+//! The one decorator around every AWS call: it counts each call and failure in the metrics,
+//! by operation, account and region, and keeps RDS calls within the request budget of
+//! their account and region. Step Functions and SNS have budgets of their own, far from
+//! restop's use, so their calls are counted but not paced.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::arn::{Arn, ResourceArn, ResourceKind};
+use super::budget::{Budget, Priority};
+use super::{Aws, AwsFailure, AwsReply, AwsRequest};
+use crate::metrics::Metrics;
+
+pub struct Guarded {
+    inner: Arc<dyn Aws>,
+    budget: Budget,
+    metrics: Arc<Metrics>,
+}
+
+impl Guarded {
+    /// `rds_rate`: RDS requests per second per account and region.
+    pub fn new(inner: Arc<dyn Aws>, rds_rate: f64, metrics: Arc<Metrics>) -> Self {
+        Self {
+            inner,
+            budget: Budget::new(rds_rate),
+            metrics,
+        }
+    }
+}
+
+/// What the guard counts a call by, and the budget it waits for (RDS calls only).
+struct Metered<'a> {
+    operation: &'static str,
+    account: &'a str,
+    region: &'a str,
+    paced: Option<Priority>,
+}
+
+impl<'a> Metered<'a> {
+    fn rds(operation: &'static str, account: &'a str, region: &'a str, priority: Priority) -> Self {
+        Self {
+            operation,
+            account,
+            region,
+            paced: Some(priority),
+        }
+    }
+
+    fn rds_on(operation: &'static str, resource: &'a ResourceArn, priority: Priority) -> Self {
+        Self::rds(operation, &resource.account, &resource.region, priority)
+    }
+
+    fn unpaced(operation: &'static str, account: &'a str, region: &'a str) -> Self {
+        Self {
+            operation,
+            account,
+            region,
+            paced: None,
+        }
+    }
+
+    /// A Step Functions call on an execution, counted in the execution's account and region.
+    fn on_execution(operation: &'static str, execution: &'a str) -> Self {
+        let arn = Arn::parse(execution);
+        Self::unpaced(
+            operation,
+            arn.map_or("", |arn| arn.account),
+            arn.map_or("", |arn| arn.region),
+        )
+    }
+}
+
+impl<'a> AwsRequest<'a> {
+    /// How the call is counted; `None` for questions restop answers from what it holds
+    /// (its own account is asked of STS once).
+    fn metered(&self) -> Option<Metered<'a>> {
+        use Priority::{Other, Stop};
+        Some(match *self {
+            Self::OwnAccount | Self::ActsIn { .. } => return None,
+            Self::ListTags(resource) => Metered::rds_on("ListTagsForResource", resource, Other),
+            Self::Describe(resource) => Metered::rds_on(describe(resource.kind), resource, Other),
+            Self::DescribeMany { scope, .. } => {
+                Metered::rds(describe(scope.kind), &scope.account, &scope.region, Other)
+            }
+            Self::FindResource {
+                account,
+                kind,
+                region,
+                ..
+            } => Metered::rds(describe(kind), account, region, Other),
+            Self::Stop(resource) => {
+                let operation = match resource.kind {
+                    ResourceKind::DbInstance => "StopDBInstance",
+                    ResourceKind::DbCluster => "StopDBCluster",
+                };
+                Metered::rds_on(operation, resource, Stop)
+            }
+            Self::DescribeEvents {
+                account, region, ..
+            } => Metered::rds("DescribeEvents", account, region, Other),
+            Self::StartStateMachine { state_machine, .. } => Metered::unpaced(
+                "StartExecution",
+                state_machine.account(),
+                state_machine.region(),
+            ),
+            Self::DescribeStateMachineRun { execution } => {
+                Metered::on_execution("DescribeExecution", execution)
+            }
+            Self::StopStateMachineRun { execution, .. } => {
+                Metered::on_execution("StopExecution", execution)
+            }
+            Self::ConfirmSubscription { topic, .. } => {
+                Metered::unpaced("ConfirmSubscription", topic.account(), topic.region())
+            }
+        })
+    }
+}
+
+fn describe(kind: ResourceKind) -> &'static str {
+    match kind {
+        ResourceKind::DbInstance => "DescribeDBInstances",
+        ResourceKind::DbCluster => "DescribeDBClusters",
+    }
+}
+
+#[async_trait]
+impl Aws for Guarded {
+    async fn call(&self, request: AwsRequest<'_>) -> Result<AwsReply, AwsFailure> {
+        let Some(Metered {
+            operation,
+            account,
+            region,
+            paced,
+        }) = request.metered()
+        else {
+            return self.inner.call(request).await;
+        };
+        if let Some(priority) = paced
+            && self.budget.acquire(account, region, priority).await
+        {
+            self.metrics.budget_wait(account, region);
+        }
+        let result = self.inner.call(request).await;
+        if paced.is_some() && matches!(result, Err(AwsFailure::Throttled(_))) {
+            // Slow down: RDS throttled the call although restop kept to its budget.
+            self.metrics.throttled(account, region);
+            self.budget.throttled(account, region);
+        }
+        let failed = result.as_ref().err().map(AwsFailure::kind);
+        self.metrics.aws_call(operation, account, region, failed);
+        result
+    }
+
+    fn member_role(&self, account: &str, partition: &str) -> Option<String> {
+        self.inner.member_role(account, partition)
+    }
+}
