@@ -7,6 +7,7 @@ use crate::aws::arn::ResourceKind;
 use crate::aws::explain;
 use crate::aws::{cluster_facts, instance_facts};
 use crate::config::EngineConfig;
+use crate::engine::decide::tag_rule;
 use crate::rds::resource::not_stoppable_reason;
 
 /// How many databases carry the protection tag, and which of them RDS can never stop.
@@ -85,14 +86,10 @@ pub(super) async fn protected(
     }
 }
 
-/// The engine's tag rule (`decide::protection`): the first tag with the key exactly,
-/// whose value matches in any case.
+/// Whether restop protects a database with these tags: the engine's own rule.
 fn protects(engine: &EngineConfig, tags: &[Tag]) -> bool {
-    tags.iter()
-        .find(|t| t.key().unwrap_or_default() == engine.tag_key)
-        .is_some_and(|t| {
-            t.value()
-                .unwrap_or_default()
-                .eq_ignore_ascii_case(&engine.tag_value)
-        })
+    let tags = tags
+        .iter()
+        .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()));
+    tag_rule(tags, &engine.tag_key, &engine.tag_value).is_ok()
 }

@@ -191,13 +191,25 @@ fn decide_ignoring_deadline(
 
 /// Whether the tags protect the resource; if not, why.
 pub fn protection(tags: &[(String, String)], policy: &Policy) -> Result<(), String> {
-    match tags.iter().find(|(key, _)| *key == policy.tag_key) {
-        Some((_, value)) if value.eq_ignore_ascii_case(&policy.tag_value) => Ok(()),
-        Some((_, value)) => Err(format!(
-            "tag {} is '{value}', not '{}'",
-            policy.tag_key, policy.tag_value
-        )),
-        None => Err(format!("no tag {}", policy.tag_key)),
+    tag_rule(
+        tags.iter()
+            .map(|(key, value)| (key.as_str(), value.as_str())),
+        &policy.tag_key,
+        &policy.tag_value,
+    )
+}
+
+/// The tag rule, for the engine and `restop doctor` alike: the first tag with exactly
+/// `key` protects when its value is `value` in any case.
+pub fn tag_rule<'a>(
+    mut tags: impl Iterator<Item = (&'a str, &'a str)>,
+    key: &str,
+    value: &str,
+) -> Result<(), String> {
+    match tags.find(|(tag, _)| *tag == key) {
+        Some((_, found)) if found.eq_ignore_ascii_case(value) => Ok(()),
+        Some((_, found)) => Err(format!("tag {key} is '{found}', not '{value}'")),
+        None => Err(format!("no tag {key}")),
     }
 }
 
