@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::on_both_backends;
 use crate::support::binary::{Served, restop_command, spawn_restop};
 use crate::support::db::TestDb;
-use crate::support::moto::Moto;
+use crate::support::moto::{Moto, new_instance};
 use crate::support::sns::{SnsStub, TOPIC};
 use crate::support::{TestApp, config};
 
@@ -207,15 +207,7 @@ async fn a_failed_notification_is_retried_and_never_changes_the_outcome(db: Test
     .await;
 
     // Untagged: the execution ends at once as skipped / not_protected.
-    moto.rds()
-        .await
-        .create_db_instance()
-        .db_instance_identifier("plain")
-        .db_instance_class("db.t3.micro")
-        .engine("postgres")
-        .allocated_storage(20)
-        .master_username("admin")
-        .master_user_password("password123")
+    new_instance(&moto.rds().await, "plain")
         .send()
         .await
         .unwrap();

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::on_both_backends;
 use crate::support::db::TestDb;
-use crate::support::moto::Moto;
+use crate::support::moto::{Moto, new_instance};
 use crate::support::sns::SnsStub;
 use crate::support::{TestApp, config};
 
@@ -66,15 +66,7 @@ async fn ended_execution(db: &TestDb, format: NotifyFormat) -> Option<(Value, St
         Some(moto.aws().await),
     )
     .await;
-    moto.rds()
-        .await
-        .create_db_instance()
-        .db_instance_identifier("plain")
-        .db_instance_class("db.t3.micro")
-        .engine("postgres")
-        .allocated_storage(20)
-        .master_username("admin")
-        .master_user_password("password123")
+    new_instance(&moto.rds().await, "plain")
         .send()
         .await
         .unwrap();
