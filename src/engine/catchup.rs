@@ -69,13 +69,29 @@ impl Catchup {
     }
 
     /// Sweeps `places` (account, region) at once, then once per interval each, until
-    /// `stop` fires. Replicas share the sweeps the way they share jobs.
+    /// `stop` fires; forgets the sweeps of places no longer in the settings. Replicas
+    /// share the sweeps the way they share jobs.
     pub async fn run(self, places: Vec<(String, String)>, stop: CancellationToken) {
         if let Err(e) = self.store.ensure_sweeps(&places, self.clock.now()).await {
             tracing::error!(error = %e, "could not record the accounts and regions to sweep");
         }
+        match self.store.retire_sweeps(&places).await {
+            Ok(retired) if retired.is_empty() => {}
+            Ok(retired) => {
+                let names: Vec<String> = retired
+                    .iter()
+                    .map(|(account, region)| format!("{account}/{region}"))
+                    .collect();
+                tracing::warn!(
+                    places = %names.join(", "),
+                    "catch-up no longer sweeps these accounts and regions: they are not in \
+                     RESTOP_TOPIC_ARNS / RESTOP_ACCOUNTS"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "could not forget the sweeps of removed places"),
+        }
         loop {
-            match self.round().await {
+            match self.round(&places).await {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "could not claim catch-up sweeps"),
             }
@@ -86,12 +102,21 @@ impl Catchup {
         }
     }
 
-    /// Claims the due sweeps and runs them; returns how many.
-    pub async fn round(&self) -> Result<usize, crate::store::StoreError> {
+    /// Claims the due sweeps of `places` and runs them; returns how many.
+    pub async fn round(
+        &self,
+        places: &[(String, String)],
+    ) -> Result<usize, crate::store::StoreError> {
         let s = &self.settings;
         let sweeps = self
             .store
-            .claim_sweeps(&s.owner, self.clock.now(), s.lease, SWEEPS_PER_ROUND)
+            .claim_sweeps(
+                &s.owner,
+                places,
+                self.clock.now(),
+                s.lease,
+                SWEEPS_PER_ROUND,
+            )
             .await?;
         let count = sweeps.len();
         for sweep in sweeps {

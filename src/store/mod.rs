@@ -205,10 +205,20 @@ pub trait SweepStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
 
-    /// Leases up to `limit` due sweeps to `owner` until `now + lease`.
+    /// Forgets the sweeps of every place but `places` (a topic or member account removed
+    /// from the settings), and returns those it forgot, sorted.
+    async fn retire_sweeps(
+        &self,
+        places: &[(String, String)],
+    ) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Leases up to `limit` due sweeps of `places` to `owner` until `now + lease`: never
+    /// one of a place this restop does not watch, whatever another restop on the same
+    /// database recorded.
     async fn claim_sweeps(
         &self,
         owner: &str,
+        places: &[(String, String)],
         now: DateTime<Utc>,
         lease: Duration,
         limit: u32,

@@ -65,6 +65,12 @@ impl FakeAws {
         self.requests.lock().unwrap().len()
     }
 
+    /// RDS requests made so far in `region`.
+    pub fn requests_in(&self, region: &str) -> usize {
+        let requests = self.requests.lock().unwrap();
+        requests.iter().filter(|(_, _, r)| r == region).count()
+    }
+
     /// The most RDS requests made in any one second since `since`, per account and region.
     pub fn busiest_second(&self, since: Instant) -> HashMap<(String, String), usize> {
         let mut seconds: HashMap<(String, String, u64), usize> = HashMap::new();

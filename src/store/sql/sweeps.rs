@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use super::executions::{Ended, insert_execution, same_forced_start, start_or_join};
 use super::jobs::{append_step, note_step};
-use super::{BEGIN_WRITE, CLAIM_LOCK, SqlStore, claim_due};
+use super::{BEGIN_WRITE, CLAIM_LOCK, SqlStore};
 use crate::execution::Outcome;
 use crate::store::rows::SweepRow;
 use crate::store::{ForcedStart, NewExecution, StoreError, Sweep, SweepStore};
@@ -33,13 +33,31 @@ const FAILED: &str = "
 
 const TOO_LATE: &str = "found in RDS's event log after RESTOP_MAX_DURATION: too late to act on";
 
-/// The claim of due sweeps, shaped like the claim of jobs.
-fn claim_sql() -> String {
+/// `(account_id, region)` is one of `count` places bound from `$first` on, two
+/// placeholders each.
+fn one_of_places(first: usize, count: usize) -> String {
+    if count == 0 {
+        return "1 = 0".into();
+    }
+    let places: Vec<String> = (0..count)
+        .map(|i| {
+            let account = first + 2 * i;
+            format!("(account_id = ${account} AND region = ${})", account + 1)
+        })
+        .collect();
+    format!("({})", places.join(" OR "))
+}
+
+/// The claim of due sweeps among `count` places bound from `$5`, shaped like the claim of
+/// jobs.
+fn claim_sql(count: usize) -> String {
+    let watched = one_of_places(5, count);
     format!(
         "WITH due AS MATERIALIZED (
              SELECT account_id AS due_account, region AS due_region FROM catchup_sweeps
              WHERE next_run_at <= $2
                AND (lease_expires_at IS NULL OR lease_expires_at < $2)
+               AND {watched}
              ORDER BY next_run_at
              LIMIT $4 {CLAIM_LOCK}
          )
@@ -68,15 +86,41 @@ impl SweepStore for SqlStore {
         Ok(())
     }
 
+    async fn retire_sweeps(
+        &self,
+        places: &[(String, String)],
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let sql = format!(
+            "DELETE FROM catchup_sweeps WHERE NOT {} RETURNING account_id, region",
+            one_of_places(1, places.len())
+        );
+        let mut query = sqlx::query_as(&sql);
+        for (account, region) in places {
+            query = query.bind(account).bind(region);
+        }
+        let mut retired: Vec<(String, String)> = query.fetch_all(&self.pool).await?;
+        retired.sort();
+        Ok(retired)
+    }
+
     async fn claim_sweeps(
         &self,
         owner: &str,
+        places: &[(String, String)],
         now: DateTime<Utc>,
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<Sweep>, StoreError> {
-        let rows: Vec<SweepRow> =
-            claim_due(&self.pool, &claim_sql(), owner, now, lease, limit).await?;
+        let sql = claim_sql(places.len());
+        let mut query = sqlx::query_as(&sql)
+            .bind(owner)
+            .bind(now)
+            .bind(now + lease)
+            .bind(i64::from(limit));
+        for (account, region) in places {
+            query = query.bind(account).bind(region);
+        }
+        let rows: Vec<SweepRow> = query.fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(Sweep::from).collect())
     }
 

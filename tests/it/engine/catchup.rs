@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use restop::config::Schedule;
+use restop::config::{CommaList, Schedule};
 use serde_json::{Value, json};
 
 use crate::on_both_backends;
@@ -12,7 +12,7 @@ use crate::support::db::{Backend, TestDb};
 use crate::support::fake_aws::FakeAws;
 use crate::support::moto::instance_arn;
 use crate::support::world::{PROTECTED, World, world};
-use crate::support::{TestApp, config};
+use crate::support::{TestApp, config, sns};
 
 on_both_backends!(
     a_forced_start_missed_while_restop_was_down_is_caught_up,
@@ -22,6 +22,7 @@ on_both_backends!(
     a_failing_sweep_is_retried_and_reported,
     one_sweep_records_every_forced_start_it_finds,
     a_restarted_restop_sweeps_at_once,
+    a_region_removed_from_the_topics_is_no_longer_swept,
 );
 
 /// A world whose catch-up reads the event log every second.
@@ -286,4 +287,44 @@ async fn replicas_share_the_sweeps() {
     );
     a.stop().await;
     b.stop().await;
+}
+
+/// A topic removed from RESTOP_TOPIC_ARNS takes its region out of the catch-up: the next
+/// restop forgets that region's sweep and never reads its event log again, although the
+/// sweep it recorded before is due.
+async fn a_region_removed_from_the_topics_is_no_longer_swept(db: TestDb) {
+    const WEST_TOPIC: &str = "arn:aws:sns:us-west-2:123456789012:rds-events";
+    let aws = Arc::new(FakeAws::default());
+    let start = |topics: &[&str]| {
+        let mut cfg = config(&db.url, None);
+        cfg.engine.engine_enabled = true;
+        cfg.engine.catchup_interval = Schedule::Every(Duration::from_secs(1));
+        cfg.sns.topic_arns = CommaList(topics.iter().map(|t| t.parse().unwrap()).collect());
+        TestApp::spawn_with(cfg, Arc::new(restop::clock::SystemClock), Some(aws.clone()))
+    };
+    let both = start(&[sns::TOPIC, WEST_TOPIC]).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while aws.requests_in("us-east-1") == 0 || aws.requests_in("us-west-2") == 0 {
+        assert!(Instant::now() < deadline, "the two regions were not swept");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    both.stop().await;
+    assert_eq!(db.count("SELECT COUNT(*) FROM catchup_sweeps").await, 2);
+
+    let (east, west) = (aws.requests_in("us-east-1"), aws.requests_in("us-west-2"));
+    let east_only = start(&[sns::TOPIC]).await;
+    // Three more sweeps of us-east-1 take over two seconds: us-west-2's row is due by then.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while aws.requests_in("us-east-1") < east + 3 {
+        assert!(Instant::now() < deadline, "us-east-1 was not swept");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        aws.requests_in("us-west-2"),
+        west,
+        "the removed region was swept"
+    );
+    assert_eq!(db.count("SELECT COUNT(*) FROM catchup_sweeps").await, 1);
+    assert_eq!(db.count("SELECT COUNT(*) FROM executions").await, 0);
+    east_only.stop().await;
 }
