@@ -26,12 +26,9 @@ pub async fn require_bearer(State(app): State<AppState>, request: Request, next:
     if accepted {
         return next.run(request).await;
     }
-    let message = if app.api_tokens.is_empty() {
-        "no API tokens are configured: set RESTOP_API_TOKENS"
-    } else {
-        "a valid bearer token is required"
-    };
-    let mut response = ApiError::new(ErrorCode::Unauthorized, message).into_response();
+    // The same answer whether or not any token is configured (start-up logs that).
+    let mut response =
+        ApiError::new(ErrorCode::Unauthorized, "a valid bearer token is required").into_response();
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"restop\""),

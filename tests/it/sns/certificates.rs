@@ -131,6 +131,12 @@ async fn an_unreadable_certificate_file_answers_503(db: TestDb) {
     let app = TestApp::spawn_with_clock(cfg, clock.clone()).await;
     let msg = stub.notification("x");
     assert_refused(&app, &db, &msg, 503, "certificate_unavailable").await;
+    let (_, body) = app.post_sns(&msg).await;
+    let told = body["error"]["message"].as_str().unwrap();
+    assert!(
+        !told.contains(dir.path().to_str().unwrap()) && !told.contains("directory"),
+        "the sender learns no path or OS error: {told}"
+    );
     // The operator fixes the file; SNS's retry goes through.
     std::fs::remove_dir(&path).unwrap();
     std::fs::write(&path, &stub.signer.cert_pem).unwrap();
