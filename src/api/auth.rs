@@ -14,8 +14,10 @@ pub async fn require_bearer(State(app): State<AppState>, request: Request, next:
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(|v| v.split_once(' '))
+        // RFC 9110: scheme names are case-insensitive.
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
+        .map(|(_, token)| token.trim());
     // Every configured token is compared, so timing tells nothing about which one matched.
     let accepted = given.is_some_and(|given| {
         let given = sha256(given.as_bytes());
