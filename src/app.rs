@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::api;
-use crate::aws::{Accounts, Aws, Guarded, SdkAws};
+use crate::aws::{Accounts, Aws, Guarded, OwnAccount, SdkAws};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Retention, Schedule, ServeConfig, SnsConfig};
 use crate::engine::catchup::{Catchup, CatchupSettings};
@@ -60,6 +60,9 @@ pub struct App {
     tls_reload_interval: Duration,
 }
 
+/// How long start-up waits for STS to name restop's own account.
+const OWN_ACCOUNT_WAIT: Duration = Duration::from_secs(1);
+
 impl App {
     /// Connects to the database and applies its migrations, then wires the SNS verifier,
     /// the launcher, the engine and the router. Nothing is served or worked until
@@ -99,6 +102,11 @@ impl App {
             config.accounts.rds_max_rps,
             metrics.clone(),
         ));
+        let own_account = OwnAccount::default();
+        let mut resolving = tokio::spawn(own_account.clone().resolve(aws.clone()));
+        // Usually known at once; a slow STS delays start-up no longer than this, and until
+        // it answers SNS handling treats no topic as central.
+        let _ = tokio::time::timeout(OWN_ACCOUNT_WAIT, &mut resolving).await;
         let places = accounts.watched(&config.sns.topic_arns.0);
         let catchup = match config.engine.catchup_interval {
             Schedule::Every(interval) if config.engine.engine_enabled => Some((
@@ -143,6 +151,7 @@ impl App {
                     event_ids: config.event_ids,
                     wake_event_ids: config.wake_event_ids,
                     member_accounts: accounts.members(),
+                    own_account,
                 },
                 wakeups: Wakeups {
                     store: store.clone(),

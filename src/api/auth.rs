@@ -14,8 +14,10 @@ pub async fn require_bearer(State(app): State<AppState>, request: Request, next:
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(|v| v.split_once(' '))
+        // RFC 9110: scheme names are case-insensitive.
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
+        .map(|(_, token)| token.trim());
     // Every configured token is compared, so timing tells nothing about which one matched.
     let accepted = given.is_some_and(|given| {
         let given = sha256(given.as_bytes());
@@ -26,12 +28,9 @@ pub async fn require_bearer(State(app): State<AppState>, request: Request, next:
     if accepted {
         return next.run(request).await;
     }
-    let message = if app.api_tokens.is_empty() {
-        "no API tokens are configured: set RESTOP_API_TOKENS"
-    } else {
-        "a valid bearer token is required"
-    };
-    let mut response = ApiError::new(ErrorCode::Unauthorized, message).into_response();
+    // The same answer whether or not any token is configured (start-up logs that).
+    let mut response =
+        ApiError::new(ErrorCode::Unauthorized, "a valid bearer token is required").into_response();
     response.headers_mut().insert(
         header::WWW_AUTHENTICATE,
         HeaderValue::from_static("Bearer realm=\"restop\""),

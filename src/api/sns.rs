@@ -106,7 +106,7 @@ fn refuse(app: &AppState, rejection: Rejection) -> ApiError {
     let code = ErrorCode::from(&rejection);
     tracing::warn!(reason = %code, detail = %rejection, "SNS delivery refused");
     app.metrics.sns_refusal(code.as_str());
-    ApiError::new(code, rejection.to_string())
+    ApiError::new(code, rejection.public_message())
 }
 
 async fn handle(

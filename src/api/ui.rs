@@ -7,13 +7,14 @@
 //! and may not be framed.
 
 use axum::Router;
-use axum::extract::Path;
+
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 
 use super::AppState;
 use super::error::{ApiError, ErrorCode};
+use super::query::PathParam;
 
 /// No inline script or style anywhere: the page builds its DOM with `createElement` and
 /// styles it with classes from `console.css`.
@@ -59,7 +60,7 @@ async fn page() -> Response {
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], PAGE).into_response()
 }
 
-async fn asset(Path(name): Path<String>) -> Result<Response, ApiError> {
+async fn asset(PathParam(name): PathParam<String>) -> Result<Response, ApiError> {
     let (_, content_type, body) = ASSETS
         .iter()
         .find(|(known, _, _)| *known == name)

@@ -1,7 +1,10 @@
 //! The accounts restop may act in besides its own (`RESTOP_ACCOUNTS`), and how.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
+use super::Aws;
 use super::arn::TopicArn;
 
 #[derive(Debug, Clone, Default)]
@@ -56,5 +59,43 @@ impl Accounts {
                 format!("arn:{partition}:iam::{account}:role/{}", self.role_name)
             })
         })
+    }
+}
+
+/// The account of restop's own credentials, once STS has named it. Until then it is
+/// unknown, and nothing is waited for: callers treat the unknown account as nobody's.
+#[derive(Debug, Clone, Default)]
+pub struct OwnAccount(Arc<OnceLock<String>>);
+
+impl OwnAccount {
+    /// Already known, for tests and callers that named it themselves.
+    pub fn known(account: &str) -> Self {
+        let own = Self::default();
+        let _ = own.0.set(account.to_owned());
+        own
+    }
+
+    pub fn get(&self) -> Option<&str> {
+        self.0.get().map(String::as_str)
+    }
+
+    /// Asks STS until it answers, pausing longer after each failure.
+    pub async fn resolve(self, aws: Arc<dyn Aws>) {
+        let mut pause = Duration::from_secs(1);
+        loop {
+            match aws.own_account().await {
+                Ok(account) => {
+                    let _ = self.0.set(account);
+                    return;
+                }
+                Err(error) => tracing::warn!(
+                    error = %error,
+                    retry_in = ?pause,
+                    "own account unknown: until it is, a topic speaks only for its own account"
+                ),
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(60));
+        }
     }
 }

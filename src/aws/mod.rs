@@ -18,7 +18,7 @@ use std::fmt;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-pub use self::accounts::Accounts;
+pub use self::accounts::{Accounts, OwnAccount};
 use self::arn::{ResourceArn, ResourceKind, StateMachineArn, TopicArn};
 pub use self::classify::explain;
 pub use self::guard::Guarded;

@@ -2,6 +2,7 @@
 //! ignore it (and why). Decided from the event and the topic that carried it alone, so the
 //! SNS endpoint only has to carry out the answer.
 
+use crate::aws::OwnAccount;
 use crate::aws::arn::ResourceArn;
 use crate::aws::arn::TopicArn;
 use crate::rds::event::RdsEvent;
@@ -13,8 +14,10 @@ pub struct EventRules {
     pub event_ids: Vec<String>,
     /// RESTOP_WAKE_EVENT_IDS: events that wake a waiting execution.
     pub wake_event_ids: Vec<String>,
-    /// RESTOP_ACCOUNTS: accounts whose events a topic may carry besides its own.
+    /// RESTOP_ACCOUNTS: accounts whose events a central topic may carry besides its own.
     pub member_accounts: Vec<String>,
+    /// The account of restop's credentials: its topics are the central ones.
+    pub own_account: OwnAccount,
 }
 
 /// What a notification is to restop.
@@ -59,13 +62,14 @@ impl EventRules {
     }
 
     /// Whether `topic` may speak for `resource`. RDS publishes to topics in the database's
-    /// own region; a topic speaks for its own account and for the member accounts (a
-    /// central topic that member accounts publish to). Anything else could be anyone's
-    /// topic naming our databases.
+    /// own region; a topic speaks for its own account, and a central topic (one in
+    /// restop's own account) also for the member accounts. A member's topic naming
+    /// another member's database could be anyone in that member account publishing.
     pub fn fits_topic(&self, resource: &ResourceArn, topic: &TopicArn) -> bool {
+        let central = self.own_account.get() == Some(topic.account());
         resource.region == topic.region()
             && (resource.account == topic.account()
-                || self.member_accounts.contains(&resource.account))
+                || central && self.member_accounts.contains(&resource.account))
     }
 }
 
@@ -81,6 +85,7 @@ mod tests {
             event_ids: vec!["RDS-EVENT-0154".into()],
             wake_event_ids: vec!["RDS-EVENT-0088".into()],
             member_accounts: vec!["222222222222".into()],
+            own_account: OwnAccount::known("111111111111"),
         }
     }
 
@@ -156,5 +161,23 @@ mod tests {
             rules().classify(None, &topic),
             Meaning::Ignore("not an RDS event".into())
         );
+    }
+
+    #[test]
+    fn only_a_central_topic_speaks_for_members_and_only_once_the_own_account_is_known() {
+        let resource: ResourceArn = "arn:aws:rds:eu-west-1:222222222222:db:orders"
+            .parse()
+            .unwrap();
+        let central: TopicArn = TOPIC.parse().unwrap();
+        let other_member: TopicArn = "arn:aws:sns:eu-west-1:333333333333:rds-events"
+            .parse()
+            .unwrap();
+        assert!(rules().fits_topic(&resource, &central));
+        assert!(!rules().fits_topic(&resource, &other_member));
+        let unresolved = EventRules {
+            own_account: OwnAccount::default(),
+            ..rules()
+        };
+        assert!(!unresolved.fits_topic(&resource, &central));
     }
 }

@@ -107,9 +107,11 @@ impl CertStore {
             match tokio::fs::read(&path).await {
                 Ok(pem) => {
                     tracing::debug!(path = %path.display(), "signing certificate read from disk");
+                    // A truncated or half-written file is the operator's to fix: SNS
+                    // retries meanwhile instead of dropping the message.
                     return parse_signing_cert(&pem)
                         .map(Arc::new)
-                        .map_err(|e| CertError::Invalid(format!("{}: {e}", path.display())));
+                        .map_err(|e| CertError::Unavailable(format!("{}: {e}", path.display())));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {

@@ -44,3 +44,28 @@ pub enum Rejection {
     #[error("{0}")]
     CertificateUnavailable(String),
 }
+
+impl Rejection {
+    /// What the sender is told: the same for every message refused this way. The detail
+    /// (paths, OS and network errors) goes to the log only.
+    pub fn public_message(&self) -> &'static str {
+        match self {
+            Self::Unauthorized => "HTTP Basic authentication required",
+            Self::BodyTooLarge(_) => "body too large",
+            Self::RawDelivery => {
+                "raw message delivery cannot be authenticated; disable RawMessageDelivery"
+            }
+            Self::Malformed(_) => "not a well-formed SNS message",
+            Self::SigningCertUrl(_) => "SigningCertURL is not an SNS certificate URL",
+            Self::SubscribeUrl(_) => "SubscribeURL is not an SNS URL",
+            Self::TopicNotAllowed(_) => "topic is not in RESTOP_TOPIC_ARNS",
+            Self::Stale(_) => "message is too old",
+            Self::FromTheFuture(_) => "message is dated in the future",
+            Self::Certificate(_) => "signing certificate is not acceptable",
+            Self::Signature(_) => "signature does not verify",
+            Self::CertificateUnavailable(_) => {
+                "signing certificate is unavailable right now; try again later"
+            }
+        }
+    }
+}

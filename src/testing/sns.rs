@@ -210,20 +210,29 @@ impl SnsStub {
 
     /// An unsigned notification from [`TOPIC`], dated now.
     pub fn unsigned_notification(&self, message: &str) -> Value {
+        self.unsigned_notification_on(TOPIC, message)
+    }
+
+    fn unsigned_notification_on(&self, topic: &str, message: &str) -> Value {
         json!({
             "Type": "Notification",
             "MessageId": uuid::Uuid::new_v4().to_string(),
-            "TopicArn": TOPIC,
+            "TopicArn": topic,
             "Message": message,
             "Timestamp": sns_timestamp(Utc::now()),
             "SignatureVersion": "2",
             "SigningCertURL": self.cert_url(),
-            "UnsubscribeURL": format!("http://{}/?Action=Unsubscribe&SubscriptionArn={TOPIC}:x", self.host),
+            "UnsubscribeURL": format!("http://{}/?Action=Unsubscribe&SubscriptionArn={topic}:x", self.host),
         })
     }
 
     pub fn notification(&self, message: &str) -> Value {
-        let mut msg = self.unsigned_notification(message);
+        self.notification_on(TOPIC, message)
+    }
+
+    /// A signed notification from `topic`.
+    pub fn notification_on(&self, topic: &str, message: &str) -> Value {
+        let mut msg = self.unsigned_notification_on(topic, message);
         self.signer.sign(&mut msg);
         msg
     }

@@ -261,12 +261,24 @@ def topic_policies() -> list[str]:
         "Action": "sns:Publish",
         "Resource": "<Ref Topic>",
     }
+    deny_others = {
+        "Sid": "NoOtherPublishers",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "sns:Publish",
+        "Resource": "<Ref Topic>",
+        "Condition": {"StringNotEquals": {"aws:PrincipalServiceName": "events.rds.amazonaws.com"}},
+    }
     doc = stack.properties("TopicPolicy")["PolicyDocument"]
-    (statement,) = doc["Statement"]
+    (statement, deny) = doc["Statement"]
+    if deny != deny_others:
+        problems.append(f"member-events.yaml topic policy lets others publish: {deny}")
     if {k: statement.get(k) for k in want} != want or statement.get("Condition") != {"StringEquals": {"aws:SourceAccount": "ACCOUNT_ID"}}:
         problems.append(f"member-events.yaml topic policy: {statement}")
     stack = cfn.Stack(template("central-topic.yaml"), {"RestopEndpoint": "https://r.example/sns", "MemberAccountIds": "111111111111,222222222222"})
-    (statement,) = stack.properties("TopicPolicy")["PolicyDocument"]["Statement"]
+    (statement, deny) = stack.properties("TopicPolicy")["PolicyDocument"]["Statement"]
+    if deny != deny_others:
+        problems.append(f"central-topic.yaml topic policy lets others publish: {deny}")
     if {k: statement.get(k) for k in want} != want or statement.get("Condition") != {
         "StringEquals": {"aws:SourceAccount": ["111111111111", "222222222222"]}
     }:

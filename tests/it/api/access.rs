@@ -49,6 +49,18 @@ async fn every_v1_route_needs_a_valid_bearer_token(db: TestDb) {
             .await;
         assert_eq!(answer.status, 200, "{token}");
     }
+    // RFC 9110: the scheme name is case-insensitive.
+    for scheme in ["bearer", "BEARER"] {
+        let response = api
+            .app
+            .client
+            .get(format!("{}/v1/executions", api.app.base))
+            .header("authorization", format!("{scheme} {}", TOKENS[0]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{scheme}");
+    }
     // Health and metrics stay open.
     for path in ["/healthz", "/readyz", "/metrics"] {
         assert_eq!(
@@ -71,11 +83,11 @@ async fn no_configured_token_refuses_everything(db: TestDb) {
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), 401);
         let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
-        assert!(
-            body["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("RESTOP_API_TOKENS")
+        // The same answer as a wrong token gets: a caller cannot tell that none is configured.
+        assert_eq!(
+            (error_code(&body), body["error"]["message"].as_str()),
+            ("unauthorized", Some("a valid bearer token is required")),
+            "{body}"
         );
     }
 }
@@ -85,6 +97,7 @@ async fn errors_share_one_shape(db: TestDb) {
     let cases = [
         (Method::GET, "/nowhere", 404, "not_found"),
         (Method::GET, "/v1/nowhere", 404, "not_found"),
+        (Method::GET, "/ui/%FF", 400, "invalid_parameter"),
         (Method::DELETE, "/healthz", 405, "method_not_allowed"),
         (Method::GET, "/sns", 405, "method_not_allowed"),
         (Method::PUT, "/v1/executions", 405, "method_not_allowed"),

@@ -19,6 +19,7 @@ on_both_backends!(
     certificate_trouble_answers_503_and_is_tried_again_after_a_pause,
     certificate_is_fetched_once,
     an_unreadable_certificate_file_answers_503,
+    an_unparseable_certificate_file_answers_503,
     certificate_directory_avoids_the_fetch,
 );
 
@@ -131,6 +132,12 @@ async fn an_unreadable_certificate_file_answers_503(db: TestDb) {
     let app = TestApp::spawn_with_clock(cfg, clock.clone()).await;
     let msg = stub.notification("x");
     assert_refused(&app, &db, &msg, 503, "certificate_unavailable").await;
+    let (_, body) = app.post_sns(&msg).await;
+    let told = body["error"]["message"].as_str().unwrap();
+    assert!(
+        !told.contains(dir.path().to_str().unwrap()) && !told.contains("directory"),
+        "the sender learns no path or OS error: {told}"
+    );
     // The operator fixes the file; SNS's retry goes through.
     std::fs::remove_dir(&path).unwrap();
     std::fs::write(&path, &stub.signer.cert_pem).unwrap();
@@ -141,6 +148,26 @@ async fn an_unreadable_certificate_file_answers_503(db: TestDb) {
         0,
         "the directory was used, not the network"
     );
+}
+
+async fn an_unparseable_certificate_file_answers_503(db: TestDb) {
+    let stub = SnsStub::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir
+        .path()
+        .join(format!("SimpleNotificationService-{CERT_HASH}.pem"));
+    // Half copied: SNS must retry, not drop every message signed with this certificate.
+    let pem = &stub.signer.cert_pem;
+    std::fs::write(&path, &pem[..pem.len() / 2]).unwrap();
+    let clock = Arc::new(ManualClock::new(Utc::now()));
+    let mut cfg = config(&db.url, Some(&stub.host));
+    cfg.sns.sns_cert_dir = Some(dir.path().to_owned());
+    let app = TestApp::spawn_with_clock(cfg, clock.clone()).await;
+    let msg = stub.notification("x");
+    assert_refused(&app, &db, &msg, 503, "certificate_unavailable").await;
+    std::fs::write(&path, pem).unwrap();
+    clock.set(clock.now() + chrono::Duration::seconds(11));
+    assert_eq!(app.post_sns(&msg).await.0, 200);
 }
 
 async fn certificate_directory_avoids_the_fetch(db: TestDb) {

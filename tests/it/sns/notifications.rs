@@ -7,8 +7,9 @@ use serde_json::{Value, json};
 use super::start;
 use crate::on_both_backends;
 use crate::support::db::{Backend, TestDb};
-use crate::support::error_code;
-use crate::support::sns;
+use crate::support::sns::{self, SnsStub};
+use crate::support::{TestApp, config, error_code};
+use restop::config::CommaList;
 
 on_both_backends!(
     accepted_instance_and_cluster_events_are_stored,
@@ -16,6 +17,7 @@ on_both_backends!(
     redelivery_is_stored_once,
     concurrent_redeliveries_are_stored_once,
     events_about_other_accounts_or_regions_are_not_acted_on,
+    a_member_topic_speaks_only_for_its_own_account,
     a_nul_character_is_kept_and_spoils_no_batch,
 );
 
@@ -176,6 +178,52 @@ async fn events_about_other_accounts_or_regions_are_not_acted_on(db: TestDb) {
     assert!(app.metrics().await.contains(
         "restop_sns_messages_total{type=\"Notification\",result=\"foreign_resource\"} 3"
     ));
+}
+
+/// Member B's topic could carry anyone's publish in B: it may not name C's database. The
+/// central topic, in restop's own account, speaks for every member.
+async fn a_member_topic_speaks_only_for_its_own_account(db: TestDb) {
+    let stub = SnsStub::start().await;
+    let (member_b, member_c) = ("222222222222", "333333333333");
+    let topic_of = |account: &str| format!("arn:aws:sns:us-east-1:{account}:rds-events");
+    let mut cfg = config(&db.url, Some(&stub.host));
+    cfg.sns.topic_arns = CommaList(
+        [
+            sns::TOPIC.to_owned(),
+            topic_of(member_b),
+            topic_of(member_c),
+        ]
+        .iter()
+        .map(|t| t.parse().unwrap())
+        .collect(),
+    );
+    cfg.accounts.accounts = CommaList(vec![member_b.parse().unwrap(), member_c.parse().unwrap()]);
+    let app = TestApp::spawn(cfg).await;
+    let c_database = format!("arn:aws:rds:us-east-1:{member_c}:db:orders");
+    let event = sns::rds_event_message_for("RDS-EVENT-0154", "db-instance", "orders", &c_database);
+
+    let from_b = stub.notification_on(&topic_of(member_b), &event);
+    let (status, body) = app.post_sns(&from_b).await;
+    assert_eq!(
+        (status, &body["disposition"]),
+        (200, &json!("ignored")),
+        "{body}"
+    );
+    let reason = "SELECT disposition_reason FROM sns_messages WHERE message_id = $1";
+    assert_eq!(
+        db.text(reason, from_b["MessageId"].as_str().unwrap())
+            .await
+            .as_deref(),
+        Some("foreign_resource")
+    );
+
+    let from_central = stub.notification_on(sns::TOPIC, &event);
+    let (status, body) = app.post_sns(&from_central).await;
+    assert_eq!(
+        (status, &body["disposition"]),
+        (200, &json!("accepted")),
+        "{body}"
+    );
 }
 
 async fn a_nul_character_is_kept_and_spoils_no_batch(db: TestDb) {
