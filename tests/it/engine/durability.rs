@@ -1,13 +1,10 @@
 //! What survives: restop killed with SIGKILL mid-execution, and end-of-execution
 //! notifications that fail before they succeed.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_rds::types::Tag;
-use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
 use serde_json::Value;
 
 use crate::on_both_backends;
@@ -15,6 +12,7 @@ use crate::support::binary::{Served, restop_command, spawn_restop};
 use crate::support::db::TestDb;
 use crate::support::moto::{Moto, new_instance};
 use crate::support::sns::{SnsStub, TOPIC};
+use crate::support::webhook::Webhook;
 use crate::support::{TestApp, config};
 
 on_both_backends!(
@@ -163,42 +161,16 @@ async fn sigkill_mid_execution_loses_nothing_and_repeats_no_step(db: TestDb) {
     assert_eq!(db.count("SELECT COUNT(*) FROM executions").await, 1);
 }
 
-#[derive(Default)]
-struct Receiver {
-    answers: Vec<u16>,
-    received: Vec<Value>,
-}
-
-async fn receive(State(state): State<Arc<Mutex<Receiver>>>, Json(body): Json<Value>) -> StatusCode {
-    let mut state = state.lock().unwrap();
-    state.received.push(body);
-    let answer = if state.answers.is_empty() {
-        200
-    } else {
-        state.answers.remove(0)
-    };
-    StatusCode::from_u16(answer).unwrap()
-}
-
 async fn a_failed_notification_is_retried_and_never_changes_the_outcome(db: TestDb) {
     let Some(moto) = Moto::start().await else {
         return;
     };
     let stub = SnsStub::start().await;
-    let receiver = Arc::new(Mutex::new(Receiver {
-        answers: vec![500, 503],
-        ..Receiver::default()
-    }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let notify_url = format!("http://{}/hooks/restop", listener.local_addr().unwrap());
-    let hook = axum::Router::new()
-        .route("/hooks/restop", axum::routing::post(receive))
-        .with_state(receiver.clone());
-    tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
+    let webhook = Webhook::start(vec![500, 503]).await;
 
     let mut cfg = config(&db.url, Some(&stub.host));
     cfg.engine.engine_enabled = true;
-    cfg.engine.notify_url = Some(notify_url.parse().unwrap());
+    cfg.engine.notify_url = Some(webhook.url.parse().unwrap());
     let app = TestApp::spawn_with(
         cfg,
         Arc::new(restop::clock::SystemClock),
@@ -259,7 +231,7 @@ async fn a_failed_notification_is_retried_and_never_changes_the_outcome(db: Test
         3
     );
 
-    let received = receiver.lock().unwrap().received.clone();
+    let received = webhook.received();
     assert_eq!(received.len(), 3);
     let summary = &received[2];
     assert_eq!(summary["event"], "execution_finished");
@@ -355,15 +327,9 @@ async fn a_crash_right_after_the_stop_call_still_ends_stopped(db: TestDb) {
 
 async fn an_unsubscription_is_announced(db: TestDb) {
     let stub = SnsStub::start().await;
-    let receiver = Arc::new(Mutex::new(Receiver::default()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let notify_url = format!("http://{}/hooks/restop", listener.local_addr().unwrap());
-    let hook = axum::Router::new()
-        .route("/hooks/restop", axum::routing::post(receive))
-        .with_state(receiver.clone());
-    tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
+    let webhook = Webhook::start(Vec::new()).await;
     let mut cfg = config(&db.url, Some(&stub.host));
-    cfg.engine.notify_url = Some(notify_url.parse().unwrap());
+    cfg.engine.notify_url = Some(webhook.url.parse().unwrap());
     let app = TestApp::spawn(cfg).await;
 
     let msg = stub.confirmation("UnsubscribeConfirmation", "tok-gone");
@@ -374,7 +340,7 @@ async fn an_unsubscription_is_announced(db: TestDb) {
     );
     let mut received = Vec::new();
     for _ in 0..100 {
-        received = receiver.lock().unwrap().received.clone();
+        received = webhook.received();
         if !received.is_empty() {
             break;
         }
@@ -390,5 +356,5 @@ async fn an_unsubscription_is_announced(db: TestDb) {
     )));
     // A redelivery is no second announcement.
     app.post_sns(&msg).await;
-    assert_eq!(receiver.lock().unwrap().received.len(), 1);
+    assert_eq!(webhook.received().len(), 1);
 }

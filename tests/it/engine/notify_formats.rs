@@ -2,11 +2,8 @@
 //! receive, checked against the shape each accepts, for an ended execution and an
 //! unsubscription.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use axum::Json;
-use axum::extract::State;
 use restop::config::NotifyFormat;
 use serde_json::Value;
 
@@ -14,6 +11,7 @@ use crate::on_both_backends;
 use crate::support::db::TestDb;
 use crate::support::moto::{Moto, new_instance};
 use crate::support::sns::SnsStub;
+use crate::support::webhook::Webhook;
 use crate::support::{TestApp, config};
 
 on_both_backends!(
@@ -24,40 +22,15 @@ on_both_backends!(
 
 const PUBLIC_URL: &str = "https://restop.example.com/sns";
 
-/// A webhook receiver that keeps every body it is sent.
-async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
-    async fn keep(State(bodies): State<Arc<Mutex<Vec<Value>>>>, Json(body): Json<Value>) {
-        bodies.lock().unwrap().push(body);
-    }
-    let bodies = Arc::new(Mutex::new(Vec::new()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let hook = axum::Router::new()
-        .route("/hook", axum::routing::post(keep))
-        .with_state(bodies.clone());
-    tokio::spawn(async move { axum::serve(listener, hook).await.unwrap() });
-    (url, bodies)
-}
-
-async fn first_body(bodies: &Mutex<Vec<Value>>) -> Value {
-    for _ in 0..300 {
-        if let Some(body) = bodies.lock().unwrap().first() {
-            return body.clone();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the webhook received nothing");
-}
-
 /// An untagged database's forced start, notified in `format`: the execution ends at once
 /// (skipped / not_protected). Returns the body and the execution id.
 async fn ended_execution(db: &TestDb, format: NotifyFormat) -> Option<(Value, String)> {
     let moto = Moto::start().await?;
     let stub = SnsStub::start().await;
-    let (url, bodies) = receiver().await;
+    let webhook = Webhook::start(Vec::new()).await;
     let mut cfg = config(&db.url, Some(&stub.host));
     cfg.engine.engine_enabled = true;
-    cfg.engine.notify_url = Some(url.parse().unwrap());
+    cfg.engine.notify_url = Some(webhook.url.parse().unwrap());
     cfg.engine.notify_format = format;
     cfg.engine.public_url = Some(PUBLIC_URL.into());
     let app = TestApp::spawn_with(
@@ -74,7 +47,7 @@ async fn ended_execution(db: &TestDb, format: NotifyFormat) -> Option<(Value, St
         .post_sns(&stub.rds_notification("RDS-EVENT-0154", "db-instance", "plain"))
         .await;
     let execution = answer["execution_id"].as_str().unwrap().to_owned();
-    Some((first_body(&bodies).await, execution))
+    Some((webhook.first().await, execution))
 }
 
 fn console_link(execution: &str) -> String {
@@ -181,14 +154,14 @@ async fn teams_gets_an_adaptive_card_with_a_link_to_the_execution(db: TestDb) {
 
 async fn an_unsubscription_reads_well_in_slack(db: TestDb) {
     let stub = SnsStub::start().await;
-    let (url, bodies) = receiver().await;
+    let webhook = Webhook::start(Vec::new()).await;
     let mut cfg = config(&db.url, Some(&stub.host));
-    cfg.engine.notify_url = Some(url.parse().unwrap());
+    cfg.engine.notify_url = Some(webhook.url.parse().unwrap());
     cfg.engine.notify_format = NotifyFormat::Slack;
     let app = TestApp::spawn(cfg).await;
     app.post_sns(&stub.confirmation("UnsubscribeConfirmation", "tok-gone"))
         .await;
-    let body = first_body(&bodies).await;
+    let body = webhook.first().await;
     assert_slack_shape(&body);
     assert!(
         body["text"].as_str().unwrap().contains("unsubscribed"),

@@ -5,6 +5,7 @@ pub mod db;
 pub mod openapi;
 pub mod proxy;
 pub mod step_functions;
+pub mod webhook;
 pub mod world;
 
 // The fakes shared with the benchmarks live in the library's test kit.
