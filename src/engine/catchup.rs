@@ -91,7 +91,12 @@ impl Catchup {
             Err(e) => tracing::warn!(error = %e, "could not forget the sweeps of removed places"),
         }
         loop {
-            match self.round(&places).await {
+            // Sweeps only read: one cut short by shutdown is repeated when its lease runs out.
+            let swept = tokio::select! {
+                swept = self.round(&places) => swept,
+                _ = stop.cancelled() => return,
+            };
+            match swept {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "could not claim catch-up sweeps"),
             }

@@ -53,6 +53,11 @@ const IMMEDIATE_STEPS: usize = 4;
 /// A job claimed this many times without completing a step (its step panics, hangs past
 /// the lease, or kills the process) is given up instead of claimed for ever.
 const MAX_CLAIMS_WITHOUT_PROGRESS: u32 = 5;
+/// At shutdown, how long a step that writes (a stop, a state machine run, a notification)
+/// may still take before it is abandoned too; reads and budget waits are abandoned at once.
+/// An abandoned step is repeated by the next owner once its lease runs out, as after a
+/// crash, so a stop never waits for the backlog or for a slow AWS.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// What one round of the engine did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +76,9 @@ pub struct Engine {
     wakeup: Arc<Notify>,
     http: reqwest::Client,
     metrics: Arc<Metrics>,
+    /// Fired by [`Engine::run`]'s shutdown: rounds claim nothing more and steps in flight
+    /// are abandoned (see [`SHUTDOWN_GRACE`]).
+    stopping: CancellationToken,
 }
 
 impl Engine {
@@ -90,14 +98,26 @@ impl Engine {
             wakeup,
             http: notify::client(),
             metrics,
+            stopping: CancellationToken::new(),
         })
     }
 
-    /// Works due jobs until `shutdown` fires; steps in flight are finished first.
+    /// Works due jobs until `shutdown` fires. Then the round in flight ends within
+    /// [`SHUTDOWN_GRACE`] or so: no more claims, reads and budget waits abandoned, steps
+    /// already decided committed.
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         tracing::info!(owner = %self.settings.owner, "protection engine started");
         loop {
-            let full = match self.run_round().await {
+            let round = self.run_round();
+            tokio::pin!(round);
+            let round = tokio::select! {
+                round = &mut round => round,
+                _ = shutdown.cancelled() => {
+                    self.stopping.cancel();
+                    round.await
+                }
+            };
+            let full = match round {
                 Ok(round) => round.full,
                 Err(e) => {
                     tracing::error!(error = %e, "engine could not claim jobs; retrying");
@@ -122,6 +142,13 @@ impl Engine {
     /// Claims the due jobs and works them concurrently: polls of one account, region and
     /// kind described together (a call per hundred), every other job on its own.
     pub async fn run_round(self: &Arc<Self>) -> Result<Round, StoreError> {
+        let idle = Round {
+            worked: 0,
+            full: false,
+        };
+        if self.stopping.is_cancelled() {
+            return Ok(idle);
+        }
         let now = self.clock.now();
         let (owner, lease) = (&self.settings.owner, self.settings.lease);
         let step_batch = self.settings.step_batch;
@@ -129,6 +156,9 @@ impl Engine {
             .store
             .claim_jobs(owner, now, lease, Claim::Steps, step_batch)
             .await?;
+        if self.stopping.is_cancelled() {
+            return Ok(idle); // claimed but abandoned: the leases run out
+        }
         let polls = self
             .store
             .claim_jobs(owner, now, lease, Claim::Polls, POLL_BATCH)
@@ -202,7 +232,11 @@ impl Engine {
         jobs: Vec<Job>,
     ) -> Vec<(Job, (NewStep, JobUpdate))> {
         let identifiers: Vec<String> = jobs.iter().map(|j| j.resource.identifier.clone()).collect();
-        let described = self.aws.describe_many(scope, &identifiers).await;
+        // A read: abandoned at shutdown, repeated by the next owner.
+        let described = tokio::select! {
+            described = self.aws.describe_many(scope, &identifiers) => described,
+            _ = self.stopping.cancelled() => return Vec::new(),
+        };
         let now = self.clock.now();
         jobs.into_iter()
             .map(|job| {
@@ -232,7 +266,13 @@ impl Engine {
         for _ in 0..IMMEDIATE_STEPS {
             let (step, update) = match first.take() {
                 Some(decided) => decided,
-                None => self.step(&job).await,
+                None => match self.step_unless_stopping(&job).await {
+                    Some(decided) => decided,
+                    None => {
+                        tracing::info!("shutting down: step abandoned until the lease runs out");
+                        return;
+                    }
+                },
             };
             match self.store.complete_step(&job, &step, &update).await {
                 Ok(true) => {}
@@ -255,7 +295,7 @@ impl Engine {
                 self.metrics.execution_finished(outcome);
             }
             let due_now = update.next_run_at.is_some_and(|at| at <= self.clock.now());
-            if !due_now {
+            if !due_now || self.stopping.is_cancelled() {
                 return;
             }
             // Claim again for the next immediate step: keeps the fence strict.
@@ -276,6 +316,27 @@ impl Engine {
                 None => return,
             }
         }
+    }
+
+    /// [`Engine::step`], unless shutdown comes first: a read is then abandoned at once, a
+    /// write (stop, state machine, notification) after [`SHUTDOWN_GRACE`]. `None` when
+    /// abandoned.
+    async fn step_unless_stopping(&self, job: &Job) -> Option<(NewStep, JobUpdate)> {
+        let step = self.step(job);
+        tokio::pin!(step);
+        tokio::select! {
+            decided = &mut step => return Some(decided),
+            _ = self.stopping.cancelled() => {}
+        }
+        let writes = !job.status.is_active()
+            || matches!(
+                job.phase,
+                Phase::Stop | Phase::StartStateMachine | Phase::AbortStateMachine
+            );
+        if !writes {
+            return None;
+        }
+        tokio::time::timeout(SHUTDOWN_GRACE, step).await.ok()
     }
 
     /// One observation and its consequence, not yet committed.

@@ -1,6 +1,14 @@
 //! The `restop` binary as an operator runs it.
 
+use std::time::{Duration, Instant};
+
+use aws_sdk_rds::types::Tag;
+use serde_json::json;
+
 use crate::support::binary::{restop_command, spawn_restop};
+use crate::support::db::{Backend, TestDb};
+use crate::support::events::accept_event;
+use crate::support::moto::{Moto, instance_arn, new_instance};
 
 #[test]
 fn an_invalid_setting_stops_start_up_and_is_named() {
@@ -112,6 +120,72 @@ async fn serve_runs_with_no_setup_and_stops_on_sigterm() {
     assert_eq!(lines("RESTOP_TOPIC_ARNS is empty"), 1, "{log}");
     assert_eq!(lines("no AWS region configured"), 1, "{log}");
     assert_eq!(lines("imds"), 0, "{log}");
+}
+
+/// Seconds from SIGTERM to exit with 200 executions waiting to be worked and a
+/// DescribeDBInstances that takes 0.6 s: budget waits and reads in flight are abandoned
+/// (their leases run out and the next start takes over), so a service manager's stop
+/// never has to wait for the backlog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_within_seconds_under_a_backlog_and_slow_aws() {
+    let Some(moto) = Moto::start().await else {
+        return;
+    };
+    let db = TestDb::create(Backend::Sqlite).await.unwrap();
+    let store = restop::store::connect_and_migrate(&restop::config::DatabaseConfig {
+        database_url: db.url.parse().unwrap(),
+        db_max_connections: 2,
+    })
+    .await
+    .unwrap();
+    let rds = moto.rds().await;
+    let protected = Tag::builder()
+        .key("auto-restart-protection")
+        .value("yes")
+        .build();
+    for i in 0..200 {
+        let id = format!("backlog-{i}");
+        new_instance(&rds, &id)
+            .tags(protected.clone())
+            .send()
+            .await
+            .unwrap();
+        accept_event(&store, &instance_arn(&id)).await;
+    }
+    drop(store);
+    moto.fault(json!({
+        "action": "DescribeDBInstances", "count": 1_000_000, "code": null, "delay_seconds": 0.6
+    }))
+    .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = restop_command();
+    command
+        .env("HOME", dir.path())
+        .env("DATABASE_URL", &db.url)
+        .env("AWS_ENDPOINT_URL", &moto.url)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_REGION", "us-east-1");
+    let restop = spawn_restop(command).await;
+    // Busy: some steps are committed, most executions still wait.
+    for _ in 0..400 {
+        if db.count("SELECT COUNT(*) FROM execution_steps").await >= 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let waiting = db
+        .count("SELECT COUNT(*) FROM executions WHERE status IN ('pending', 'running')")
+        .await;
+    assert!(waiting >= 100, "only {waiting} executions still waiting");
+
+    let signalled = Instant::now();
+    let (status, log) = restop.terminate().await;
+    let took = signalled.elapsed();
+    eprintln!("SIGTERM to exit: {:.2} s", took.as_secs_f64());
+    assert!(status.success(), "exit after SIGTERM: {status}\n{log}");
+    assert!(took < Duration::from_secs(10), "exit took {took:?}");
 }
 
 #[test]
