@@ -11,6 +11,7 @@ use anyhow::Context;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::api;
@@ -97,9 +98,16 @@ impl App {
                 SdkAws::from_environment(config.engine.aws_timeout, accounts.clone()).await,
             ),
         };
+        // A step's budget wait, AWS call and commit fit in its lease.
+        let budget_wait = config
+            .engine
+            .job_lease
+            .saturating_sub(config.engine.aws_timeout)
+            / 2;
         let aws: Arc<dyn Aws> = Arc::new(Guarded::new(
             sdk,
             config.accounts.rds_max_rps,
+            budget_wait,
             metrics.clone(),
         ));
         let own_account = OwnAccount::default();
@@ -241,19 +249,45 @@ impl App {
             }
             _ => None,
         };
-        let engine = self
-            .engine
-            .map(|engine| tokio::spawn(engine.run(stop.clone())));
-        let catchup = self
-            .catchup
-            .map(|(catchup, places)| tokio::spawn(catchup.run(places, stop.clone())));
-        let retention = self.retention.map(|retention| {
-            tokio::spawn(crate::retention::run(
-                self.store.clone(),
-                self.clock.clone(),
-                retention,
-                stop.clone(),
-            ))
+        // The background tasks run until `stop`; one that ends before (a panic, a bug)
+        // stops restop with an error, so that its service manager restarts it rather than
+        // leaving it serving `/sns` with nothing working what it records.
+        let mut background = JoinSet::new();
+        let mut names = std::collections::HashMap::new();
+        if let Some(engine) = self.engine {
+            let stop = stop.clone();
+            let task = background.spawn(engine.run(stop));
+            names.insert(task.id(), "protection engine");
+        }
+        if let Some((catchup, places)) = self.catchup {
+            let stop = stop.clone();
+            let task = background.spawn(catchup.run(places, stop));
+            names.insert(task.id(), "catch-up sweeper");
+        }
+        if let Some(retention) = self.retention {
+            let (store, clock, stop) = (self.store.clone(), self.clock.clone(), stop.clone());
+            let task = background.spawn(crate::retention::run(store, clock, retention, stop));
+            names.insert(task.id(), "retention sweep");
+        }
+        let watch_stop = stop.clone();
+        let watched = tokio::spawn(async move {
+            let mut died = None;
+            while let Some(ended) = background.join_next_with_id().await {
+                let (id, panicked) = match &ended {
+                    Ok((id, ())) => (*id, None),
+                    Err(e) => (e.id(), Some(e.to_string())),
+                };
+                let task = names.get(&id).copied().unwrap_or("background task");
+                let why = match (panicked, watch_stop.is_cancelled()) {
+                    (None, true) => continue, // stopped as asked
+                    (None, false) => format!("the {task} ended early"),
+                    (Some(e), _) => format!("the {task} panicked: {e}"),
+                };
+                tracing::error!("{why}; restop stops");
+                died.get_or_insert(why);
+                watch_stop.cancel();
+            }
+            died
         });
         let address = listener.local_addr()?;
         tracing::info!(%address, https = self.tls.is_some(), "restop listening");
@@ -271,14 +305,8 @@ impl App {
             None => serve(listener, self.routers.main, stop.clone()).await,
         };
         stop.cancel();
-        if let Some(engine) = engine {
-            engine.await.context("protection engine panicked")?;
-        }
-        if let Some(retention) = retention {
-            retention.await.context("retention sweep panicked")?;
-        }
-        if let Some(catchup) = catchup {
-            catchup.await.context("catch-up sweeper panicked")?;
+        if let Some(died) = watched.await.context("background tasks")? {
+            anyhow::bail!(died);
         }
         if let Some(metrics) = metrics {
             metrics

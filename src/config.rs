@@ -330,6 +330,16 @@ impl FromStr for MemberAccount {
                 "'{role}' is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
             ));
         }
+        // Else restop would act in another account under this one's name.
+        if let Some(role) = role_arn
+            && let Some(arn) = crate::aws::arn::Arn::parse(role)
+            && arn.account != account
+        {
+            return Err(format!(
+                "the role '{role}' is in account {}, not in {account}",
+                arn.account
+            ));
+        }
         Ok(Self {
             account: account.to_owned(),
             role_arn: role_arn.map(str::to_owned),
@@ -372,6 +382,21 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     }
 }
 
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// A duration as the settings write it: `90s`, `5m`, `1h`, `30d` (the largest whole unit).
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        _ if s >= 86_400 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        _ if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
+        _ if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        _ => format!("{s}s"),
+    }
+}
+
 /// A Step Functions execution has at most this many history events.
 const STATE_MACHINE_HISTORY_LIMIT: u64 = 25_000;
 /// History events of one poll of `deploy/state-machine.asl.json` (Wait, Pass, Choice, Task,
@@ -398,6 +423,42 @@ impl ServeConfig {
         }
         if engine.aws_timeout.is_zero() {
             return Err("RESTOP_AWS_TIMEOUT must be at least 1s".into());
+        }
+        // Every duration has a ceiling: far beyond any sensible value, and far enough below
+        // chrono's range that `now + setting` can never overflow.
+        let catchup_interval = match engine.catchup_interval {
+            Schedule::Every(interval) => interval,
+            Schedule::Off => Duration::ZERO,
+        };
+        let retention = match self.retention {
+            Retention::Keep(period) => period,
+            Retention::Forever => Duration::ZERO,
+        };
+        for (name, value, max) in [
+            ("RESTOP_SNS_MAX_AGE", self.sns.sns_max_age, 14 * DAY),
+            ("RESTOP_POLL_INTERVAL", engine.poll_interval, HOUR),
+            ("RESTOP_START_GRACE", engine.start_grace, DAY),
+            ("RESTOP_JOB_LEASE", engine.job_lease, HOUR),
+            ("RESTOP_AWS_TIMEOUT", engine.aws_timeout, 5 * MINUTE),
+            ("RESTOP_CATCHUP_INTERVAL", catchup_interval, DAY),
+            ("RESTOP_RETENTION", retention, 3650 * DAY),
+        ] {
+            if value > max {
+                return Err(format!("{name} must be at most {}", human(max)));
+            }
+        }
+        // Deleting executions younger than that would let a long-failing catch-up sweep
+        // record an old forced start again (its one-hour dedupe reads the executions kept).
+        if let Retention::Keep(keep) = self.retention {
+            let needed = engine.max_duration.max(engine.catchup_lookback);
+            if keep < needed {
+                return Err(format!(
+                    "RESTOP_RETENTION ({}) must be at least RESTOP_MAX_DURATION and \
+                     RESTOP_CATCHUP_LOOKBACK ({})",
+                    human(keep),
+                    human(needed)
+                ));
+            }
         }
         if engine.job_lease <= engine.aws_timeout {
             return Err(format!(

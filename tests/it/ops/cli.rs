@@ -24,6 +24,11 @@ fn an_invalid_setting_stops_start_up_and_is_named() {
         ("RESTOP_SNS_CONCURRENCY", "0"),
         ("RESTOP_NOTIFY_FORMAT", "discord"),
         ("RESTOP_LOG_FORMAT", "xml"),
+        // A role in another account: restop would act there under this account's name.
+        (
+            "RESTOP_ACCOUNTS",
+            "111111111111=arn:aws:iam::222222222222:role/x",
+        ),
     ] {
         let output = restop_command()
             .arg("serve")
@@ -44,6 +49,21 @@ fn settings_out_of_range_are_refused() {
         // The lease must outlast an AWS call (25 s by default).
         &[("RESTOP_JOB_LEASE", "20s")],
         &[("RESTOP_JOB_LEASE", "10s"), ("RESTOP_AWS_TIMEOUT", "10s")],
+        // Every duration has a ceiling ("never expire" attempts overflow the clock).
+        &[("RESTOP_JOB_LEASE", "100000000d")],
+        &[("RESTOP_POLL_INTERVAL", "2h")],
+        &[("RESTOP_START_GRACE", "2d")],
+        &[("RESTOP_AWS_TIMEOUT", "10m")],
+        &[("RESTOP_CATCHUP_INTERVAL", "2d")],
+        &[("RESTOP_RETENTION", "4000d")],
+        &[("RESTOP_SNS_MAX_AGE", "15d")],
+        &[("RESTOP_CATCHUP_LOOKBACK", "15d")],
+        // Retention shorter than what the engine and the catch-up still read.
+        &[("RESTOP_RETENTION", "1d"), ("RESTOP_MAX_DURATION", "2d")],
+        &[
+            ("RESTOP_RETENTION", "2d"),
+            ("RESTOP_CATCHUP_LOOKBACK", "3d"),
+        ],
         // 2,880 polls of a state machine need more than its 25,000 history events.
         &[
             ("RESTOP_POLL_INTERVAL", "30s"),
@@ -246,4 +266,52 @@ fn a_bad_tls_key_is_refused_naming_the_setting_but_not_its_content() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("RESTOP_TLS_KEY is not"));
+}
+
+/// A background task that dies (here the catch-up sweeper, on an AWS answer it cannot
+/// handle) stops restop with an error naming it, instead of leaving it serving `/sns`
+/// with nothing working what it records.
+#[tokio::test]
+async fn a_background_task_that_dies_stops_restop_with_an_error() {
+    struct DiesOnEvents(crate::support::fake_aws::FakeAws);
+
+    #[async_trait::async_trait]
+    impl restop::aws::Aws for DiesOnEvents {
+        async fn call(
+            &self,
+            request: restop::aws::AwsRequest<'_>,
+        ) -> Result<restop::aws::AwsReply, restop::aws::AwsFailure> {
+            if matches!(request, restop::aws::AwsRequest::DescribeEvents { .. }) {
+                panic!("an answer the sweeper cannot handle");
+            }
+            self.0.call(request).await
+        }
+
+        fn member_role(&self, account: &str, partition: &str) -> Option<String> {
+            self.0.member_role(account, partition)
+        }
+    }
+
+    let db = TestDb::create(Backend::Sqlite).await.unwrap();
+    let mut config = crate::support::config(&db.url, None);
+    config.engine.engine_enabled = true;
+    config.engine.catchup_interval = restop::config::Schedule::Every(Duration::from_secs(3600));
+    let app = restop::App::build(
+        config,
+        restop::Deps {
+            clock: std::sync::Arc::new(restop::clock::SystemClock),
+            aws: Some(std::sync::Arc::new(DiesOnEvents(Default::default()))),
+        },
+    )
+    .await
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ran = tokio::time::timeout(
+        Duration::from_secs(10),
+        app.run(listener, std::future::pending()),
+    )
+    .await
+    .expect("restop goes on without its catch-up sweeper");
+    let error = format!("{:#}", ran.unwrap_err());
+    assert!(error.contains("catch-up sweeper"), "{error}");
 }
