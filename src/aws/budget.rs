@@ -53,12 +53,22 @@ impl Budget {
         2.0 * self.rate
     }
 
-    /// Waits until a call in `account` and `region` fits the budget. Returns whether it
-    /// had to wait.
-    pub async fn acquire(&self, account: &str, region: &str, priority: Priority) -> bool {
+    /// Waits until a call in `account` and `region` fits the budget, but no longer than
+    /// `max_wait`. Returns whether it had to wait, or [`Exhausted`] at once when the call
+    /// would not fit in `max_wait`.
+    pub async fn acquire(
+        &self,
+        account: &str,
+        region: &str,
+        priority: Priority,
+        max_wait: Duration,
+    ) -> Result<bool, Exhausted> {
         let key = (account.to_owned(), region.to_owned());
+        let give_up_at = Instant::now() + max_wait;
         let mut waited = false;
-        let mut queued = false;
+        // A stop in the queue, counted in `stops_waiting` until it takes its token or is
+        // dropped (the caller gave up): a dropped stop must never hold back other calls.
+        let mut queued: Option<QueuedStop> = None;
         loop {
             let wait = {
                 let mut buckets = self.buckets.lock().expect("budget lock");
@@ -77,27 +87,50 @@ impl Budget {
                 let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
                 bucket.tokens = (bucket.tokens + elapsed * rate).min(self.burst() * bucket.share);
                 bucket.refilled = now;
-                let ahead = bucket.stops_waiting - usize::from(queued);
+                let ahead = bucket.stops_waiting - usize::from(queued.is_some());
                 let may_take = priority == Priority::Stop || ahead == 0;
                 if bucket.tokens >= 1.0 && may_take {
                     bucket.tokens -= 1.0;
-                    if queued {
-                        bucket.stops_waiting -= 1;
+                    if let Some(stop) = queued.take() {
+                        stop.leave(bucket);
                     }
-                    return waited;
-                }
-                if priority == Priority::Stop && !queued {
-                    bucket.stops_waiting += 1;
-                    queued = true;
+                    return Ok(waited);
                 }
                 // Until the next token; behind queued stops, one token later per stop.
                 let missing =
                     (1.0 - bucket.tokens).max(0.0) + if may_take { 0.0 } else { ahead as f64 };
-                Duration::from_secs_f64((missing / rate).max(0.001))
+                let wait = Duration::from_secs_f64((missing / rate).max(0.001));
+                if now + wait > give_up_at {
+                    if let Some(stop) = queued.take() {
+                        stop.leave(bucket);
+                    }
+                    return Err(Exhausted);
+                }
+                if priority == Priority::Stop && queued.is_none() {
+                    bucket.stops_waiting += 1;
+                    queued = Some(QueuedStop {
+                        budget: self,
+                        key: key.clone(),
+                        done: false,
+                    });
+                }
+                wait
             };
             waited = true;
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// The smallest share of the rate in force in any account and region (1 unless RDS
+    /// throttled lately): batches of work are sized by it.
+    pub fn slowest_share(&self) -> f64 {
+        let buckets = self.buckets.lock().expect("budget lock");
+        let now = Instant::now();
+        buckets
+            .values()
+            .filter(|bucket| now < bucket.slowed_until)
+            .map(|bucket| bucket.share)
+            .fold(1.0, f64::min)
     }
 
     /// RDS throttled a call anyway (other tools share the limit): halve the rate in this
@@ -112,9 +145,45 @@ impl Budget {
     }
 }
 
+/// A call that would wait past its limit for the budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exhausted;
+
+/// A stop counted in its bucket's `stops_waiting`; uncounted when it leaves, even by drop.
+struct QueuedStop<'a> {
+    budget: &'a Budget,
+    key: (String, String),
+    done: bool,
+}
+
+impl QueuedStop<'_> {
+    /// Leaves the queue, the bucket already locked.
+    fn leave(mut self, bucket: &mut Bucket) {
+        bucket.stops_waiting -= 1;
+        self.done = true;
+    }
+}
+
+impl Drop for QueuedStop<'_> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let mut buckets = match self.budget.buckets.lock() {
+            Ok(buckets) => buckets,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(bucket) = buckets.get_mut(&self.key) {
+            bucket.stops_waiting -= 1;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const FOREVER: Duration = Duration::from_secs(3600);
 
     /// Calls made in each whole second since `start`.
     fn per_second(start: Instant, calls: &[Instant]) -> Vec<usize> {
@@ -132,8 +201,9 @@ mod tests {
         let mut calls = Vec::new();
         for _ in 0..48 {
             budget
-                .acquire("111111111111", "us-east-1", Priority::Other)
-                .await;
+                .acquire("111111111111", "us-east-1", Priority::Other, FOREVER)
+                .await
+                .unwrap();
             calls.push(Instant::now());
         }
         let seconds = per_second(start, &calls);
@@ -143,11 +213,13 @@ mod tests {
         // Another account or region has a budget of its own.
         let before = Instant::now();
         budget
-            .acquire("222222222222", "us-east-1", Priority::Other)
-            .await;
+            .acquire("222222222222", "us-east-1", Priority::Other, FOREVER)
+            .await
+            .unwrap();
         budget
-            .acquire("111111111111", "eu-west-1", Priority::Other)
-            .await;
+            .acquire("111111111111", "eu-west-1", Priority::Other, FOREVER)
+            .await
+            .unwrap();
         assert_eq!(Instant::now(), before);
     }
 
@@ -155,13 +227,19 @@ mod tests {
     async fn throttling_halves_the_rate_for_a_while() {
         let budget = Budget::new(4.0);
         for _ in 0..8 {
-            budget.acquire("a", "r", Priority::Other).await;
+            budget
+                .acquire("a", "r", Priority::Other, FOREVER)
+                .await
+                .unwrap();
         }
         budget.throttled("a", "r");
         let start = Instant::now();
         let mut calls = Vec::new();
         for _ in 0..20 {
-            budget.acquire("a", "r", Priority::Other).await;
+            budget
+                .acquire("a", "r", Priority::Other, FOREVER)
+                .await
+                .unwrap();
             calls.push(Instant::now());
         }
         assert!(per_second(start, &calls)[..9].iter().all(|&n| n <= 2));
@@ -170,7 +248,10 @@ mod tests {
         let start = Instant::now();
         let mut calls = Vec::new();
         for _ in 0..20 {
-            budget.acquire("a", "r", Priority::Other).await;
+            budget
+                .acquire("a", "r", Priority::Other, FOREVER)
+                .await
+                .unwrap();
             calls.push(Instant::now());
         }
         assert!(per_second(start, &calls)[1] >= 4);
@@ -181,7 +262,10 @@ mod tests {
         let budget = std::sync::Arc::new(Budget::new(1.0));
         // Use up the burst.
         for _ in 0..2 {
-            budget.acquire("a", "r", Priority::Other).await;
+            budget
+                .acquire("a", "r", Priority::Other, FOREVER)
+                .await
+                .unwrap();
         }
         let order = std::sync::Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
@@ -193,7 +277,7 @@ mod tests {
             tasks.push(tokio::spawn(async move {
                 // Let the two polls queue first.
                 tokio::time::sleep(Duration::from_millis(10 * i as u64)).await;
-                budget.acquire("a", "r", priority).await;
+                budget.acquire("a", "r", priority, FOREVER).await.unwrap();
                 order.lock().unwrap().push(priority);
             }));
         }
@@ -201,5 +285,81 @@ mod tests {
             task.await.unwrap();
         }
         assert_eq!(order.lock().unwrap()[0], Priority::Stop);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_longer_than_allowed_gives_up_at_once() {
+        let budget = Budget::new(1.0);
+        for _ in 0..2 {
+            budget
+                .acquire("a", "r", Priority::Other, FOREVER)
+                .await
+                .unwrap();
+        }
+        // The next token comes in a second: not within half a second.
+        let before = Instant::now();
+        let limit = Duration::from_millis(500);
+        assert_eq!(
+            budget.acquire("a", "r", Priority::Stop, limit).await,
+            Err(Exhausted)
+        );
+        assert_eq!(
+            budget.acquire("a", "r", Priority::Other, limit).await,
+            Err(Exhausted)
+        );
+        assert_eq!(Instant::now(), before, "gave up without waiting");
+        // Within two seconds it is served.
+        let limit = Duration::from_secs(2);
+        assert_eq!(
+            budget.acquire("a", "r", Priority::Other, limit).await,
+            Ok(true)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_stop_does_not_hold_back_other_calls() {
+        let budget = std::sync::Arc::new(Budget::new(1.0));
+        for _ in 0..2 {
+            budget
+                .acquire("a", "r", Priority::Other, FOREVER)
+                .await
+                .unwrap();
+        }
+        // A stop starts waiting for its token, and its caller gives up on it.
+        let waiting = {
+            let budget = budget.clone();
+            tokio::spawn(async move { budget.acquire("a", "r", Priority::Stop, FOREVER).await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waiting.abort();
+        let _ = waiting.await;
+        // Other calls are served at the rate, not held behind a stop that is gone.
+        let before = Instant::now();
+        for _ in 0..3 {
+            budget
+                .acquire("a", "r", Priority::Other, Duration::from_secs(5))
+                .await
+                .unwrap();
+        }
+        assert!(Instant::now() - before <= Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_slowest_share_follows_throttling() {
+        let budget = Budget::new(4.0);
+        assert_eq!(budget.slowest_share(), 1.0);
+        budget
+            .acquire("a", "r", Priority::Other, FOREVER)
+            .await
+            .unwrap();
+        budget
+            .acquire("b", "r", Priority::Other, FOREVER)
+            .await
+            .unwrap();
+        budget.throttled("a", "r");
+        budget.throttled("a", "r");
+        assert_eq!(budget.slowest_share(), 0.25);
+        tokio::time::sleep(SLOW_DOWN_FOR).await;
+        assert_eq!(budget.slowest_share(), 1.0);
     }
 }

@@ -4,26 +4,37 @@
 //! restop's use, so their calls are counted but not paced.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::arn::{Arn, ResourceArn, ResourceKind};
-use super::budget::{Budget, Priority};
+use super::budget::{Budget, Exhausted, Priority};
 use super::{Aws, AwsFailure, AwsReply, AwsRequest};
 use crate::metrics::Metrics;
 
 pub struct Guarded {
     inner: Arc<dyn Aws>,
     budget: Budget,
+    /// The longest a call waits for the budget: a step must end (wait, call and commit)
+    /// within its lease, or a peer takes the job over mid-step.
+    max_wait: Duration,
     metrics: Arc<Metrics>,
 }
 
 impl Guarded {
-    /// `rds_rate`: RDS requests per second per account and region.
-    pub fn new(inner: Arc<dyn Aws>, rds_rate: f64, metrics: Arc<Metrics>) -> Self {
+    /// `rds_rate`: RDS requests per second per account and region; a call that would wait
+    /// longer than `max_wait` for it fails as throttled instead, to be retried later.
+    pub fn new(
+        inner: Arc<dyn Aws>,
+        rds_rate: f64,
+        max_wait: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             inner,
             budget: Budget::new(rds_rate),
+            max_wait,
             metrics,
         }
     }
@@ -136,10 +147,25 @@ impl Aws for Guarded {
         else {
             return self.inner.call(request).await;
         };
-        if let Some(priority) = paced
-            && self.budget.acquire(account, region, priority).await
-        {
-            self.metrics.budget_wait(account, region);
+        if let Some(priority) = paced {
+            match self
+                .budget
+                .acquire(account, region, priority, self.max_wait)
+                .await
+            {
+                Ok(false) => {}
+                Ok(true) => self.metrics.budget_wait(account, region),
+                Err(Exhausted) => {
+                    // Not sent, so neither RDS's throttling nor a failed call: the step
+                    // ends with a retry and its job is not claimed again without progress.
+                    self.metrics.budget_wait(account, region);
+                    return Err(AwsFailure::Throttled(format!(
+                        "restop's RDS request budget in {account}/{region} (RESTOP_RDS_MAX_RPS) \
+                         has no room within {}s; {operation} is tried again later",
+                        self.max_wait.as_secs()
+                    )));
+                }
+            }
         }
         let result = self.inner.call(request).await;
         if paced.is_some() && matches!(result, Err(AwsFailure::Throttled(_))) {
@@ -154,5 +180,9 @@ impl Aws for Guarded {
 
     fn member_role(&self, account: &str, partition: &str) -> Option<String> {
         self.inner.member_role(account, partition)
+    }
+
+    fn rds_share(&self) -> f64 {
+        self.budget.slowest_share()
     }
 }

@@ -287,6 +287,12 @@ pub trait Aws: Send + Sync + 'static {
     /// Functions mode passes it to the state machine.
     fn member_role(&self, account: &str, partition: &str) -> Option<String>;
 
+    /// The share of the RDS request rate in force where RDS is slowest (1 when nothing
+    /// paces the calls): the engine claims fewer steps when RDS throttles.
+    fn rds_share(&self) -> f64 {
+        1.0
+    }
+
     async fn own_account(&self) -> Result<String, AwsFailure> {
         expect_reply!(
             self.call(AwsRequest::OwnAccount).await,

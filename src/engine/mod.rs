@@ -151,7 +151,10 @@ impl Engine {
         }
         let now = self.clock.now();
         let (owner, lease) = (&self.settings.owner, self.settings.lease);
-        let step_batch = self.settings.step_batch;
+        // Sized by the share of the RDS budget in force: a throttled account-region serves
+        // fewer steps within a lease.
+        let share = self.aws.rds_share().clamp(0.0, 1.0);
+        let step_batch = ((f64::from(self.settings.step_batch) * share).ceil() as u32).max(1);
         let steps = self
             .store
             .claim_jobs(owner, now, lease, Claim::Steps, step_batch)
