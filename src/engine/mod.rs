@@ -346,15 +346,61 @@ impl Engine {
     async fn step(&self, job: &Job) -> (NewStep, JobUpdate) {
         let now = self.clock.now();
         if job.attempts > MAX_CLAIMS_WITHOUT_PROGRESS {
-            return self.give_up(job, now);
+            let decided = self.give_up(job, now);
+            self.end_state_machine_run(job, &decided.1).await;
+            return decided;
         }
         if job.status.is_active() {
             let (observation, rds_status) = self.observe(job).await;
-            self.apply(job, now, &observation, rds_status)
+            let decided = self.apply(job, now, &observation, rds_status);
+            // A run that answered for itself ended (or was stopped at the deadline).
+            if !matches!(observation, Observation::StateMachine(_)) {
+                self.end_state_machine_run(job, &decided.1).await;
+            }
+            decided
         } else if job.phase == Phase::AbortStateMachine {
             self.abort_step(job, now).await
         } else {
             self.notify_step(job, now).await
+        }
+    }
+
+    /// restop finishes a Step Functions execution the run did not end (given up, access
+    /// denied, unsupported...): stops the run, by its recorded ARN or its deterministic
+    /// name, so that it never stops the database behind restop's back. Best effort.
+    async fn end_state_machine_run(&self, job: &Job, update: &JobUpdate) {
+        let following = matches!(
+            job.phase,
+            Phase::StartStateMachine | Phase::FollowStateMachine
+        );
+        if job.mode != Mode::StepFunctions
+            || !following
+            || !job.status.is_active()
+            || update.status.is_active()
+        {
+            return;
+        }
+        let Some(arn) = update.sfn_execution_arn.clone().or_else(|| {
+            self.settings
+                .state_machine_arn
+                .as_ref()
+                .map(|machine| machine.execution(&run_name(job)))
+        }) else {
+            return;
+        };
+        let cause = format!(
+            "restop ended this execution: {}",
+            update.reason.as_deref().unwrap_or("finished")
+        );
+        match self
+            .aws
+            .stop_state_machine_run(&arn, "restop.Finished", &cause)
+            .await
+        {
+            Ok(()) | Err(AwsFailure::NotFound) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "could not stop the state machine run of a finished execution")
+            }
         }
     }
 

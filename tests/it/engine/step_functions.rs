@@ -28,6 +28,7 @@ on_both_backends!(
     a_read_replica_is_reported_not_stoppable_by_the_state_machine,
     throttling_is_retried_by_the_state_machine,
     dry_run_in_step_functions_mode_never_stops,
+    a_run_that_restop_stops_following_is_stopped,
 );
 
 async fn cancel_stops_the_state_machine_run(db: TestDb) {
@@ -384,6 +385,27 @@ async fn dry_run_in_step_functions_mode_never_stops(db: TestDb) {
     );
     assert_eq!(w.count_calls_for("rehearsal", "StopDBInstance").await, 0);
     assert_eq!(w.instance_status("rehearsal").await, "available");
+}
+
+async fn a_run_that_restop_stops_following_is_stopped(db: TestDb) {
+    // Without the interpreter the run stays RUNNING until someone stops it.
+    let Some(w) = world(db, false, |_| {}).await else {
+        return;
+    };
+    w.create_instance("denied", PROTECTED).await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "denied").await;
+    let run = w.sfn_execution(&execution).await;
+    // restop loses states:DescribeExecution: it ends the execution, and the run must not
+    // stop the database hours later behind its back.
+    w.moto
+        .fault(json!({"action": "DescribeExecution", "service": "states", "code": "AccessDeniedException", "message": "not authorized"}))
+        .await;
+    let (status, outcome, _) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("failed", "access_denied")
+    );
+    wait_for_run(&w, &run, "ABORTED").await;
 }
 
 /// Waits until moto reports the state machine run as `status`.
