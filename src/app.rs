@@ -173,6 +173,8 @@ impl App {
                 }),
                 sns_slots: Arc::new(tokio::sync::Semaphore::new(sns.sns_concurrency as usize)),
                 api_tokens: config.api_tokens.0.into_iter().map(|t| t.0).collect(),
+                readiness: Default::default(),
+                gauges: Default::default(),
             },
             config.metrics_listen.is_some(),
         );

@@ -21,6 +21,7 @@ use axum::http::HeaderName;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -30,7 +31,7 @@ use crate::aws::Aws;
 use crate::clock::Clock;
 use crate::config::BasicAuth;
 use crate::engine::{Launcher, Notifier, Wakeups};
-use crate::metrics::Metrics;
+use crate::metrics::{DatabaseFacts, Metrics};
 use crate::rds::classify::EventRules;
 use crate::sns::verify::Verifier;
 use crate::store::{Intake, Store};
@@ -65,6 +66,10 @@ pub struct Shared {
     pub sns_slots: Arc<tokio::sync::Semaphore>,
     /// Bearer tokens for /v1; empty refuses every /v1 request.
     pub api_tokens: Vec<String>,
+    /// `/readyz`'s database ping, shared by concurrent probes.
+    pub readiness: health::SingleFlight<bool>,
+    /// `/metrics`' database gauges (and when they were read), shared by concurrent scrapes.
+    pub gauges: health::SingleFlight<Option<(DatabaseFacts, DateTime<Utc>)>>,
 }
 
 impl std::ops::Deref for AppState {
