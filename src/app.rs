@@ -10,13 +10,14 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::api;
 use crate::aws::{Accounts, Aws, Guarded, OwnAccount, SdkAws};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Retention, Schedule, ServeConfig, SnsConfig};
+use crate::connections::Capped;
 use crate::engine::catchup::{Catchup, CatchupSettings};
 use crate::engine::{Engine, EngineSettings, Launcher, Notifier, Wakeups};
 use crate::http;
@@ -58,6 +59,8 @@ pub struct App {
     tls: Option<Arc<Tls>>,
     /// How often the TLS files are checked for changes.
     tls_reload_interval: Duration,
+    /// Places for the main listener's open connections (RESTOP_MAX_CONNECTIONS).
+    connection_places: Arc<Semaphore>,
 }
 
 /// How long start-up waits for STS to name restop's own account.
@@ -205,6 +208,7 @@ impl App {
             catchup,
             tls,
             tls_reload_interval: tls::RELOAD_INTERVAL,
+            connection_places: Arc::new(Semaphore::new(config.max_connections as usize)),
         })
     }
 
@@ -267,10 +271,13 @@ impl App {
         let served = match self.tls {
             Some(tls) => {
                 tokio::spawn(tls.clone().watch(self.tls_reload_interval, stop.clone()));
-                let listener = tls.listener(listener, address);
+                let listener = tls.listener(listener, address, self.connection_places);
                 serve(listener, self.routers.main, stop.clone()).await
             }
-            None => serve(listener, self.routers.main, stop.clone()).await,
+            None => {
+                let listener = Capped::new(listener, self.connection_places);
+                serve(listener, self.routers.main, stop.clone()).await
+            }
         };
         stop.cancel();
         if let Some(engine) = engine {

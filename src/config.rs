@@ -94,6 +94,12 @@ pub struct ServeConfig {
     #[arg(long, env = "RESTOP_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Connections RESTOP_LISTEN keeps open at once (TLS handshakes included); more wait
+    /// in the kernel's backlog until one closes.
+    #[arg(long, env = "RESTOP_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
     /// Serve /metrics on this address instead of on RESTOP_LISTEN (e.g. only to the
     /// monitoring network).
     #[arg(long, env = "RESTOP_METRICS_LISTEN")]

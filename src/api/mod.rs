@@ -122,10 +122,19 @@ pub fn routers(shared: Shared, metrics_apart: bool) -> Routers {
 }
 
 fn router(state: AppState, with_metrics: bool) -> Router {
-    // Layers run bottom-up: a free slot first (load shedding), then authentication, then
-    // the announced length, then the limit on what is actually read.
+    // Layers run bottom-up: authentication first, then the announced length, then the body
+    // read in full within a short time, then a free slot (load shedding), then the limit
+    // on what was read. A slow or unauthenticated upload never holds a slot.
     let sns = post(sns::receive)
         .layer(DefaultBodyLimit::max(sns::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            sns::guard::shed_load,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            sns::guard::read_body_promptly,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             sns::guard::refuse_announced_oversize,
@@ -133,10 +142,6 @@ fn router(state: AppState, with_metrics: bool) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             sns::guard::require_basic_auth,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            sns::guard::shed_load,
         ));
     let v1 = Router::new()
         .route(

@@ -10,7 +10,11 @@ use crate::support::db::TestDb;
 use crate::support::sns::SnsStub;
 use crate::support::{TestApp, config};
 
-on_both_backends!(scrapes_and_probes_do_not_starve_sns,);
+on_both_backends!(
+    scrapes_and_probes_do_not_starve_sns,
+    slow_uploads_do_not_hold_the_delivery_slots,
+    open_connections_are_capped,
+);
 
 /// Enough executions that the gauges' scan takes a while, as it does in a kept history.
 const SEEDED_EXECUTIONS: u32 = 40_000;
@@ -111,4 +115,107 @@ async fn deliver(app: &TestApp, stub: &SnsStub, label: &str, db: &TestDb) -> Lat
         p50: took[took.len() / 2],
         p99: took[(took.len() * 99 / 100).min(took.len() - 1)],
     }
+}
+
+/// Clients that send a body one byte at a time, more of them than there are delivery
+/// slots: a genuine delivery is still stored at once, and the slow ones are cut off.
+async fn slow_uploads_do_not_hold_the_delivery_slots(db: TestDb) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stub = SnsStub::start().await;
+    let mut cfg = config(&db.url, Some(&stub.host));
+    cfg.sns.sns_concurrency = 2;
+    let app = TestApp::spawn(cfg).await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let slow: Vec<_> = (0..8)
+        .map(|_| {
+            let addr = addr.clone();
+            tokio::spawn(async move {
+                let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+                let head =
+                    format!("POST /sns HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 10000\r\n\r\n");
+                stream.write_all(head.as_bytes()).await.unwrap();
+                let started = Instant::now();
+                // One byte every 100 ms until restop stops listening (or 12 s have passed).
+                while started.elapsed() < Duration::from_secs(12) {
+                    if stream.write_all(b" ").await.is_err() {
+                        break;
+                    }
+                    let mut answer = [0u8; 12];
+                    match tokio::time::timeout(Duration::from_millis(100), stream.read(&mut answer))
+                        .await
+                    {
+                        Ok(Ok(n)) if n > 0 => {
+                            return (
+                                started.elapsed(),
+                                String::from_utf8_lossy(&answer[..n]).into_owned(),
+                            );
+                        }
+                        Ok(_) => break,
+                        Err(_) => {}
+                    }
+                }
+                (started.elapsed(), String::new())
+            })
+        })
+        .collect();
+    // The slow uploads are all under way.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let msg = stub.notification("genuine");
+    let started = Instant::now();
+    let (status, body) = app.post_sns(&msg).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(started.elapsed() < PROMPT, "took {:?}", started.elapsed());
+    let id = msg["MessageId"].as_str().unwrap();
+    assert!(db.message_disposition(id).await.is_some());
+    for upload in slow {
+        let (took, answer) = upload.await.unwrap();
+        // Cut off after the body read timeout (5 s), long before the request deadline.
+        assert!(
+            took < Duration::from_secs(8),
+            "a slow upload lasted {took:?}"
+        );
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 503"),
+            "{answer}"
+        );
+    }
+}
+
+/// RESTOP_MAX_CONNECTIONS: idle connections beyond the cap are not served until one of
+/// the open ones closes.
+async fn open_connections_are_capped(db: TestDb) {
+    let mut cfg = config(&db.url, None);
+    cfg.max_connections = 3;
+    let app = TestApp::spawn(cfg).await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let url = format!("{}/healthz", app.base);
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let fresh = || {
+        reqwest::Client::builder()
+            .timeout(Duration::from_millis(500))
+            .build()
+            .unwrap()
+    };
+    assert!(
+        fresh().get(&url).send().await.is_err(),
+        "served beyond the cap"
+    );
+    idle.pop();
+    let mut served = false;
+    for _ in 0..50 {
+        if fresh()
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(served, "not served after a connection closed");
 }
