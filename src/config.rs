@@ -665,8 +665,27 @@ mod tests {
     fn secrets_stay_out_of_debug_output() {
         let auth: BasicAuth = "ops:hunter2".parse().unwrap();
         assert!(!format!("{auth:?}").contains("hunter2"));
-        let url: DatabaseUrl = "postgres://restop:hunter2@db/restop".parse().unwrap();
-        assert!(!format!("{url:?}").contains("hunter2"));
+        for (url, shown) in [
+            (
+                "postgres://restop:hunter2@db:5433/restop",
+                "postgres://db:5433/restop",
+            ),
+            (
+                "postgresql://restop@db/restop?password=hunter2&sslmode=require",
+                "postgresql://db/restop",
+            ),
+            (
+                "postgres://restop:hunter2@db:notaport/restop",
+                "postgres://(a URL that does not parse)",
+            ),
+            (
+                "sqlite:///var/lib/restop.db?mode=rwc",
+                "sqlite:///var/lib/restop.db",
+            ),
+        ] {
+            let url: DatabaseUrl = url.parse().unwrap();
+            assert_eq!(format!("{url:?}"), shown);
+        }
         assert!("mysql://db".parse::<DatabaseUrl>().is_err());
     }
 }
