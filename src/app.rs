@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -18,6 +18,7 @@ use crate::api;
 use crate::aws::{Accounts, Aws, Guarded, OwnAccount, SdkAws};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Retention, Schedule, ServeConfig, SnsConfig};
+use crate::connections::Capped;
 use crate::engine::catchup::{Catchup, CatchupSettings};
 use crate::engine::{Engine, EngineSettings, Launcher, Notifier, Wakeups};
 use crate::http;
@@ -59,6 +60,8 @@ pub struct App {
     tls: Option<Arc<Tls>>,
     /// How often the TLS files are checked for changes.
     tls_reload_interval: Duration,
+    /// Places for the main listener's open connections (RESTOP_MAX_CONNECTIONS).
+    connection_places: Arc<Semaphore>,
 }
 
 /// How long start-up waits for STS to name restop's own account.
@@ -181,6 +184,8 @@ impl App {
                 }),
                 sns_slots: Arc::new(tokio::sync::Semaphore::new(sns.sns_concurrency as usize)),
                 api_tokens: config.api_tokens.0.into_iter().map(|t| t.0).collect(),
+                readiness: Default::default(),
+                gauges: Default::default(),
             },
             config.metrics_listen.is_some(),
         );
@@ -211,6 +216,7 @@ impl App {
             catchup,
             tls,
             tls_reload_interval: tls::RELOAD_INTERVAL,
+            connection_places: Arc::new(Semaphore::new(config.max_connections as usize)),
         })
     }
 
@@ -299,10 +305,13 @@ impl App {
         let served = match self.tls {
             Some(tls) => {
                 tokio::spawn(tls.clone().watch(self.tls_reload_interval, stop.clone()));
-                let listener = tls.listener(listener, address);
+                let listener = tls.listener(listener, address, self.connection_places);
                 serve(listener, self.routers.main, stop.clone()).await
             }
-            None => serve(listener, self.routers.main, stop.clone()).await,
+            None => {
+                let listener = Capped::new(listener, self.connection_places);
+                serve(listener, self.routers.main, stop.clone()).await
+            }
         };
         stop.cancel();
         if let Some(died) = watched.await.context("background tasks")? {

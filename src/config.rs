@@ -94,6 +94,12 @@ pub struct ServeConfig {
     #[arg(long, env = "RESTOP_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Connections RESTOP_LISTEN keeps open at once (TLS handshakes included); more wait
+    /// in the kernel's backlog until one closes.
+    #[arg(long, env = "RESTOP_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+
     /// Serve /metrics on this address instead of on RESTOP_LISTEN (e.g. only to the
     /// monitoring network).
     #[arg(long, env = "RESTOP_METRICS_LISTEN")]
@@ -720,8 +726,27 @@ mod tests {
     fn secrets_stay_out_of_debug_output() {
         let auth: BasicAuth = "ops:hunter2".parse().unwrap();
         assert!(!format!("{auth:?}").contains("hunter2"));
-        let url: DatabaseUrl = "postgres://restop:hunter2@db/restop".parse().unwrap();
-        assert!(!format!("{url:?}").contains("hunter2"));
+        for (url, shown) in [
+            (
+                "postgres://restop:hunter2@db:5433/restop",
+                "postgres://db:5433/restop",
+            ),
+            (
+                "postgresql://restop@db/restop?password=hunter2&sslmode=require",
+                "postgresql://db/restop",
+            ),
+            (
+                "postgres://restop:hunter2@db:notaport/restop",
+                "postgres://(a URL that does not parse)",
+            ),
+            (
+                "sqlite:///var/lib/restop.db?mode=rwc",
+                "sqlite:///var/lib/restop.db",
+            ),
+        ] {
+            let url: DatabaseUrl = url.parse().unwrap();
+            assert_eq!(format!("{url:?}"), shown);
+        }
         assert!("mysql://db".parse::<DatabaseUrl>().is_err());
     }
 }

@@ -11,6 +11,7 @@ mod app;
 pub mod aws;
 pub mod clock;
 pub mod config;
+mod connections;
 pub mod doctor;
 pub mod engine;
 pub mod execution;

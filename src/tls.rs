@@ -25,11 +25,12 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::connections::Counted;
 use crate::metrics::Metrics;
 
 /// How often restop looks whether the certificate or key file changed.
@@ -40,6 +41,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Finished handshakes waiting for the HTTP server to take them.
 const HANDSHAKEN_BACKLOG: usize = 64;
+
+/// Handshakes under way at once; more clients wait in the kernel's backlog. A handshake
+/// costs a signature: this bounds the CPU that clients can make restop spend.
+const CONCURRENT_HANDSHAKES: usize = 64;
 
 /// The certificate restop serves, and the files it comes from.
 pub struct Tls {
@@ -84,12 +89,20 @@ impl Tls {
 
     /// Accepts connections on `tcp` (bound to `local_addr`) and hands their finished
     /// handshakes to the server.
-    pub fn listener(&self, tcp: TcpListener, local_addr: SocketAddr) -> TlsListener {
+    /// Connections count against `places` from their acceptance (handshake included) to
+    /// their close.
+    pub fn listener(
+        &self,
+        tcp: TcpListener,
+        local_addr: SocketAddr,
+        places: Arc<Semaphore>,
+    ) -> TlsListener {
         let (handshaken, incoming) = mpsc::channel(HANDSHAKEN_BACKLOG);
         tokio::spawn(accept_loop(
             tcp,
             TlsAcceptor::from(self.config.clone()),
             handshaken,
+            places,
         ));
         TlsListener {
             incoming,
@@ -260,12 +273,15 @@ fn fingerprint(cert_path: &Path, key_path: &Path) -> Fingerprint {
 
 /// The main listener with TLS: yields connections whose handshake has finished.
 pub struct TlsListener {
-    incoming: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    incoming: mpsc::Receiver<(TlsConnection, SocketAddr)>,
     local_addr: SocketAddr,
 }
 
+/// A connection after its handshake, holding its place under the connection cap.
+type TlsConnection = Counted<TlsStream<TcpStream>>;
+
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = TlsConnection;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -286,9 +302,24 @@ impl axum::serve::Listener for TlsListener {
 async fn accept_loop(
     tcp: TcpListener,
     acceptor: TlsAcceptor,
-    handshaken: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+    handshaken: mpsc::Sender<(TlsConnection, SocketAddr)>,
+    places: Arc<Semaphore>,
 ) {
+    let handshakes = Arc::new(Semaphore::new(CONCURRENT_HANDSHAKES));
     loop {
+        // A place under the connection cap and a handshake slot before accepting: while
+        // either is taken, clients wait in the kernel's backlog instead of holding tasks.
+        let (place, handshake) = tokio::select! {
+            () = handshaken.closed() => return,
+            taken = async {
+                let place = places.clone().acquire_owned().await;
+                let handshake = handshakes.clone().acquire_owned().await;
+                (place, handshake)
+            } => match taken {
+                (Ok(place), Ok(handshake)) => (place, handshake),
+                _ => return, // the semaphores are never closed
+            },
+        };
         let accepted = tokio::select! {
             () = handshaken.closed() => return,
             accepted = tcp.accept() => accepted,
@@ -310,10 +341,14 @@ async fn accept_loop(
         let acceptor = acceptor.clone();
         let handshaken = handshaken.clone();
         tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            let shaken = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await;
+            drop(handshake);
+            match shaken {
                 Ok(Ok(connection)) => {
                     // Fails only when the server no longer accepts: the connection closes.
-                    let _ = handshaken.send((connection, peer)).await;
+                    let _ = handshaken
+                        .send((Counted::new(connection, place), peer))
+                        .await;
                 }
                 Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),

@@ -91,6 +91,7 @@ impl ErrorCode {
         Self::StorageUnavailable,
         Self::ConfirmationFailed,
         Self::Overloaded,
+        Self::Timeout,
     ];
 }
 

@@ -21,6 +21,7 @@ use axum::http::HeaderName;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -30,7 +31,7 @@ use crate::aws::Aws;
 use crate::clock::Clock;
 use crate::config::BasicAuth;
 use crate::engine::{Launcher, Notifier, Wakeups};
-use crate::metrics::Metrics;
+use crate::metrics::{DatabaseFacts, Metrics};
 use crate::rds::classify::EventRules;
 use crate::sns::verify::Verifier;
 use crate::store::{Intake, Store};
@@ -65,6 +66,10 @@ pub struct Shared {
     pub sns_slots: Arc<tokio::sync::Semaphore>,
     /// Bearer tokens for /v1; empty refuses every /v1 request.
     pub api_tokens: Vec<String>,
+    /// `/readyz`'s database ping, shared by concurrent probes.
+    pub readiness: health::SingleFlight<bool>,
+    /// `/metrics`' database gauges (and when they were read), shared by concurrent scrapes.
+    pub gauges: health::SingleFlight<Option<(DatabaseFacts, DateTime<Utc>)>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -117,10 +122,19 @@ pub fn routers(shared: Shared, metrics_apart: bool) -> Routers {
 }
 
 fn router(state: AppState, with_metrics: bool) -> Router {
-    // Layers run bottom-up: a free slot first (load shedding), then authentication, then
-    // the announced length, then the limit on what is actually read.
+    // Layers run bottom-up: authentication first, then the announced length, then the body
+    // read in full within a short time, then a free slot (load shedding), then the limit
+    // on what was read. A slow or unauthenticated upload never holds a slot.
     let sns = post(sns::receive)
         .layer(DefaultBodyLimit::max(sns::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            sns::guard::shed_load,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            sns::guard::read_body_promptly,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             sns::guard::refuse_announced_oversize,
@@ -128,10 +142,6 @@ fn router(state: AppState, with_metrics: bool) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             sns::guard::require_basic_auth,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            sns::guard::shed_load,
         ));
     let v1 = Router::new()
         .route(

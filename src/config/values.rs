@@ -42,16 +42,28 @@ impl FromStr for DatabaseUrl {
 }
 
 impl fmt::Debug for DatabaseUrl {
-    /// Hides the password that a Postgres URL may carry.
+    /// Scheme, host, port and database name only: a password can hide in the userinfo, in
+    /// the query (`?password=`, libpq's form) or anywhere in a URL that does not parse, so
+    /// nothing else is ever printed.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Sqlite(url) => write!(f, "{url}"),
+            // A file name; only the query (`?mode=rwc`) is left out.
+            Self::Sqlite(url) => write!(f, "{}", url.split(['?', '#']).next().unwrap_or_default()),
             Self::Postgres(url) => match url::Url::parse(url) {
-                Ok(mut parsed) if parsed.password().is_some() => {
-                    let _ = parsed.set_password(Some("REDACTED"));
-                    write!(f, "{parsed}")
+                Ok(parsed) => {
+                    write!(f, "{}://", parsed.scheme())?;
+                    if let Some(host) = parsed.host_str() {
+                        write!(f, "{host}")?;
+                    }
+                    if let Some(port) = parsed.port() {
+                        write!(f, ":{port}")?;
+                    }
+                    write!(f, "{}", parsed.path())
                 }
-                _ => write!(f, "{url}"),
+                Err(_) => {
+                    let scheme = url.split("://").next().unwrap_or("postgres");
+                    write!(f, "{scheme}://(a URL that does not parse)")
+                }
             },
         }
     }

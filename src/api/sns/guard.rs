@@ -1,6 +1,9 @@
-//! The layers in front of `POST /sns`: load shedding, the announced body size, and Basic
-//! auth when RESTOP_SNS_BASIC_AUTH is set.
+//! The layers in front of `POST /sns`: Basic auth when RESTOP_SNS_BASIC_AUTH is set, the
+//! announced body size, the body read within [`BODY_READ_TIMEOUT`], and load shedding.
 
+use std::time::Duration;
+
+use axum::body::{Body, HttpBody};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::Next;
@@ -28,6 +31,51 @@ pub async fn shed_load(State(app): State<AppState>, request: Request, next: Next
         .into_response();
     };
     next.run(request).await
+}
+
+/// SNS sends at most 256 KiB, from AWS's network, in well under a second. A body that
+/// takes longer is not SNS's, and a client that sends one byte at a time is not allowed
+/// to hold a connection for the whole request deadline.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Reads the whole body (at most one byte more than the limit, so the limit still answers
+/// 413) within [`BODY_READ_TIMEOUT`], else answers 503 (SNS delivers again). It runs before
+/// [`shed_load`]: a slow upload waits here without holding one of the delivery slots.
+pub async fn read_body_promptly(
+    State(app): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    match tokio::time::timeout(BODY_READ_TIMEOUT, read_at_most(body, MAX_BODY_BYTES + 1)).await {
+        Ok(Ok(read)) => next.run(Request::from_parts(parts, Body::from(read))).await,
+        Ok(Err(e)) => {
+            refuse(&app, Rejection::Malformed(format!("unreadable body: {e}"))).into_response()
+        }
+        Err(_) => {
+            tracing::warn!("an SNS request body was not read in time; answering 503");
+            app.metrics.sns_refusal(ErrorCode::Timeout.as_str());
+            ApiError::new(ErrorCode::Timeout, "the body came too slowly; retry later")
+                .into_response()
+        }
+    }
+}
+
+/// The body's bytes, stopping once there are `limit` of them.
+async fn read_at_most(mut body: Body, limit: usize) -> Result<Vec<u8>, axum::Error> {
+    let mut read = Vec::new();
+    while read.len() < limit {
+        let Some(frame) =
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+        else {
+            break;
+        };
+        if let Ok(data) = frame?.into_data() {
+            read.extend_from_slice(&data);
+        }
+    }
+    read.truncate(limit);
+    Ok(read)
 }
 
 /// Answers 413 from the Content-Length header alone, instead of reading an upload that

@@ -315,3 +315,32 @@ async fn a_background_task_that_dies_stops_restop_with_an_error() {
     let error = format!("{:#}", ran.unwrap_err());
     assert!(error.contains("catch-up sweeper"), "{error}");
 }
+
+/// A Postgres URL's password is never printed, wherever it is written: in the userinfo,
+/// in the query (libpq's `?password=`), or in a URL that does not parse. The database is
+/// unreachable, so start-up fails and names it.
+#[test]
+fn a_database_password_is_never_printed() {
+    for url in [
+        "postgres://restop:hunter2@127.0.0.1:1/restop",
+        "postgres://restop@127.0.0.1:1/restop?password=hunter2",
+        "postgresql://restop:hunter2@127.0.0.1:notaport/restop",
+    ] {
+        for command in ["serve", "migrate"] {
+            let output = restop_command()
+                .arg(command)
+                .env("DATABASE_URL", url)
+                .env("RESTOP_LISTEN", "127.0.0.1:0")
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(!output.status.success(), "{command} {url}: {stderr}");
+            assert!(stderr.contains("DATABASE_URL"), "{stderr}");
+            assert!(
+                !stderr.contains("hunter2") && !stdout.contains("hunter2"),
+                "{command} {url} printed the password: {stderr}{stdout}"
+            );
+        }
+    }
+}

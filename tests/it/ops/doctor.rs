@@ -235,6 +235,30 @@ async fn an_unmigrated_database_fails() {
     fails_alone(&setup.examine().await, "database", "restop migrate");
 }
 
+/// The database check names the database but never prints its password, in any URL form,
+/// neither in its text nor in `--format json`.
+#[tokio::test]
+async fn the_database_check_never_prints_a_password() {
+    let Some(mut setup) = Setup::correct().await else {
+        return;
+    };
+    for url in [
+        "postgres://restop:hunter2@127.0.0.1:1/restop",
+        "postgres://restop@127.0.0.1:1/restop?password=hunter2",
+        "postgres://restop:hunter2@127.0.0.1:notaport/restop",
+    ] {
+        setup.config.serve.database.database_url = url.parse().unwrap();
+        let report = setup.examine().await;
+        let database = detail(&report, "database");
+        assert!(database.contains("DATABASE_URL"), "{database}");
+        let json = serde_json::to_string(&report).unwrap();
+        assert!(
+            !database.contains("hunter2") && !json.contains("hunter2"),
+            "{url}: {json}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn missing_settings_fail() {
     let Some(mut setup) = Setup::correct().await else {

@@ -2,6 +2,7 @@
 
 mod certificates;
 mod delivery;
+mod flood;
 mod genuine_messages;
 mod notifications;
 mod signatures;
