@@ -189,6 +189,12 @@ pub struct SnsConfig {
     #[arg(long, env = "RESTOP_SNS_MAX_AGE", default_value = "1h", value_parser = parse_duration)]
     pub sns_max_age: Duration,
 
+    /// Refuse messages signed with an older SignatureVersion: 1 (SHA1withRSA, SNS's default
+    /// for a topic) or 2 (SHA256withRSA, set on the kit's topics).
+    #[arg(long, env = "RESTOP_SNS_MIN_SIGNATURE_VERSION", default_value_t = SnsConfig::DEFAULT_MIN_SIGNATURE_VERSION,
+        value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub sns_min_signature_version: u8,
+
     /// Directory of `SimpleNotificationService-<hash>.pem` files used instead of fetching.
     #[arg(long, env = "RESTOP_SNS_CERT_DIR", value_parser = parse_existing_dir)]
     pub sns_cert_dir: Option<PathBuf>,
@@ -439,6 +445,9 @@ impl ServeConfig {
 impl SnsConfig {
     /// Messages dated further ahead than this are refused as well.
     pub const MAX_FUTURE_SKEW: Duration = Duration::from_secs(5 * 60);
+    /// Version 1 is accepted by default: SNS signs with it unless a topic is set otherwise
+    /// (README, RESTOP_SNS_MIN_SIGNATURE_VERSION).
+    pub const DEFAULT_MIN_SIGNATURE_VERSION: u8 = 1;
 }
 
 /// A comma-separated list in which empty entries are skipped, so an empty variable means
