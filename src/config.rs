@@ -378,6 +378,9 @@ fn parse_rate(s: &str) -> Result<f64, String> {
     }
 }
 
+/// The `TimeoutSeconds` of `deploy/state-machine.asl.json`: a run lasts no longer (a test
+/// compares them).
+pub const STATE_MACHINE_TIMEOUT: Duration = Duration::from_secs(86_400);
 /// A Step Functions execution has at most this many history events.
 const STATE_MACHINE_HISTORY_LIMIT: u64 = 25_000;
 /// History events of one poll of `deploy/state-machine.asl.json` (Wait, Pass, Choice, Task,
@@ -414,6 +417,15 @@ impl ServeConfig {
             ));
         }
         if engine.state_machine_arn.is_some() {
+            // A longer maximum would end every longer run `timeout` at the ASL's limit.
+            if engine.max_duration > STATE_MACHINE_TIMEOUT {
+                return Err(format!(
+                    "in Step Functions mode, RESTOP_MAX_DURATION must be at most {}h: the \
+                     shipped state machine times out after TimeoutSeconds = {}",
+                    STATE_MACHINE_TIMEOUT.as_secs() / 3600,
+                    STATE_MACHINE_TIMEOUT.as_secs()
+                ));
+            }
             let polls = engine
                 .max_duration
                 .as_secs()
@@ -646,6 +658,33 @@ mod tests {
         config.engine.poll_interval = Duration::from_secs(1);
         config.engine.max_duration = Duration::from_secs(300);
         assert!(config.validate().is_ok(), "300 polls fit");
+    }
+
+    #[test]
+    fn step_functions_mode_refuses_a_maximum_the_state_machine_cannot_honour() {
+        let asl: serde_json::Value = serde_json::from_str(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/state-machine.asl.json"
+        )))
+        .unwrap();
+        assert_eq!(
+            asl["TimeoutSeconds"].as_u64(),
+            Some(STATE_MACHINE_TIMEOUT.as_secs())
+        );
+        let mut config = ServeConfig::defaults();
+        config.engine.state_machine_arn = Some(
+            "arn:aws:states:us-east-1:123456789012:stateMachine:restop"
+                .parse()
+                .unwrap(),
+        );
+        config.engine.poll_interval = Duration::from_secs(60);
+        config.engine.max_duration = STATE_MACHINE_TIMEOUT;
+        assert!(config.validate().is_ok(), "24h fits");
+        config.engine.max_duration = STATE_MACHINE_TIMEOUT + Duration::from_secs(3600);
+        let problem = config.validate().unwrap_err();
+        assert!(problem.contains("at most 24h"), "{problem}");
+        config.engine.state_machine_arn = None;
+        assert!(config.validate().is_ok(), "internal mode allows 30d");
     }
 
     #[test]

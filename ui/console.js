@@ -626,7 +626,7 @@ function cancelButton(e, reload) {
   const keep = h('button', { type: 'button', class: 'secondary', text: 'Keep running' });
   const dialog = h('dialog', { class: 'confirm', 'aria-labelledby': 'confirm-title', 'aria-describedby': 'confirm-text' },
     h('h2', { id: 'confirm-title', text: `Cancel the run for ${e.resource_id}?` }),
-    h('p', { id: 'confirm-text', text: 'It ends as cancelled at once, and restop makes no further AWS call for it. The database is left as it is now.' }),
+    h('p', { id: 'confirm-text', text: 'It ends as cancelled at once and its database is left as it is now. restop makes no further call to RDS for it; in Step Functions mode it stops the run\u2019s state machine execution (StopExecution).' }),
     problem,
     h('div', { class: 'buttons' }, keep, confirmButton));
   keep.addEventListener('click', () => dialog.close());
