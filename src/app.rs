@@ -147,6 +147,7 @@ impl App {
             extra_hosts: sns.sns_extra_hosts.0,
             max_age: sns.sns_max_age,
             max_future_skew: SnsConfig::MAX_FUTURE_SKEW,
+            min_signature_version: sns.sns_min_signature_version,
             certs: CertStore::new(sns.sns_cert_dir, http.clone(), clock.clone()),
             clock: clock.clone(),
         };

@@ -195,6 +195,12 @@ pub struct SnsConfig {
     #[arg(long, env = "RESTOP_SNS_MAX_AGE", default_value = "1h", value_parser = parse_duration)]
     pub sns_max_age: Duration,
 
+    /// Refuse messages signed with an older SignatureVersion: 1 (SHA1withRSA, SNS's default
+    /// for a topic) or 2 (SHA256withRSA, set on the kit's topics).
+    #[arg(long, env = "RESTOP_SNS_MIN_SIGNATURE_VERSION", default_value_t = SnsConfig::DEFAULT_MIN_SIGNATURE_VERSION,
+        value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub sns_min_signature_version: u8,
+
     /// Directory of `SimpleNotificationService-<hash>.pem` files used instead of fetching.
     #[arg(long, env = "RESTOP_SNS_CERT_DIR", value_parser = parse_existing_dir)]
     pub sns_cert_dir: Option<PathBuf>,
@@ -403,6 +409,9 @@ fn human(d: Duration) -> String {
     }
 }
 
+/// The `TimeoutSeconds` of `deploy/state-machine.asl.json`: a run lasts no longer (a test
+/// compares them).
+pub const STATE_MACHINE_TIMEOUT: Duration = Duration::from_secs(86_400);
 /// A Step Functions execution has at most this many history events.
 const STATE_MACHINE_HISTORY_LIMIT: u64 = 25_000;
 /// History events of one poll of `deploy/state-machine.asl.json` (Wait, Pass, Choice, Task,
@@ -475,6 +484,15 @@ impl ServeConfig {
             ));
         }
         if engine.state_machine_arn.is_some() {
+            // A longer maximum would end every longer run `timeout` at the ASL's limit.
+            if engine.max_duration > STATE_MACHINE_TIMEOUT {
+                return Err(format!(
+                    "in Step Functions mode, RESTOP_MAX_DURATION must be at most {}h: the \
+                     shipped state machine times out after TimeoutSeconds = {}",
+                    STATE_MACHINE_TIMEOUT.as_secs() / 3600,
+                    STATE_MACHINE_TIMEOUT.as_secs()
+                ));
+            }
             let polls = engine
                 .max_duration
                 .as_secs()
@@ -506,6 +524,9 @@ impl ServeConfig {
 impl SnsConfig {
     /// Messages dated further ahead than this are refused as well.
     pub const MAX_FUTURE_SKEW: Duration = Duration::from_secs(5 * 60);
+    /// Version 1 is accepted by default: SNS signs with it unless a topic is set otherwise
+    /// (README, RESTOP_SNS_MIN_SIGNATURE_VERSION).
+    pub const DEFAULT_MIN_SIGNATURE_VERSION: u8 = 1;
 }
 
 /// A comma-separated list in which empty entries are skipped, so an empty variable means
@@ -704,6 +725,33 @@ mod tests {
         config.engine.poll_interval = Duration::from_secs(1);
         config.engine.max_duration = Duration::from_secs(300);
         assert!(config.validate().is_ok(), "300 polls fit");
+    }
+
+    #[test]
+    fn step_functions_mode_refuses_a_maximum_the_state_machine_cannot_honour() {
+        let asl: serde_json::Value = serde_json::from_str(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/state-machine.asl.json"
+        )))
+        .unwrap();
+        assert_eq!(
+            asl["TimeoutSeconds"].as_u64(),
+            Some(STATE_MACHINE_TIMEOUT.as_secs())
+        );
+        let mut config = ServeConfig::defaults();
+        config.engine.state_machine_arn = Some(
+            "arn:aws:states:us-east-1:123456789012:stateMachine:restop"
+                .parse()
+                .unwrap(),
+        );
+        config.engine.poll_interval = Duration::from_secs(60);
+        config.engine.max_duration = STATE_MACHINE_TIMEOUT;
+        assert!(config.validate().is_ok(), "24h fits");
+        config.engine.max_duration = STATE_MACHINE_TIMEOUT + Duration::from_secs(3600);
+        let problem = config.validate().unwrap_err();
+        assert!(problem.contains("at most 24h"), "{problem}");
+        config.engine.state_machine_arn = None;
+        assert!(config.validate().is_ok(), "internal mode allows 30d");
     }
 
     #[test]

@@ -240,6 +240,18 @@ text_enum! {
 }
 
 text_enum! {
+    /// How a subscription was confirmed: decides who can unsubscribe it.
+    pub enum ConfirmedWith {
+        /// The SNS API with `AuthenticateOnUnsubscribe`: only the topic's owner can
+        /// unsubscribe it.
+        SnsApi = "sns_api",
+        /// A visit of its SubscribeURL: anyone holding the subscription's ARN can
+        /// unsubscribe it.
+        SubscribeUrl = "subscribe_url",
+    }
+}
+
+text_enum! {
     /// The `Type` of an SNS message.
     pub enum MessageType {
         Notification = "Notification",

@@ -134,6 +134,7 @@ pub struct Metrics {
     sns_messages: Family<SnsMessageLabels, Counter>,
     sns_refusals: Family<RefusalLabels, Counter>,
     unsubscriptions: Family<TopicLabels, Counter>,
+    confirmation_fallbacks: Family<TopicLabels, Counter>,
     aws_calls: Family<AwsCallLabels, Counter>,
     aws_errors: Family<AwsErrorLabels, Counter>,
     aws_throttles: Family<PlaceLabels, Counter>,
@@ -167,6 +168,13 @@ impl Default for Metrics {
             &mut registry,
             "restop_unsubscriptions",
             "UnsubscribeConfirmation messages: topics that no longer deliver to restop.",
+            Family::default(),
+        );
+        let confirmation_fallbacks = declare(
+            &mut registry,
+            "restop_sns_confirmation_fallbacks",
+            "Subscriptions confirmed by their SubscribeURL because SNS refused restop's \
+             ConfirmSubscription (no permission): anyone holding their ARN can unsubscribe them.",
             Family::default(),
         );
         let aws_calls = declare(
@@ -248,6 +256,7 @@ impl Default for Metrics {
             sns_messages,
             sns_refusals,
             unsubscriptions,
+            confirmation_fallbacks,
             aws_calls,
             aws_errors,
             aws_throttles,
@@ -333,14 +342,15 @@ impl Metrics {
         }
     }
 
-    /// Creates, at 0, the unsubscription series of each allowed topic.
+    /// Creates, at 0, the unsubscription and confirmation fallback series of each allowed
+    /// topic.
     pub fn expect_topics<'a>(&self, topics: impl IntoIterator<Item = &'a str>) {
         for topic in topics {
-            self.unsubscriptions
-                .get_or_create(&TopicLabels {
-                    topic: topic.to_owned(),
-                })
-                .inc_by(0);
+            let labels = TopicLabels {
+                topic: topic.to_owned(),
+            };
+            self.unsubscriptions.get_or_create(&labels).inc_by(0);
+            self.confirmation_fallbacks.get_or_create(&labels).inc_by(0);
         }
     }
 
@@ -362,6 +372,16 @@ impl Metrics {
     /// SNS confirmed that restop was unsubscribed from `topic`.
     pub fn unsubscription(&self, topic: &str) {
         self.unsubscriptions
+            .get_or_create(&TopicLabels {
+                topic: topic.to_owned(),
+            })
+            .inc();
+    }
+
+    /// `topic`'s subscription was confirmed by its SubscribeURL because SNS refused
+    /// ConfirmSubscription.
+    pub fn confirmation_fallback(&self, topic: &str) {
+        self.confirmation_fallbacks
             .get_or_create(&TopicLabels {
                 topic: topic.to_owned(),
             })

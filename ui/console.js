@@ -626,7 +626,7 @@ function cancelButton(e, reload) {
   const keep = h('button', { type: 'button', class: 'secondary', text: 'Keep running' });
   const dialog = h('dialog', { class: 'confirm', 'aria-labelledby': 'confirm-title', 'aria-describedby': 'confirm-text' },
     h('h2', { id: 'confirm-title', text: `Cancel the run for ${e.resource_id}?` }),
-    h('p', { id: 'confirm-text', text: 'It ends as cancelled at once, and restop makes no further AWS call for it. The database is left as it is now.' }),
+    h('p', { id: 'confirm-text', text: 'It ends as cancelled at once and its database is left as it is now. restop makes no further call to RDS for it; in Step Functions mode it stops the run\u2019s state machine execution (StopExecution).' }),
     problem,
     h('div', { class: 'buttons' }, keep, confirmButton));
   keep.addEventListener('click', () => dialog.close());
@@ -814,6 +814,17 @@ function messageView(main, id) {
 
 // ---- subscriptions -------------------------------------------------------------------------------
 
+// Who can unsubscribe it follows from how it was confirmed.
+const CONFIRMED_WITH = {
+  sns_api: 'SNS API: only the topic owner can unsubscribe',
+  subscribe_url: 'SubscribeURL: anyone with its ARN can unsubscribe',
+};
+
+function confirmedWith(way) {
+  if (!way) return h('span', { class: 'muted', text: '—' });
+  return h('span', { class: way === 'sns_api' ? '' : 'reason', text: CONFIRMED_WITH[way] || way });
+}
+
 function subscriptionsView(main, params) {
   const status = params.get('status') || '';
   const listBox = h('div', { class: 'list-box', 'aria-busy': 'true' });
@@ -828,11 +839,12 @@ function subscriptionsView(main, params) {
     const items = list.items.filter((s) => !status || s.status === status);
     listBox.replaceChildren(items.length === 0
       ? h('p', { class: 'empty', text: status ? 'No subscription has this status.' : 'restop has not heard from any topic yet.' })
-      : table('Subscriptions', ['Topic', 'Status', 'Subscription', 'Last error', 'First seen', 'Confirmed'],
+      : table('Subscriptions', ['Topic', 'Status', 'Subscription', 'Confirmed with', 'Last error', 'First seen', 'Confirmed'],
         items.map((s) => [
           h('code', { class: 'wrap', text: s.topic_arn }),
           badge('subscription', s.status),
           s.subscription_arn ? h('code', { class: 'wrap small', text: s.subscription_arn }) : h('span', { class: 'muted', text: '—' }),
+          confirmedWith(s.confirmed_with),
           s.last_error ? h('span', { class: 'reason', text: s.last_error }) : h('span', { class: 'muted', text: '—' }),
           when(s.first_seen_at),
           when(s.confirmed_at),

@@ -37,6 +37,7 @@ text_enum! {
         FutureMessage = "future_message",
         InvalidCertificate = "invalid_certificate",
         InvalidSignature = "invalid_signature",
+        SignatureVersionRefused = "signature_version_refused",
         CertificateUnavailable = "certificate_unavailable",
         ConfirmationFailed = "confirmation_failed",
         Overloaded = "overloaded",
@@ -59,7 +60,8 @@ impl ErrorCode {
             | Self::StaleMessage
             | Self::FutureMessage
             | Self::InvalidCertificate
-            | Self::InvalidSignature => StatusCode::FORBIDDEN,
+            | Self::InvalidSignature
+            | Self::SignatureVersionRefused => StatusCode::FORBIDDEN,
             Self::NotFound | Self::ResourceNotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::ExecutionActive | Self::ExecutionFinished => StatusCode::CONFLICT,
@@ -87,6 +89,7 @@ impl ErrorCode {
         Self::FutureMessage,
         Self::InvalidCertificate,
         Self::InvalidSignature,
+        Self::SignatureVersionRefused,
         Self::CertificateUnavailable,
         Self::StorageUnavailable,
         Self::ConfirmationFailed,
@@ -109,6 +112,7 @@ impl From<&Rejection> for ErrorCode {
             Rejection::FromTheFuture(_) => Self::FutureMessage,
             Rejection::Certificate(_) => Self::InvalidCertificate,
             Rejection::Signature(_) => Self::InvalidSignature,
+            Rejection::SignatureVersion(_) => Self::SignatureVersionRefused,
             Rejection::CertificateUnavailable(_) => Self::CertificateUnavailable,
         }
     }

@@ -11,8 +11,8 @@ use super::AppState;
 use super::error::{ApiError, ErrorCode};
 use super::query::{Params, PathParam, page};
 use super::views::{ExecutionDetailView, ExecutionView, Page, StepView};
-use crate::aws::AwsFailure;
 use crate::aws::arn::{ResourceArn, ResourceKind, is_region, validate_identifier};
+use crate::aws::{AwsFailure, in_request};
 use crate::engine::Trigger;
 use crate::execution::{Outcome, Status, TriggerKind};
 use crate::store::{Cancelled, Execution, ExecutionFilter, Position, Step};
@@ -177,15 +177,13 @@ async fn resolve(app: &AppState, r: &TriggerRequest) -> Result<ResourceArn, ApiE
     if !is_region(region) {
         return Err(bad_request(format!("'{region}' is not an AWS region")));
     }
-    // An identifier names a database of restop's own account.
-    let account = app
-        .aws
-        .own_account()
+    // An identifier names a database of restop's own account. Both calls are given up
+    // after IN_REQUEST_TIMEOUT (STS slow, RDS slow or its request budget spent): the
+    // operator hears a 503 well before the request deadline.
+    let account = in_request(app.aws.own_account())
         .await
         .map_err(|e| aws_unavailable(e, "could not tell restop's own account"))?;
-    let arn = app
-        .aws
-        .resource_arn(&account, kind, region, identifier)
+    let arn = in_request(app.aws.resource_arn(&account, kind, region, identifier))
         .await
         .map_err(|failure| match failure {
             AwsFailure::NotFound => ApiError::new(

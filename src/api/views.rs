@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use crate::aws::arn::ResourceKind;
 use crate::execution::{
-    Disposition, MessageType, Mode, NotifyState, Outcome, Phase, Status, SubscriptionStatus,
-    TriggerKind,
+    ConfirmedWith, Disposition, MessageType, Mode, NotifyState, Outcome, Phase, Status,
+    SubscriptionStatus, TriggerKind,
 };
 use crate::store::{Execution, MessageEvent, MessageRecord, Step, SubscriptionRecord};
 
@@ -176,6 +176,7 @@ pub struct SubscriptionView<'a> {
     pub first_seen_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub confirmed_at: Option<DateTime<Utc>>,
+    pub confirmed_with: Option<ConfirmedWith>,
 }
 
 impl<'a> From<&'a SubscriptionRecord> for SubscriptionView<'a> {
@@ -189,6 +190,7 @@ impl<'a> From<&'a SubscriptionRecord> for SubscriptionView<'a> {
             first_seen_at: s.first_seen_at,
             updated_at: s.updated_at,
             confirmed_at: s.confirmed_at,
+            confirmed_with: s.confirmed_with,
         }
     }
 }

@@ -14,6 +14,7 @@ mod sdk;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -26,6 +27,26 @@ pub use self::sdk::{SdkAws, cluster_facts, instance_facts};
 
 /// Identifiers one filtered Describe call names at most.
 pub const DESCRIBE_BATCH: usize = 100;
+
+/// How long an AWS call made while a client waits (SNS for its confirmation, an operator
+/// for a manual trigger) may take, its wait for the RDS request budget included: well
+/// inside the request deadline, so the client hears a 503 and retries rather than being cut
+/// off, and far shorter than RESTOP_AWS_TIMEOUT, which is for the engine's calls.
+pub const IN_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// `call`, given up after [`IN_REQUEST_TIMEOUT`] as a transient failure.
+pub async fn in_request<T>(
+    call: impl Future<Output = Result<T, AwsFailure>>,
+) -> Result<T, AwsFailure> {
+    tokio::time::timeout(IN_REQUEST_TIMEOUT, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(AwsFailure::Transient(format!(
+                "AWS did not answer within {} s",
+                IN_REQUEST_TIMEOUT.as_secs()
+            )))
+        })
+}
 
 /// An AWS call's failure, sorted by what restop should do about it. `Display` says what
 /// went wrong and what to do, in one line.

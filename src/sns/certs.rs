@@ -202,8 +202,9 @@ impl SigningCert {
 /// `sns.amazonaws.com` or, in newer regions, `sns-signing.<region>.amazonaws.com` (both
 /// are accepted, so a region that moves to the second keeps working); in China
 /// `sns-cn-north-1.amazonaws.com.cn` / `sns-cn-northwest-1.amazonaws.com.cn`; in GovCloud
-/// `sns-us-gov-west-1.amazonaws.com` for both regions; elsewhere, as the SDK falls back,
-/// `sns.` and the partition's domain.
+/// `sns-us-gov-west-1.amazonaws.com` for both regions. Other partitions (ISO, EUSC) are
+/// refused: their signing names are not published, so no certificate there is trusted
+/// (the SDK's fallback, `sns.` and the partition's domain, is a guess restop does not make).
 fn is_sns_signing_name(name: &str, region: &str) -> bool {
     match crate::aws::arn::partition_of(region) {
         Some("aws") => {

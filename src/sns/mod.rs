@@ -42,6 +42,8 @@ pub enum Rejection {
     #[error("{0}")]
     Signature(String),
     #[error("{0}")]
+    SignatureVersion(String),
+    #[error("{0}")]
     CertificateUnavailable(String),
 }
 
@@ -63,6 +65,9 @@ impl Rejection {
             Self::FromTheFuture(_) => "message is dated in the future",
             Self::Certificate(_) => "signing certificate is not acceptable",
             Self::Signature(_) => "signature does not verify",
+            Self::SignatureVersion(_) => {
+                "SignatureVersion 1 (SHA1) is refused here; set the topic's SignatureVersion to 2"
+            }
             Self::CertificateUnavailable(_) => {
                 "signing certificate is unavailable right now; try again later"
             }

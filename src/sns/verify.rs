@@ -23,6 +23,9 @@ pub struct Verifier {
     pub extra_hosts: Vec<ExtraHost>,
     pub max_age: Duration,
     pub max_future_skew: Duration,
+    /// Messages signed with an older SignatureVersion are refused
+    /// (RESTOP_SNS_MIN_SIGNATURE_VERSION).
+    pub min_signature_version: u8,
     pub certs: CertStore,
     pub clock: Arc<dyn Clock>,
 }
@@ -48,9 +51,9 @@ impl Verifier {
             )));
         }
         self.check_freshness(msg)?;
-        let digest = match msg.signature_version.as_str() {
-            "1" => MessageDigest::sha1(),
-            "2" => MessageDigest::sha256(),
+        let (version, digest) = match msg.signature_version.as_str() {
+            "1" => (1, MessageDigest::sha1()),
+            "2" => (2, MessageDigest::sha256()),
             other => {
                 return Err(Rejection::Signature(format!(
                     "unsupported SignatureVersion '{}'",
@@ -58,6 +61,13 @@ impl Verifier {
                 )));
             }
         };
+        // Before any certificate download: the version alone decides.
+        if version < self.min_signature_version {
+            return Err(Rejection::SignatureVersion(format!(
+                "SignatureVersion {version} is below RESTOP_SNS_MIN_SIGNATURE_VERSION={}",
+                self.min_signature_version
+            )));
+        }
         let signature = base64::engine::general_purpose::STANDARD
             .decode(&msg.signature)
             .map_err(|_| Rejection::Signature("Signature is not base64".into()))?;

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use super::MessageEvent;
 use crate::aws::arn::ResourceArn;
 use crate::execution::{
-    Disposition, MessageType, Mode, NotifyState, Outcome, Phase, Status, SubscriptionStatus,
-    TriggerKind,
+    ConfirmedWith, Disposition, MessageType, Mode, NotifyState, Outcome, Phase, Status,
+    SubscriptionStatus, TriggerKind,
 };
 
 #[derive(Debug, Clone)]
@@ -39,6 +39,8 @@ pub struct SubscriptionUpdate {
     pub message_id: String,
     pub error: Option<String>,
     pub at: DateTime<Utc>,
+    /// How it was confirmed, when this update confirms it.
+    pub confirmed_with: Option<ConfirmedWith>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 
 use crate::aws::arn::ResourceArn;
 use crate::execution::{
-    Disposition, MessageType, Mode, NotifyState, Outcome, Phase, Status, SubscriptionStatus,
-    TriggerKind,
+    ConfirmedWith, Disposition, MessageType, Mode, NotifyState, Outcome, Phase, Status,
+    SubscriptionStatus, TriggerKind,
 };
 
 /// An account and region whose RDS event log is read for forced starts, claimed with a
@@ -197,6 +197,8 @@ pub struct SubscriptionRecord {
     pub first_seen_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub confirmed_at: Option<DateTime<Utc>>,
+    /// How it was last confirmed (`None` before the first confirmation).
+    pub confirmed_with: Option<ConfirmedWith>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -47,7 +47,7 @@ macro_rules! message_columns {
 macro_rules! subscription_columns {
     () => {
         "topic_arn, status, subscription_arn, last_message_id, last_error, first_seen_at,
-         updated_at, confirmed_at"
+         updated_at, confirmed_at, confirmed_with"
     };
 }
 
@@ -273,6 +273,7 @@ pub(super) struct SubscriptionRow {
     first_seen_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     confirmed_at: Option<DateTime<Utc>>,
+    confirmed_with: Option<String>,
 }
 
 impl TryFrom<SubscriptionRow> for SubscriptionRecord {
@@ -288,6 +289,11 @@ impl TryFrom<SubscriptionRow> for SubscriptionRecord {
             first_seen_at: row.first_seen_at,
             updated_at: row.updated_at,
             confirmed_at: row.confirmed_at,
+            confirmed_with: decode_optional(
+                "sns_subscriptions",
+                "confirmed_with",
+                row.confirmed_with,
+            )?,
         })
     }
 }

@@ -221,9 +221,11 @@ impl Aws for FakeAws {
             | AwsRequest::StopStateMachineRun { .. } => {
                 Err(AwsFailure::Other("the fake has no Step Functions".into()))
             }
-            AwsRequest::ConfirmSubscription { .. } => {
-                Err(AwsFailure::Other("the fake has no SNS".into()))
-            }
+            // As if restop's role lacked the permission: restop visits the SubscribeURL.
+            AwsRequest::ConfirmSubscription { .. } => Err(AwsFailure::AccessDenied {
+                action: "sns:ConfirmSubscription".into(),
+                message: "the fake has no SNS".into(),
+            }),
             // The fake's event log is always empty.
             AwsRequest::DescribeEvents {
                 account, region, ..

@@ -157,6 +157,17 @@ impl Moto {
         self.control("faults", &fault).await;
     }
 
+    /// Disarms every fault not used yet.
+    pub async fn clear_faults(&self) {
+        let response = self
+            .http
+            .delete(format!("{}/restop-test/faults", self.url))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success());
+    }
+
     /// Makes SNS list the subscriptions to `endpoint` as pending confirmation (see
     /// tests/moto/README.md).
     pub async fn pending_subscriptions(&self, endpoint: &str) {

@@ -333,7 +333,11 @@ def organisation_with_central_topic() -> list[str]:
     topic = f"arn:aws:sns:{REGION}:{ACCOUNT}:restop-rds-events"
     central.expect_outputs({"TopicArn": topic})
     policy = json.loads(MOTO.client("sns").get_topic_attributes(TopicArn=topic)["Attributes"]["Policy"])
-    if policy["Statement"][0]["Condition"] != {"StringEquals": {"aws:SourceAccount": [MEMBER, ACCOUNT]}}:
+    es = f"arn:aws:rds:{REGION}:*:es:restop"
+    if policy["Statement"][0]["Condition"] != {
+        "StringEquals": {"aws:SourceAccount": [MEMBER, ACCOUNT]},
+        "ArnLike": {"aws:SourceArn": [f"{es}-db-instance", f"{es}-db-cluster"]},
+    }:
         central.problems.append(f"central topic policy {policy}")
     restop_role = f"arn:aws:iam::{ACCOUNT}:role/restop"
     events = Deployed("member-events.yaml", {"CentralTopicArn": topic}, account=MEMBER)

@@ -273,16 +273,30 @@ def topic_policies() -> list[str]:
     (statement, deny) = doc["Statement"]
     if deny != deny_others:
         problems.append(f"member-events.yaml topic policy lets others publish: {deny}")
-    if {k: statement.get(k) for k in want} != want or statement.get("Condition") != {"StringEquals": {"aws:SourceAccount": "ACCOUNT_ID"}}:
+    es = "arn:aws:rds:REGION:ACCOUNT_ID:es:restop"
+    if {k: statement.get(k) for k in want} != want or statement.get("Condition") != {
+        "StringEquals": {"aws:SourceAccount": "ACCOUNT_ID"},
+        "ArnEquals": {"aws:SourceArn": [f"{es}-db-instance", f"{es}-db-cluster"]},
+    }:
         problems.append(f"member-events.yaml topic policy: {statement}")
     stack = cfn.Stack(template("central-topic.yaml"), {"RestopEndpoint": "https://r.example/sns", "MemberAccountIds": "111111111111,222222222222"})
     (statement, deny) = stack.properties("TopicPolicy")["PolicyDocument"]["Statement"]
     if deny != deny_others:
         problems.append(f"central-topic.yaml topic policy lets others publish: {deny}")
+    es = "arn:aws:rds:REGION:*:es:restop"
     if {k: statement.get(k) for k in want} != want or statement.get("Condition") != {
-        "StringEquals": {"aws:SourceAccount": ["111111111111", "222222222222"]}
+        "StringEquals": {"aws:SourceAccount": ["111111111111", "222222222222"]},
+        "ArnLike": {"aws:SourceArn": [f"{es}-db-instance", f"{es}-db-cluster"]},
     }:
         problems.append(f"central-topic.yaml topic policy: {statement}")
+    # SHA256withRSA, so that restop may refuse version 1 (RESTOP_SNS_MIN_SIGNATURE_VERSION=2).
+    for name, params in [
+        ("member-events.yaml", {"RestopEndpoint": "https://r.example/sns"}),
+        ("central-topic.yaml", {"RestopEndpoint": "https://r.example/sns", "MemberAccountIds": "111111111111"}),
+    ]:
+        version = cfn.Stack(template(name), params).properties("Topic").get("SignatureVersion")
+        if version != "2":
+            problems.append(f"{name}: topic SignatureVersion {version!r}, not '2'")
     for name, params in [
         ("member-events.yaml", {"RestopEndpoint": "https://r.example/sns"}),
         ("member-events.yaml", {"CentralTopicArn": "arn:aws:sns:us-east-1:222222222222:central"}),

@@ -10,8 +10,8 @@ use restop::api::ErrorCode;
 use restop::aws::arn::ResourceKind;
 use restop::config::Cli;
 use restop::execution::{
-    Disposition, MessageType, Mode, NotifyState, Outcome, Phase, Status, SubscriptionStatus,
-    TextEnum, TriggerKind,
+    ConfirmedWith, Disposition, MessageType, Mode, NotifyState, Outcome, Phase, Status,
+    SubscriptionStatus, TextEnum, TriggerKind,
 };
 use restop::store::connect_and_migrate;
 use serde_json::Value;
@@ -56,6 +56,7 @@ fn the_vocabulary_and_openapi_list_the_same_values() {
     assert_same::<MessageType>(&format!("{S}/MessageType"));
     assert_same::<Disposition>(&format!("{S}/Disposition"));
     assert_same::<SubscriptionStatus>(&format!("{S}/Subscription/properties/status"));
+    assert_same::<ConfirmedWith>(&format!("{S}/Subscription/properties/confirmed_with"));
     assert_same::<ErrorCode>(&format!("{S}/ErrorCode"));
 }
 

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use url::Url;
 
 use super::{AppState, Failure, store};
-use crate::execution::{Disposition, SubscriptionStatus};
-use crate::http::FetchError;
+use crate::aws::{AwsFailure, in_request};
+use crate::execution::{ConfirmedWith, Disposition, SubscriptionStatus};
 use crate::sns::confirm::confirm_subscription;
 use crate::sns::message::SnsMessage;
 use crate::store::{Inserted, NewMessage, SubscriptionUpdate};
@@ -22,6 +22,7 @@ fn update(msg: &SnsMessage, status: SubscriptionStatus, at: DateTime<Utc>) -> Su
         message_id: msg.message_id.clone(),
         error: None,
         at,
+        confirmed_with: None,
     }
 }
 
@@ -89,49 +90,34 @@ pub(super) async fn confirmation(
 
 /// Confirms the subscription and records the outcome on the message and the subscription.
 /// With credentials in the topic's account, the SNS API confirms it so that only the
-/// topic's owner can unsubscribe it (`AuthenticateOnUnsubscribe`); otherwise, or if that
-/// fails, restop visits the SubscribeURL.
+/// topic's owner can unsubscribe it (`AuthenticateOnUnsubscribe`); without, or when SNS
+/// says restop may not (no permission), restop visits the SubscribeURL. Any other failure
+/// (throttling, network, 5xx, no answer in time) fails the attempt, so that SNS delivers
+/// the confirmation again rather than restop settling for a subscription anyone holding
+/// its ARN can cancel.
 async fn confirm(
     app: &AppState,
     msg: &SnsMessage,
     mut update: SubscriptionUpdate,
 ) -> Result<(), Failure> {
-    let topic = &msg.topic_arn;
-    let mut result = Err(FetchError::Refused("not confirmed".into()));
-    let credentials_there = matches!(app.aws.acts_in(topic.account()).await, Ok(true));
-    if let (Some(token), true) = (&msg.token, credentials_there) {
-        result = app.aws.confirm_subscription(topic, token).await.map_err(|e| {
-            tracing::warn!(error = %e, "could not confirm with the SNS API; visiting the SubscribeURL instead");
-            FetchError::Refused(e.to_string())
-        });
-        if result.is_ok() {
-            tracing::info!(
-                "subscription confirmed with the SNS API (only the topic's owner can unsubscribe it)"
-            );
-        }
-    }
-    if result.is_err() {
-        // The verifier has already checked this URL against the SNS host rules.
-        let url = msg
-            .subscribe_url
-            .as_deref()
-            .and_then(|u| Url::parse(u).ok())
-            .ok_or_else(|| Failure::Confirmation("SubscribeURL missing".into()))?;
-        result = confirm_subscription(&app.http, url, topic.as_str()).await;
-        if result.is_ok() {
-            tracing::info!("subscription confirmed by visiting its SubscribeURL");
-        }
-    }
+    let result = match with_the_api(app, msg).await {
+        Ok(Some(arn)) => Ok((arn, ConfirmedWith::SnsApi)),
+        Ok(None) => visit(app, msg)
+            .await?
+            .map(|arn| (arn, ConfirmedWith::SubscribeUrl)),
+        Err(e) => Err(e),
+    };
     let disposition = match &result {
-        Ok(arn) => {
+        Ok((arn, with)) => {
             tracing::debug!(subscription_arn = %arn, "subscription ARN");
             update.status = SubscriptionStatus::Confirmed;
             update.subscription_arn = Some(arn.clone());
+            update.confirmed_with = Some(*with);
             Disposition::Confirmed
         }
         Err(e) => {
             update.status = SubscriptionStatus::ConfirmationFailed;
-            update.error = Some(e.to_string());
+            update.error = Some(e.clone());
             Disposition::ConfirmationFailed
         }
     };
@@ -141,7 +127,58 @@ async fn confirm(
             .record_confirmation(disposition, reason.as_deref(), &update),
     )
     .await?;
-    result
-        .map(drop)
-        .map_err(|e| Failure::Confirmation(e.to_string()))
+    result.map(drop).map_err(Failure::Confirmation)
+}
+
+/// Confirms with the SNS API where restop holds credentials in the topic's account.
+/// `Ok(None)`: the SubscribeURL is the way (no credentials there, or no permission).
+async fn with_the_api(app: &AppState, msg: &SnsMessage) -> Result<Option<String>, String> {
+    let topic = &msg.topic_arn;
+    let Some(token) = &msg.token else {
+        return Ok(None);
+    };
+    let account = topic.account();
+    match in_request(app.aws.acts_in(account)).await {
+        Ok(true) => {}
+        Ok(false) => return Ok(None),
+        Err(e) => {
+            return Err(format!(
+                "could not tell whether restop holds credentials in account {account}: {e}"
+            ));
+        }
+    }
+    match in_request(app.aws.confirm_subscription(topic, token)).await {
+        Ok(arn) => {
+            tracing::info!(
+                "subscription confirmed with the SNS API (only the topic's owner can unsubscribe it)"
+            );
+            Ok(Some(arn))
+        }
+        Err(e @ AwsFailure::AccessDenied { .. }) => {
+            tracing::warn!(
+                error = %e,
+                "SNS refused ConfirmSubscription: visiting the SubscribeURL instead, so anyone \
+                 holding the subscription's ARN can unsubscribe it; grant \
+                 sns:ConfirmSubscription on the topic to restop's role"
+            );
+            app.metrics.confirmation_fallback(topic.as_str());
+            Ok(None)
+        }
+        Err(e) => Err(format!("ConfirmSubscription failed: {e}")),
+    }
+}
+
+/// Confirms by visiting the SubscribeURL.
+async fn visit(app: &AppState, msg: &SnsMessage) -> Result<Result<String, String>, Failure> {
+    // The verifier has already checked this URL against the SNS host rules.
+    let url = msg
+        .subscribe_url
+        .as_deref()
+        .and_then(|u| Url::parse(u).ok())
+        .ok_or_else(|| Failure::Confirmation("SubscribeURL missing".into()))?;
+    let result = confirm_subscription(&app.http, url, msg.topic_arn.as_str()).await;
+    if result.is_ok() {
+        tracing::info!("subscription confirmed by visiting its SubscribeURL");
+    }
+    Ok(result.map_err(|e| e.to_string()))
 }

@@ -4,16 +4,16 @@ use async_trait::async_trait;
 use sqlx::Transaction;
 
 use super::{BEGIN_WRITE, Db, SqlStore};
-use crate::execution::{Disposition, SubscriptionStatus};
+use crate::execution::{ConfirmedWith, Disposition, SubscriptionStatus};
 use crate::store::rows::{SubscriptionRow, decode_all, subscription_columns};
 use crate::store::{StoreError, SubscriptionRecord, SubscriptionStore, SubscriptionUpdate};
 
 /// A topic's row, added or brought up to date; an unknown subscription ARN or confirmation
-/// time keeps the one known.
+/// (time and way) keeps the one known.
 const UPSERT: &str = "
     INSERT INTO sns_subscriptions (topic_arn, status, subscription_arn, subscribe_url,
-        last_message_id, last_error, first_seen_at, updated_at, confirmed_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8)
+        last_message_id, last_error, first_seen_at, updated_at, confirmed_at, confirmed_with)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9)
     ON CONFLICT (topic_arn) DO UPDATE SET
         status = EXCLUDED.status,
         subscription_arn = COALESCE(EXCLUDED.subscription_arn,
@@ -22,7 +22,8 @@ const UPSERT: &str = "
         last_message_id = EXCLUDED.last_message_id,
         last_error = EXCLUDED.last_error,
         updated_at = EXCLUDED.updated_at,
-        confirmed_at = COALESCE(EXCLUDED.confirmed_at, sns_subscriptions.confirmed_at)";
+        confirmed_at = COALESCE(EXCLUDED.confirmed_at, sns_subscriptions.confirmed_at),
+        confirmed_with = COALESCE(EXCLUDED.confirmed_with, sns_subscriptions.confirmed_with)";
 
 const SET_DISPOSITION: &str = "
     UPDATE sns_messages SET disposition = $2, disposition_reason = $3 WHERE message_id = $1";
@@ -73,6 +74,7 @@ pub(super) async fn upsert_subscription(
         .bind(&s.error)
         .bind(s.at)
         .bind(confirmed_at)
+        .bind(s.confirmed_with.map(ConfirmedWith::as_str))
         .execute(&mut **tx)
         .await?;
     Ok(())

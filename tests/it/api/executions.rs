@@ -11,12 +11,14 @@ use super::{Answer, api};
 use crate::on_both_backends;
 use crate::support::db::TestDb;
 use crate::support::error_code;
+use crate::support::world::world;
 
 on_both_backends!(
     manual_triggers_validate_and_conflict,
     executions_list_filters_and_shows,
     pagination_never_repeats_or_skips_during_inserts,
     identifiers_are_one_resource_whatever_their_case,
+    a_trigger_by_identifier_gives_up_on_a_slow_rds_in_time,
 );
 
 async fn manual_triggers_validate_and_conflict(db: TestDb) {
@@ -354,4 +356,37 @@ async fn identifiers_are_one_resource_whatever_their_case(db: TestDb) {
         .await;
     assert_eq!(second.status, 409, "{}", second.text);
     assert_eq!(second.body["error"]["execution_id"], first.body["id"]);
+}
+
+async fn a_trigger_by_identifier_gives_up_on_a_slow_rds_in_time(db: TestDb) {
+    let Some(w) = world(db, |_| {}).await else {
+        return;
+    };
+    // RDS answers every attempt of the lookup 30 s late: far past the request deadline.
+    w.moto
+        .fault(
+            json!({"action": "DescribeDBInstances", "count": 3, "code": null,
+            "delay_seconds": 30}),
+        )
+        .await;
+    let started = std::time::Instant::now();
+    let answer = w
+        .app
+        .v1(
+            reqwest::Method::POST,
+            "/v1/executions",
+            Some(json!({"db_instance_identifier": "orders", "region": "us-east-1"})),
+        )
+        .await;
+    let took = started.elapsed();
+    assert_eq!(
+        (answer.status, error_code(&answer.body)),
+        (503, "aws_unavailable"),
+        "{}",
+        answer.text
+    );
+    assert!(
+        took < Duration::from_millis(4500),
+        "answered after {took:?}"
+    );
 }

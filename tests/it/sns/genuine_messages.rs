@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use restop::aws::arn::TopicArn;
 use restop::clock::ManualClock;
+use restop::config::SnsConfig;
 use restop::sns::Rejection;
 use restop::sns::certs::CertStore;
 use restop::sns::message::SnsMessage;
@@ -83,6 +84,7 @@ fn verifier(cert_dir: &tempfile::TempDir, clock: Arc<ManualClock>) -> Verifier {
         extra_hosts: Vec::new(),
         max_age: Duration::from_secs(3600),
         max_future_skew: Duration::from_secs(300),
+        min_signature_version: SnsConfig::DEFAULT_MIN_SIGNATURE_VERSION,
         // No network: a certificate missing from the directory would be a test failure.
         certs: CertStore::new(
             Some(cert_dir.path().to_owned()),

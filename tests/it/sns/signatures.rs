@@ -18,6 +18,7 @@ on_both_backends!(
     every_refused_signing_cert_url,
     tampered_signed_fields_are_refused,
     unsupported_signature_versions_are_refused,
+    a_minimum_signature_version_of_2_refuses_version_1,
 );
 
 async fn stale_and_future_timestamps_are_refused(db: TestDb) {
@@ -159,4 +160,34 @@ async fn unsupported_signature_versions_are_refused(db: TestDb) {
     let mut garbage = stub.notification("x");
     garbage["Signature"] = "not base64!".into();
     assert_refused(&app, &db, &garbage, 403, "invalid_signature").await;
+}
+
+async fn a_minimum_signature_version_of_2_refuses_version_1(db: TestDb) {
+    let stub = SnsStub::start().await;
+    let mut cfg = config(&db.url, Some(&stub.host));
+    cfg.sns.sns_min_signature_version = 2;
+    let app = TestApp::spawn(cfg).await;
+    // A genuine version 1 signature, of a notification and of a confirmation: refused
+    // before any certificate download, nothing stored, nothing confirmed.
+    for mut msg in [
+        stub.unsigned_notification("x"),
+        stub.unsigned_confirmation("SubscriptionConfirmation", "tok"),
+    ] {
+        msg["SignatureVersion"] = "1".into();
+        stub.signer.sign(&mut msg);
+        assert_refused(&app, &db, &msg, 403, "signature_version_refused").await;
+    }
+    assert_eq!(stub.cert_fetches(), 0);
+    assert!(stub.confirmations().is_empty());
+    assert_eq!(db.count("SELECT COUNT(*) FROM sns_subscriptions").await, 0);
+    assert!(
+        app.metrics()
+            .await
+            .contains("restop_sns_refusals_total{reason=\"signature_version_refused\"} 2")
+    );
+    // Version 2 still passes.
+    let mut v2 = stub.unsigned_notification("x");
+    v2["SignatureVersion"] = "2".into();
+    stub.signer.sign(&mut v2);
+    assert_eq!(app.post_sns(&v2).await.0, 200);
 }

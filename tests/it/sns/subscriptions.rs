@@ -2,13 +2,15 @@
 //! the SNS API where restop has credentials), retried when SNS does not answer, left to an
 //! operator when auto-confirm is off, and never sent to a tampered URL.
 
-use serde_json::json;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
 
 use super::{assert_refused, start};
 use crate::on_both_backends;
 use crate::support::db::TestDb;
 use crate::support::sns::{SnsStub, TOPIC};
-use crate::support::world::world;
+use crate::support::world::{World, world};
 use crate::support::{TestApp, config, error_code};
 
 on_both_backends!(
@@ -18,6 +20,9 @@ on_both_backends!(
     unsubscribe_confirmation_is_never_visited,
     tampered_subscribe_urls_are_refused,
     a_subscription_is_confirmed_with_the_sns_api_where_restop_has_credentials,
+    a_throttled_confirm_subscription_answers_503_and_never_visits_the_subscribe_url,
+    no_permission_to_confirm_falls_back_to_the_subscribe_url_and_says_so,
+    a_confirm_subscription_that_hangs_answers_503_before_the_deadline,
 );
 
 async fn subscription_is_confirmed_exactly_once(db: TestDb) {
@@ -187,4 +192,113 @@ async fn a_subscription_is_confirmed_with_the_sns_api_where_restop_has_credentia
     assert_eq!(calls.len(), 1, "{calls:?}");
     assert_eq!(calls[0]["AuthenticateOnUnsubscribe"], "true");
     assert_eq!(calls[0]["Token"], "tok-api");
+}
+
+/// A world whose topic lives in restop's own account (moto's): restop confirms with the API.
+async fn own_topic_world(db: TestDb) -> Option<World> {
+    let w = world(db, |_| {}).await?;
+    let sns = w.moto.sns().await;
+    sns.create_topic().name("rds-events").send().await.unwrap();
+    Some(w)
+}
+
+/// The one subscription `GET /v1/subscriptions` lists.
+async fn listed_subscription(w: &World) -> Value {
+    let list = w.app.get_v1("/v1/subscriptions").await;
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{list}");
+    items[0].clone()
+}
+
+async fn a_throttled_confirm_subscription_answers_503_and_never_visits_the_subscribe_url(
+    db: TestDb,
+) {
+    let Some(w) = own_topic_world(db).await else {
+        return;
+    };
+    // More than the SDK's three attempts.
+    w.moto
+        .fault(json!({"action": "ConfirmSubscription", "count": 3, "code": "Throttling"}))
+        .await;
+    let msg = w.stub.confirmation("SubscriptionConfirmation", "tok-api");
+    let (status, body) = w.app.post_sns(&msg).await;
+    assert_eq!((status, error_code(&body)), (503, "confirmation_failed"));
+    assert!(
+        w.stub.confirmations().is_empty(),
+        "a throttled API call fell back to the SubscribeURL"
+    );
+    let listed = listed_subscription(&w).await;
+    assert_eq!(listed["status"], "confirmation_failed", "{listed}");
+    assert_eq!(listed["confirmed_with"], Value::Null, "{listed}");
+
+    // SNS delivers the confirmation again; now the API answers.
+    w.moto.clear_faults().await;
+    let (status, body) = w.app.post_sns(&msg).await;
+    assert_eq!(
+        (status, &body["disposition"]),
+        (200, &json!("confirmed")),
+        "{body}"
+    );
+    assert!(w.stub.confirmations().is_empty());
+    let listed = listed_subscription(&w).await;
+    assert_eq!(listed["status"], "confirmed", "{listed}");
+    assert_eq!(listed["confirmed_with"], "sns_api", "{listed}");
+    assert!(w.app.metrics().await.contains(&format!(
+        "restop_sns_confirmation_fallbacks_total{{topic=\"{TOPIC}\"}} 0"
+    )));
+}
+
+async fn no_permission_to_confirm_falls_back_to_the_subscribe_url_and_says_so(db: TestDb) {
+    let Some(w) = own_topic_world(db).await else {
+        return;
+    };
+    w.moto
+        .fault(json!({"action": "ConfirmSubscription", "code": "AuthorizationError",
+            "status": 403, "message": "User is not authorized to perform: SNS:ConfirmSubscription"}))
+        .await;
+    let msg = w.stub.confirmation("SubscriptionConfirmation", "tok-url");
+    let (status, body) = w.app.post_sns(&msg).await;
+    assert_eq!(
+        (status, &body["disposition"]),
+        (200, &json!("confirmed")),
+        "{body}"
+    );
+    assert_eq!(
+        w.stub.confirmations().len(),
+        1,
+        "the SubscribeURL was not visited"
+    );
+    let listed = listed_subscription(&w).await;
+    assert_eq!(listed["status"], "confirmed", "{listed}");
+    assert_eq!(listed["confirmed_with"], "subscribe_url", "{listed}");
+    assert!(w.app.metrics().await.contains(&format!(
+        "restop_sns_confirmation_fallbacks_total{{topic=\"{TOPIC}\"}} 1"
+    )));
+}
+
+async fn a_confirm_subscription_that_hangs_answers_503_before_the_deadline(db: TestDb) {
+    let Some(w) = own_topic_world(db).await else {
+        return;
+    };
+    // Pure latency, far longer than the request deadline, on every attempt.
+    w.moto
+        .fault(
+            json!({"action": "ConfirmSubscription", "count": 3, "code": null,
+            "delay_seconds": 30}),
+        )
+        .await;
+    let msg = w.stub.confirmation("SubscriptionConfirmation", "tok-slow");
+    let started = Instant::now();
+    let (status, body) = w.app.post_sns(&msg).await;
+    let took = started.elapsed();
+    assert_eq!(
+        (status, error_code(&body)),
+        (503, "confirmation_failed"),
+        "{body}"
+    );
+    assert!(
+        took < Duration::from_millis(4500),
+        "answered after {took:?}"
+    );
+    assert!(w.stub.confirmations().is_empty());
 }
