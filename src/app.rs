@@ -123,6 +123,7 @@ impl App {
                         lease: settings.lease,
                         owner: settings.owner.clone(),
                         policy: settings.policy.clone(),
+                        event_ids: config.event_ids.clone(),
                     },
                 ),
                 places,

@@ -236,13 +236,13 @@ pub trait SweepStore: Send + Sync {
 
     /// Records a forced start found in RDS's event log: a new execution, unless one exists
     /// for the same forced start (the resource, and an event time within an hour) or the
-    /// resource has an active one; an expired one if it is too old to act on. `note` is
-    /// the first step of a new execution; `notify` schedules the end notification of an
-    /// expired one.
+    /// resource has an active one; with `ended` (outcome and reason), one already over,
+    /// for a forced start that is too old or superseded. `note` is the first step of the
+    /// execution; `notify` schedules the end notification of an ended one.
     async fn record_forced_start(
         &self,
         execution: &NewExecution,
-        expired: bool,
+        ended: Option<(crate::execution::Outcome, &str)>,
         note: &str,
         notify: bool,
     ) -> Result<ForcedStart, StoreError>;
