@@ -64,15 +64,20 @@ const CANCEL: &str = "
 
 const SELECT_ID: &str = "SELECT id FROM executions WHERE id = $1";
 
+/// Waiting for `available`: look now, then poll quickly. Waiting for `stopped`: look now
+/// (a start or stop event may end the wait, see `decide`).
 const WAKE: &str = "
-    UPDATE executions SET next_run_at = $2, wakes = wakes + 1, wake_polls = 1, updated_at = $2
-    WHERE resource_arn = $1 AND status IN ('pending', 'running') AND phase = 'wait_available'
+    UPDATE executions SET next_run_at = $2, wakes = wakes + 1,
+        wake_polls = CASE WHEN phase = 'wait_available' THEN 1 ELSE wake_polls END,
+        updated_at = $2
+    WHERE resource_arn = $1 AND status IN ('pending', 'running')
+      AND phase IN ('wait_available', 'wait_stopped')
     RETURNING id";
 
 const SELECT_CLUSTER_WAITING: &str = "
     SELECT id FROM executions
     WHERE account_id = $1 AND region = $2 AND resource_type = 'db-cluster'
-      AND status IN ('pending', 'running') AND phase = 'wait_available'
+      AND status IN ('pending', 'running') AND phase IN ('wait_available', 'wait_stopped')
     LIMIT 1";
 
 const SELECT_ONE: &str = concat!(
