@@ -134,6 +134,7 @@ impl App {
                         lease: settings.lease,
                         owner: settings.owner.clone(),
                         policy: settings.policy.clone(),
+                        event_ids: config.event_ids.clone(),
                     },
                 ),
                 places,

@@ -417,6 +417,14 @@ const STATE_MACHINE_HISTORY_LIMIT: u64 = 25_000;
 /// History events of one poll of `deploy/state-machine.asl.json` (Wait, Pass, Choice, Task,
 /// three Choices: 2 + 2 + 2 + 5 + 2 + 2 + 2; a test counts them in the file).
 pub const STATE_MACHINE_EVENTS_PER_POLL: u64 = 17;
+/// RDS's "started" and "stopped" events, instance and cluster: never a forced start.
+const START_STOP_EVENT_IDS: [&str; 4] = [
+    "RDS-EVENT-0087",
+    "RDS-EVENT-0088",
+    "RDS-EVENT-0150",
+    "RDS-EVENT-0151",
+];
+
 /// The events outside the poll loop, with room to spare.
 const STATE_MACHINE_EVENTS_OUTSIDE_POLLS: u64 = 100;
 
@@ -424,6 +432,7 @@ impl ServeConfig {
     /// Checks what one setting alone cannot: limits and settings that depend on each other.
     pub fn validate(&self) -> Result<(), String> {
         self.tls.validate()?;
+        self.check_event_ids()?;
         let engine = &self.engine;
         if engine.poll_interval < Duration::from_secs(1) {
             return Err("RESTOP_POLL_INTERVAL must be at least 1s".into());
@@ -505,6 +514,34 @@ impl ServeConfig {
                      a state machine execution may have: poll less often or shorten the maximum"
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// RESTOP_EVENT_IDS are stopped on sight: a start or stop event there would make restop
+    /// stop every deliberate start (or act on its own stops), and an id in both lists would
+    /// act where the operator meant only a wake-up.
+    fn check_event_ids(&self) -> Result<(), String> {
+        if let Some(id) = self
+            .event_ids
+            .iter()
+            .find(|id| START_STOP_EVENT_IDS.contains(&id.as_str()))
+        {
+            return Err(format!(
+                "RESTOP_EVENT_IDS must not hold {id}: it announces a start or stop, not a forced \
+                 start; restop would stop databases started on purpose (wake-ups belong in \
+                 RESTOP_WAKE_EVENT_IDS)"
+            ));
+        }
+        if let Some(id) = self
+            .event_ids
+            .iter()
+            .find(|id| self.wake_event_ids.contains(id))
+        {
+            return Err(format!(
+                "RESTOP_EVENT_IDS and RESTOP_WAKE_EVENT_IDS both hold {id}: an event is either \
+                 acted on or a wake-up"
+            ));
         }
         Ok(())
     }

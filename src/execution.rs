@@ -136,6 +136,9 @@ text_enum! {
         Unsupported = "unsupported",
         /// A forced start found too late: older than RESTOP_MAX_DURATION.
         Expired = "expired",
+        /// A forced start found in RDS's event log after the resource was stopped again:
+        /// whatever runs now was started deliberately.
+        Superseded = "superseded",
         Error = "error",
     }
 }
@@ -145,9 +148,11 @@ impl Outcome {
     pub fn status(self) -> Status {
         match self {
             Self::Stopped | Self::AlreadyStopped | Self::Gone | Self::DryRun => Status::Succeeded,
-            Self::NotProtected | Self::NotStoppable | Self::Unsupported | Self::Expired => {
-                Status::Skipped
-            }
+            Self::NotProtected
+            | Self::NotStoppable
+            | Self::Unsupported
+            | Self::Expired
+            | Self::Superseded => Status::Skipped,
             Self::Cancelled => Status::Cancelled,
             Self::Timeout | Self::AccessDenied | Self::Error => Status::Failed,
         }

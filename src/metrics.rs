@@ -210,7 +210,7 @@ impl Default for Metrics {
         let catchup_forced_starts = declare(
             &mut registry,
             "restop_catchup_forced_starts",
-            "Forced starts found in RDS's event log: new (no execution knew it), known, expired.",
+            "Forced starts found in RDS's event log: new (no execution knew it), known, expired, superseded (stopped since).",
             Family::default(),
         );
         let wakeups = declare(
@@ -323,7 +323,10 @@ impl Metrics {
         }
         for (family, results) in [
             (&self.catchup_sweeps, &["ok", "failed"][..]),
-            (&self.catchup_forced_starts, &["new", "known", "expired"]),
+            (
+                &self.catchup_forced_starts,
+                &["new", "known", "expired", "superseded"],
+            ),
             (&self.wakeups, &["woken", "ignored"]),
         ] {
             for result in results {
@@ -429,7 +432,7 @@ impl Metrics {
             .inc();
     }
 
-    /// A forced start found in RDS's event log: `new`, `known` or `expired`.
+    /// A forced start found in RDS's event log: `new`, `known`, `expired` or `superseded`.
     pub fn catchup_forced_start(&self, result: &'static str) {
         self.catchup_forced_starts
             .get_or_create(&ResultLabels { result })

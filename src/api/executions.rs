@@ -106,6 +106,13 @@ pub async fn create(
         now,
     );
     let link = app.store.start_execution(&execution).await?;
+    if link.upgraded {
+        // The active dry run is now this real run: answer with it, not with a conflict.
+        tracing::info!(execution_id = %link.id, resource = %resource.arn, "manual trigger upgraded the active dry run");
+        app.launcher.wake();
+        let (execution, steps) = find(&app, &link.id).await?;
+        return Ok((StatusCode::OK, Json(detail(&execution, &steps))).into_response());
+    }
     if link.joined {
         let mut error = ApiError::new(
             ErrorCode::ExecutionActive,

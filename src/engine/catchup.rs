@@ -5,6 +5,7 @@
 //! it watches, restop reads the events RDS keeps for 14 days (`DescribeEvents`) and starts
 //! an execution for each forced start no execution knows yet.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ use crate::aws::{Aws, AwsFailure, LoggedEvent};
 use crate::clock::Clock;
 use crate::execution::{Outcome, TriggerKind};
 use crate::metrics::Metrics;
-use crate::rds::messages::forced_start;
+use crate::rds::messages::{forced_start, stopped};
 use crate::store::{ForcedStart, Store, Sweep};
 
 /// Each sweep starts this much before the previous one ended: RDS may log an event a
@@ -38,6 +39,8 @@ pub struct CatchupSettings {
     pub owner: String,
     /// For the backoff of failed sweeps.
     pub policy: Policy,
+    /// RESTOP_EVENT_IDS: the forced starts acted on (0154 instances, 0153 clusters).
+    pub event_ids: Vec<String>,
 }
 
 pub struct Catchup {
@@ -170,34 +173,50 @@ impl Catchup {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<(), AwsFailure> {
+        // The whole window first: whether a forced start still matters depends on what
+        // the log says happened to the resource after it.
+        let mut events = Vec::new();
         let mut marker = None;
         loop {
             let page = self
                 .aws
                 .describe_events(&sweep.account, &sweep.region, start, end, marker)
                 .await?;
-            for event in &page.events {
-                // The log may answer a wider window than asked (and emulators do).
-                if event.date < start || event.date > end {
-                    continue;
-                }
-                let Some(kind) = forced_start(&event.source_type, &event.message) else {
-                    continue;
-                };
-                let resource = match resource_of(sweep, kind, event) {
-                    Ok(resource) => resource,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "a forced start in the event log names no resource restop knows how to stop");
-                        continue;
-                    }
-                };
-                self.record(resource, kind, event.date, end).await?;
-            }
+            // The log may answer a wider window than asked (and emulators do).
+            events.extend(
+                page.events
+                    .into_iter()
+                    .filter(|event| event.date >= start && event.date <= end),
+            );
             marker = page.marker;
             if marker.is_none() {
-                return Ok(());
+                break;
             }
         }
+        let stops = last_stops(&events);
+        for event in &events {
+            let Some(kind) = forced_start(&event.source_type, &event.message) else {
+                continue;
+            };
+            let event_id = forced_start_id(kind);
+            if !self.settings.event_ids.iter().any(|id| id == event_id) {
+                continue; // RESTOP_EVENT_IDS leaves these alone, on SNS and here alike
+            }
+            let resource = match resource_of(sweep, kind, event) {
+                Ok(resource) => resource,
+                Err(e) => {
+                    tracing::warn!(error = %e, "a forced start in the event log names no resource restop knows how to stop");
+                    continue;
+                }
+            };
+            let stopped_since = stops
+                .get(&(event.source_type.as_str(), event.source_identifier.as_str()))
+                .copied()
+                .filter(|stopped| *stopped > event.date);
+            self.record(resource, kind, event.date, end, stopped_since)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn record(
@@ -206,11 +225,9 @@ impl Catchup {
         kind: ResourceKind,
         event_at: DateTime<Utc>,
         now: DateTime<Utc>,
+        stopped_since: Option<DateTime<Utc>>,
     ) -> Result<(), AwsFailure> {
-        let event_id = match kind {
-            ResourceKind::DbInstance => "RDS-EVENT-0154",
-            ResourceKind::DbCluster => "RDS-EVENT-0153",
-        };
+        let event_id = forced_start_id(kind);
         let execution = self.launcher.execution(
             &resource,
             Trigger {
@@ -226,14 +243,30 @@ impl Catchup {
         let expired = (now - event_at)
             .to_std()
             .is_ok_and(|age| age > self.settings.max_duration);
+        let at = |t: DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let superseded;
+        let ended = match stopped_since {
+            // Stopped after the forced start (by a person, a script, restop): the forced
+            // start is over, and whatever runs now was started deliberately since.
+            Some(stopped) => {
+                superseded = format!(
+                    "stopped at {} after this forced start (RDS's event log): nothing left to \
+                     stop; a later start is deliberate",
+                    at(stopped)
+                );
+                Some((Outcome::Superseded, superseded.as_str()))
+            }
+            None if expired => Some((Outcome::Expired, TOO_LATE)),
+            None => None,
+        };
         let note = format!(
             "forced start ({event_id} at {}) found in RDS's event log: no SNS message had \
              announced it",
-            event_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            at(event_at)
         );
         let found = self
             .store
-            .record_forced_start(&execution, expired, &note, self.launcher.notify)
+            .record_forced_start(&execution, ended, &note, self.launcher.notify)
             .await
             .map_err(|e| AwsFailure::Transient(format!("could not record a forced start: {e}")))?;
         match found {
@@ -243,14 +276,40 @@ impl Catchup {
                 self.launcher.wake();
             }
             ForcedStart::Known(_) => self.metrics.catchup_forced_start("known"),
-            ForcedStart::Expired(id) => {
-                tracing::warn!(execution_id = %id, resource = %resource.arn, "forced start found in RDS's event log too late to act on");
-                self.metrics.catchup_forced_start("expired");
-                self.metrics.execution_finished(Outcome::Expired);
+            ForcedStart::Ended(id, outcome) => {
+                tracing::warn!(execution_id = %id, resource = %resource.arn, %outcome, "forced start found in RDS's event log, over already");
+                self.metrics.catchup_forced_start(outcome.as_str());
+                self.metrics.execution_finished(outcome);
             }
         }
         Ok(())
     }
+}
+
+const TOO_LATE: &str = "found in RDS's event log after RESTOP_MAX_DURATION: too late to act on";
+
+/// The event id of a forced start of `kind` (the log gives messages, not ids).
+fn forced_start_id(kind: ResourceKind) -> &'static str {
+    match kind {
+        ResourceKind::DbInstance => "RDS-EVENT-0154",
+        ResourceKind::DbCluster => "RDS-EVENT-0153",
+    }
+}
+
+/// When each resource (source type, identifier) was last stopped, per the events read
+/// (RDS-EVENT-0087 / 0150). "Started" events (0088 / 0151) end every start, forced ones
+/// too, so they say nothing about whether a forced start still matters.
+fn last_stops(events: &[LoggedEvent]) -> HashMap<(&str, &str), DateTime<Utc>> {
+    let mut stops: HashMap<(&str, &str), DateTime<Utc>> = HashMap::new();
+    for event in events {
+        if stopped(&event.source_type, &event.message).is_some() {
+            let last = stops
+                .entry((&event.source_type, &event.source_identifier))
+                .or_insert(event.date);
+            *last = (*last).max(event.date);
+        }
+    }
+    stops
 }
 
 /// The DB instance or cluster a logged forced start is about, in the swept account and

@@ -37,6 +37,11 @@ pub const MAX_STOP_REFUSALS: u32 = 3;
 /// 16 s): the event may come before the status says `available`. Then the poll interval.
 pub const WAKE_POLLS: u32 = 5;
 
+/// Waiting for `stopped`, polls come at least this often: a stop takes minutes, so a poll
+/// sees it take effect (`stopping`, `stopped`) before anyone can start the database again,
+/// which is the evidence that a later `available` is a deliberate start.
+pub const WAIT_STOPPED_POLL: Duration = Duration::from_secs(30);
+
 /// The settings decisions depend on.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -60,6 +65,11 @@ pub struct Situation {
     /// restop asked RDS to stop this database earlier (the request may have been made
     /// just before a crash, so its answer was never recorded).
     pub stop_requested: bool,
+    /// A poll of this execution's `wait_stopped` saw the database `stopping` or `stopped`:
+    /// the stop took effect. Read from the execution's own step history (every poll is
+    /// recorded with the status it saw), and only when it matters: `available` while
+    /// waiting for `stopped`.
+    pub stop_seen: bool,
     /// Consecutive stops RDS refused while the database reported `available`.
     pub stop_refusals: u32,
     /// Polls since a "started" event woke the execution (0: not woken, or long ago).
@@ -85,6 +95,8 @@ pub enum Decision {
     Finish {
         outcome: Outcome,
         reason: String,
+        /// Said in the step history besides the outcome.
+        note: Option<String>,
     },
 }
 
@@ -102,6 +114,7 @@ impl Decision {
         Self::Finish {
             outcome,
             reason: reason.into(),
+            note: None,
         }
     }
 
@@ -109,6 +122,11 @@ impl Decision {
     pub fn action(&self) -> String {
         match self {
             Self::Continue { action, .. } => action.clone(),
+            Self::Finish {
+                outcome,
+                note: Some(note),
+                ..
+            } => format!("finish: {outcome} ({note})"),
             Self::Finish { outcome, .. } => format!("finish: {outcome}"),
         }
     }
@@ -171,9 +189,11 @@ fn decide_ignoring_deadline(
         (Phase::WaitAvailable | Phase::WaitStopped, Observation::Described(facts)) => {
             on_status(s, facts, policy)
         }
-        (Phase::Stop, Observation::StopRequested) => {
-            Decision::go(Phase::WaitStopped, poll, "stop requested")
-        }
+        (Phase::Stop, Observation::StopRequested) => Decision::go(
+            Phase::WaitStopped,
+            poll.min(WAIT_STOPPED_POLL),
+            "stop requested",
+        ),
         (Phase::Stop, Observation::StopSkipped) => Decision::finish(
             Outcome::DryRun,
             "dry run: the database is available and would have been stopped",
@@ -248,6 +268,7 @@ fn on_status(s: &Situation, facts: &ResourceFacts, policy: &Policy) -> Decision 
         polls @ 1..=WAKE_POLLS if s.phase == Phase::WaitAvailable => {
             Duration::from_secs(1 << (polls - 1)).min(policy.poll_interval)
         }
+        _ if s.phase == Phase::WaitStopped => policy.poll_interval.min(WAIT_STOPPED_POLL),
         _ => policy.poll_interval,
     };
     if s.phase == Phase::WaitAvailable
@@ -256,11 +277,38 @@ fn on_status(s: &Situation, facts: &ResourceFacts, policy: &Policy) -> Decision 
         return Decision::finish(Outcome::NotStoppable, reason);
     }
     let status = facts.status.as_str();
+    // restop stops once. Waiting for `stopped`, a start means the stop completed (between
+    // two polls) and somebody started the database again on purpose: `starting` can only
+    // follow `stopped` (RDS refuses to start what is not stopped, and restop's stop was
+    // accepted only while `available`); `available` counts only once this execution has
+    // seen the stop take effect, since right after the stop call RDS may still say
+    // `available`.
+    if s.phase == Phase::WaitStopped
+        && (status == "starting" || (classify(status) == StatusClass::Available && s.stop_seen))
+    {
+        let (outcome, stopped_by) = if s.stop_requested {
+            (Outcome::Stopped, "restop stopped it")
+        } else {
+            (Outcome::AlreadyStopped, "stopped by someone else")
+        };
+        return Decision::Finish {
+            outcome,
+            reason: format!(
+                "{stopped_by}; it was started again since (status {status}): a deliberate \
+                 start, left running"
+            ),
+            note: Some("started again since the stop: left running".into()),
+        };
+    }
     match (classify(status), s.phase) {
         (StatusClass::Available, Phase::WaitAvailable) => stop_now(s, "available"),
-        // Started again after our stop (or the stop is not visible yet): stop again.
+        // The stop is not visible yet: stop again (RDS refuses it if it is under way).
         (StatusClass::Available, _) => stop_now(s, "available again"),
-        (StatusClass::Stopping, _) => Decision::go(Phase::WaitStopped, poll, "stopping: wait"),
+        (StatusClass::Stopping, _) => Decision::go(
+            Phase::WaitStopped,
+            poll.min(WAIT_STOPPED_POLL),
+            "stopping: wait",
+        ),
         (StatusClass::Stopped, Phase::WaitStopped) => Decision::finish(Outcome::Stopped, "stopped"),
         // Our own stop request, made before a crash lost its answer.
         (StatusClass::Stopped, _) if s.stop_requested => {

@@ -35,6 +35,7 @@ use crate::aws::{Aws, AwsFailure, DESCRIBE_BATCH, Scope, StateMachineRun};
 use crate::clock::Clock;
 use crate::execution::{Mode, NotifyState, Outcome, Phase, Status};
 use crate::metrics::Metrics;
+use crate::rds;
 use crate::store::{Claim, Job, JobUpdate, NewStep, Store, StoreError};
 
 /// How often an idle engine looks for due jobs; new executions wake it at once.
@@ -241,26 +242,48 @@ impl Engine {
             _ = self.stopping.cancelled() => return Vec::new(),
         };
         let now = self.clock.now();
-        jobs.into_iter()
-            .map(|job| {
-                let first = if job.attempts > MAX_CLAIMS_WITHOUT_PROGRESS {
-                    self.give_up(&job, now)
-                } else {
-                    let (observation, rds_status) = match &described {
-                        Ok(found) => match found.get(&job.resource.identifier) {
-                            Some(facts) => (
-                                Observation::Described(facts.clone()),
-                                Some(facts.status.clone()),
-                            ),
-                            None => (Observation::Failed(AwsFailure::NotFound), None),
-                        },
-                        Err(failure) => (Observation::Failed(failure.clone()), None),
-                    };
-                    self.apply(&job, now, &observation, rds_status)
+        let mut decided = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let first = if job.attempts > MAX_CLAIMS_WITHOUT_PROGRESS {
+                self.give_up(&job, now)
+            } else {
+                let (observation, rds_status) = match &described {
+                    Ok(found) => match found.get(&job.resource.identifier) {
+                        Some(facts) => (
+                            Observation::Described(facts.clone()),
+                            Some(facts.status.clone()),
+                        ),
+                        None => (Observation::Failed(AwsFailure::NotFound), None),
+                    },
+                    Err(failure) => (Observation::Failed(failure.clone()), None),
                 };
-                (job, first)
-            })
-            .collect()
+                let stop_seen = self.stop_seen(&job, &observation).await;
+                self.apply(&job, now, &observation, rds_status, stop_seen)
+            };
+            decided.push((job, first));
+        }
+        decided
+    }
+
+    /// Whether this execution saw its stop take effect, asked of the step history only
+    /// when the answer matters: `available` while waiting for `stopped` (see
+    /// [`Situation::stop_seen`]). Unknown counts as not seen: stop again, as before.
+    async fn stop_seen(&self, job: &Job, observation: &Observation) -> bool {
+        let Observation::Described(facts) = observation else {
+            return false;
+        };
+        if job.phase != Phase::WaitStopped
+            || rds::status::classify(&facts.status) != rds::status::StatusClass::Available
+        {
+            return false;
+        }
+        match self.store.saw_stop_take_effect(&job.id).await {
+            Ok(seen) => seen,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read whether the stop took effect");
+                false
+            }
+        }
     }
 
     /// Runs steps of one claimed job while it stays due right away; the first step may
@@ -352,7 +375,8 @@ impl Engine {
         }
         if job.status.is_active() {
             let (observation, rds_status) = self.observe(job).await;
-            let decided = self.apply(job, now, &observation, rds_status);
+            let stop_seen = self.stop_seen(job, &observation).await;
+            let decided = self.apply(job, now, &observation, rds_status, stop_seen);
             // A run that answered for itself ended (or was stopped at the deadline).
             if !matches!(observation, Observation::StateMachine(_)) {
                 self.end_state_machine_run(job, &decided.1).await;
@@ -643,6 +667,7 @@ impl Engine {
         now: DateTime<Utc>,
         observation: &Observation,
         rds_status: Option<String>,
+        stop_seen: bool,
     ) -> (NewStep, JobUpdate) {
         let situation = Situation {
             phase: job.phase,
@@ -651,6 +676,7 @@ impl Engine {
             dry_run: job.dry_run || self.settings.dry_run,
             skip_tag_check: job.skip_tag_check,
             stop_requested: job.stop_requested_at.is_some(),
+            stop_seen,
             stop_refusals: job.stop_refusals,
             wake_polls: job.wake_polls,
             since_event: (now - job.event_at).to_std().unwrap_or_default(),
@@ -712,7 +738,9 @@ impl Engine {
                     now + after
                 });
             }
-            Decision::Finish { outcome, reason } => self.finish(&mut update, now, outcome, reason),
+            Decision::Finish {
+                outcome, reason, ..
+            } => self.finish(&mut update, now, outcome, reason),
         }
         (step, update)
     }

@@ -12,12 +12,26 @@ pub const INSTANCE_FORCED_START: &str =
 pub const CLUSTER_FORCED_START: &str =
     "DB cluster is being started due to it exceeding the maximum allowed time being stopped.";
 
+/// RDS-EVENT-0087: a DB instance has been stopped (by anyone: restop, a person, a script).
+pub const INSTANCE_STOPPED: &str = "The DB instance has been stopped.";
+/// RDS-EVENT-0150: an Aurora DB cluster has been stopped.
+pub const CLUSTER_STOPPED: &str = "The DB cluster has been stopped.";
+
 /// The kind of resource a logged event is a forced start of, if it is one: the source type
 /// and the message (trimmed) must both match.
 pub fn forced_start(source_type: &str, message: &str) -> Option<ResourceKind> {
     match (source_type, message.trim()) {
         ("db-instance", INSTANCE_FORCED_START) => Some(ResourceKind::DbInstance),
         ("db-cluster", CLUSTER_FORCED_START) => Some(ResourceKind::DbCluster),
+        _ => None,
+    }
+}
+
+/// The kind of resource a logged event says has been stopped, if it says so.
+pub fn stopped(source_type: &str, message: &str) -> Option<ResourceKind> {
+    match (source_type, message.trim()) {
+        ("db-instance", INSTANCE_STOPPED) => Some(ResourceKind::DbInstance),
+        ("db-cluster", CLUSTER_STOPPED) => Some(ResourceKind::DbCluster),
         _ => None,
     }
 }

@@ -126,8 +126,9 @@ pub trait ExecutionStore: Send + Sync {
         notify: bool,
     ) -> Result<Cancelled, StoreError>;
 
-    /// Makes the active execution of `resource_arn` that waits for `available` look at its
-    /// database at once, with short polls after that. Returns its id, if there is one.
+    /// Makes the active execution of `resource_arn` that waits for `available` (then with
+    /// short polls after that) or for `stopped` look at its database at once. Returns its
+    /// id, if there is one.
     async fn wake(
         &self,
         resource_arn: &str,
@@ -135,7 +136,7 @@ pub trait ExecutionStore: Send + Sync {
     ) -> Result<Option<String>, StoreError>;
 
     /// Whether an active execution of a DB cluster in `account` and `region` waits for
-    /// `available` (a member instance's "started" event may be for it).
+    /// `available` or `stopped` (a member instance's event may be for it).
     async fn cluster_waiting(&self, account: &str, region: &str) -> Result<bool, StoreError>;
 
     async fn list_executions(&self, filter: &ExecutionFilter)
@@ -182,6 +183,10 @@ pub trait JobStore: Send + Sync {
     /// Records that restop is about to ask RDS to stop the job's database, if the job's
     /// lease token is still current. `Ok(false)`: the job was taken over or cancelled.
     async fn record_stop_intent(&self, job: &Job, at: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// Whether a `wait_stopped` poll of execution `id` saw its database `stopping` or
+    /// `stopped` (its step history says so).
+    async fn saw_stop_take_effect(&self, id: &str) -> Result<bool, StoreError>;
 
     /// Appends `step` and applies `update` in one transaction, if `job`'s lease token is
     /// still current. `Ok(false)`: the job was taken over or cancelled; nothing was written.
@@ -236,13 +241,13 @@ pub trait SweepStore: Send + Sync {
 
     /// Records a forced start found in RDS's event log: a new execution, unless one exists
     /// for the same forced start (the resource, and an event time within an hour) or the
-    /// resource has an active one; an expired one if it is too old to act on. `note` is
-    /// the first step of a new execution; `notify` schedules the end notification of an
-    /// expired one.
+    /// resource has an active one; with `ended` (outcome and reason), one already over,
+    /// for a forced start that is too old or superseded. `note` is the first step of the
+    /// execution; `notify` schedules the end notification of an ended one.
     async fn record_forced_start(
         &self,
         execution: &NewExecution,
-        expired: bool,
+        ended: Option<(crate::execution::Outcome, &str)>,
         note: &str,
         notify: bool,
     ) -> Result<ForcedStart, StoreError>;

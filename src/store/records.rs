@@ -29,8 +29,9 @@ pub enum ForcedStart {
     New(String),
     /// An execution for it (or the resource's active one) exists already.
     Known(String),
-    /// Too old to act on: recorded as this skipped execution.
-    Expired(String),
+    /// Over before restop could act (too old, or the resource was stopped since):
+    /// recorded as this skipped execution, ended so.
+    Ended(String, crate::execution::Outcome),
 }
 
 /// Keyset pagination position: the last item of the previous page.

@@ -706,12 +706,14 @@ class RestopTestMiddleware:
 
 
 # RDS's own messages for the events moto never records (the AWS RDS user guide's event
-# tables): a forced start after seven days stopped, and the end of any start.
+# tables): a forced start after seven days stopped, and the end of any start or stop.
 RDS_EVENT_MESSAGES = {
     "RDS-EVENT-0154": "DB instance is being started due to it exceeding the maximum allowed time being stopped.",
     "RDS-EVENT-0153": "DB cluster is being started due to it exceeding the maximum allowed time being stopped.",
     "RDS-EVENT-0088": "The DB instance has been started.",
     "RDS-EVENT-0151": "The DB cluster has been started.",
+    "RDS-EVENT-0087": "The DB instance has been stopped.",
+    "RDS-EVENT-0150": "The DB cluster has been stopped.",
 }
 
 

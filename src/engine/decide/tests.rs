@@ -22,6 +22,7 @@ fn situation(phase: Phase) -> Situation {
         dry_run: false,
         skip_tag_check: false,
         stop_requested: false,
+        stop_seen: false,
         stop_refusals: 0,
         wake_polls: 0,
         since_event: MIN,
@@ -133,7 +134,7 @@ fn waiting_for_available() {
     }
     assert_eq!(
         next_phase(&run(&s, &described("stopping"))),
-        Some((Phase::WaitStopped, poll))
+        Some((Phase::WaitStopped, WAIT_STOPPED_POLL))
     );
     assert_eq!(
         outcome(&run(&s, &described("deleting"))),
@@ -188,7 +189,7 @@ fn waiting_for_stopped() {
     let s = situation(Phase::WaitStopped);
     assert_eq!(
         next_phase(&run(&s, &described("stopping"))),
-        Some((Phase::WaitStopped, 5 * MIN))
+        Some((Phase::WaitStopped, WAIT_STOPPED_POLL))
     );
     assert_eq!(
         next_phase(&run(&s, &described("available"))),
@@ -196,7 +197,7 @@ fn waiting_for_stopped() {
     );
     assert_eq!(
         next_phase(&run(&s, &described("backing-up"))),
-        Some((Phase::WaitStopped, 5 * MIN))
+        Some((Phase::WaitStopped, WAIT_STOPPED_POLL))
     );
     assert_eq!(
         outcome(&run(&s, &Observation::Failed(AwsFailure::NotFound))),
@@ -209,7 +210,7 @@ fn stop_results() {
     let s = situation(Phase::Stop);
     assert_eq!(
         next_phase(&run(&s, &Observation::StopRequested)),
-        Some((Phase::WaitStopped, 5 * MIN))
+        Some((Phase::WaitStopped, WAIT_STOPPED_POLL))
     );
     assert_eq!(
         outcome(&run(&s, &Observation::StopSkipped)),
@@ -577,4 +578,66 @@ fn a_woken_execution_looks_again_soon_then_at_the_interval() {
         Some((Phase::RecheckProtection, Duration::ZERO))
     );
     assert_eq!(wake_polls_after(&woken, &described("available")), 0);
+}
+
+#[test]
+fn a_start_after_restops_stop_is_deliberate_and_left_running() {
+    let waiting = Situation {
+        stop_requested: true,
+        ..situation(Phase::WaitStopped)
+    };
+    // `starting` can only follow a completed stop.
+    let d = run(&waiting, &described("starting"));
+    assert_eq!(outcome(&d), Some(Outcome::Stopped), "{d:?}");
+    assert!(d.action().contains("started again"), "{}", d.action());
+    let Decision::Finish { reason, .. } = &d else {
+        unreachable!()
+    };
+    assert!(reason.contains("deliberate"), "{reason}");
+    // `available` after the stop was seen to take effect: the same.
+    let seen = Situation {
+        stop_seen: true,
+        ..waiting.clone()
+    };
+    assert_eq!(
+        outcome(&run(&seen, &described("available"))),
+        Some(Outcome::Stopped)
+    );
+    // Stopped by someone else, then started: restop made no stop.
+    let theirs = Situation {
+        stop_requested: false,
+        ..seen
+    };
+    assert_eq!(
+        outcome(&run(&theirs, &described("starting"))),
+        Some(Outcome::AlreadyStopped)
+    );
+}
+
+#[test]
+fn available_right_after_the_stop_call_is_stopped_again() {
+    // The stop is not visible yet: no `stopping` or `stopped` seen.
+    let waiting = Situation {
+        stop_requested: true,
+        ..situation(Phase::WaitStopped)
+    };
+    let d = run(&waiting, &described("available"));
+    assert_eq!(
+        next_phase(&d),
+        Some((Phase::RecheckProtection, Duration::ZERO)),
+        "{d:?}"
+    );
+    // Other busy statuses in wait_stopped are waited out as before.
+    assert_eq!(
+        next_phase(&run(&waiting, &described("backing-up"))),
+        Some((Phase::WaitStopped, WAIT_STOPPED_POLL))
+    );
+    // Waiting for `available`, `starting` is the forced start itself: wait.
+    assert_eq!(
+        next_phase(&run(
+            &situation(Phase::WaitAvailable),
+            &described("starting")
+        )),
+        Some((Phase::WaitAvailable, policy().poll_interval))
+    );
 }

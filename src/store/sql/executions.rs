@@ -23,8 +23,11 @@ const INSERT: &str = "
         $18, $19, $20, $21, $22)
     ON CONFLICT (resource_arn) WHERE status IN ('pending', 'running') DO NOTHING";
 
+/// The active execution, and whether it is a dry run (a rehearsal a real event upgrades).
+/// A run that skips the tag check without being a dry run is an operator's explicit stop:
+/// already real, so a real event joins it as it is.
 const SELECT_ACTIVE: &str = "
-    SELECT id, dry_run OR skip_tag_check FROM executions
+    SELECT id, dry_run FROM executions
     WHERE resource_arn = $1 AND status IN ('pending', 'running')";
 
 const SELECT_SAME_FORCED_START: &str = "
@@ -37,6 +40,7 @@ const SELECT_SAME_FORCED_START: &str = "
 const UPGRADE: &str = "
     UPDATE executions SET
         phase = CASE
+            WHEN phase IN ('wait_stopped', 'abort_state_machine', 'done') THEN phase
             WHEN skip_tag_check THEN 'check_protection'
             WHEN phase = 'follow_state_machine' THEN 'start_state_machine'
             ELSE phase END,
@@ -64,15 +68,20 @@ const CANCEL: &str = "
 
 const SELECT_ID: &str = "SELECT id FROM executions WHERE id = $1";
 
+/// Waiting for `available`: look now, then poll quickly. Waiting for `stopped`: look now
+/// (a start or stop event may end the wait, see `decide`).
 const WAKE: &str = "
-    UPDATE executions SET next_run_at = $2, wakes = wakes + 1, wake_polls = 1, updated_at = $2
-    WHERE resource_arn = $1 AND status IN ('pending', 'running') AND phase = 'wait_available'
+    UPDATE executions SET next_run_at = $2, wakes = wakes + 1,
+        wake_polls = CASE WHEN phase = 'wait_available' THEN 1 ELSE wake_polls END,
+        updated_at = $2
+    WHERE resource_arn = $1 AND status IN ('pending', 'running')
+      AND phase IN ('wait_available', 'wait_stopped')
     RETURNING id";
 
 const SELECT_CLUSTER_WAITING: &str = "
     SELECT id FROM executions
     WHERE account_id = $1 AND region = $2 AND resource_type = 'db-cluster'
-      AND status IN ('pending', 'running') AND phase = 'wait_available'
+      AND status IN ('pending', 'running') AND phase IN ('wait_available', 'wait_stopped')
     LIMIT 1";
 
 const SELECT_ONE: &str = concat!(
@@ -365,9 +374,10 @@ pub(super) async fn same_forced_start(
         .await?)
 }
 
-/// A real event for a resource whose active execution is a dry run, or one that
-/// skipped the tag check: that execution becomes a real run (tag checked, stop made),
-/// so a real forced start is never swallowed by a rehearsal. The lease token moves
+/// A real event for a resource whose active execution is a dry run: that execution
+/// becomes a real run (tag checked, stop made), so a real forced start is never swallowed
+/// by a rehearsal. A dry run that skipped the tag check had no authority to stop
+/// anything: its tag check is made now. Never moved back past the stop. The lease token moves
 /// on, so a rehearsal step in flight cannot commit. In Step Functions mode a dry run's
 /// state machine run (which never stops anything) is left to end; a real one starts.
 async fn upgrade_to_real(

@@ -68,11 +68,16 @@ const COMPLETE: &str = "
     UPDATE executions SET status = $3, outcome = $4, reason = $5, phase = $6,
         retries = $7, sfn_execution_arn = $8, finished_at = $9,
         notify_state = $10, notify_attempts = $11, notify_error = $12,
-        next_run_at = CASE WHEN wakes > $16 AND $6 = 'wait_available' THEN $14 ELSE $13 END,
+        next_run_at = CASE WHEN wakes > $16 AND $6 IN ('wait_available', 'wait_stopped')
+            THEN $14 ELSE $13 END,
         wake_polls = CASE WHEN wakes > $16 AND $6 = 'wait_available' THEN 1 ELSE $17 END,
         updated_at = $14, stop_refusals = $15, attempts = 0,
         lease_owner = NULL, lease_expires_at = NULL
     WHERE id = $1 AND lease_token = $2";
+
+const STOP_SEEN: &str = "
+    SELECT COUNT(*) FROM execution_steps
+    WHERE execution_id = $1 AND step = 'wait_stopped' AND rds_status IN ('stopping', 'stopped')";
 
 /// The same observation as the last step extends that row instead of adding one.
 const REPEAT_STEP: &str = "
@@ -134,6 +139,14 @@ impl JobStore for SqlStore {
             .rows_affected()
             == 1;
         Ok(fenced)
+    }
+
+    async fn saw_stop_take_effect(&self, id: &str) -> Result<bool, StoreError> {
+        let seen: i64 = sqlx::query_scalar(STOP_SEEN)
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(seen > 0)
     }
 
     async fn complete_step(

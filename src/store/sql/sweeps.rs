@@ -31,8 +31,6 @@ const FAILED: &str = "
         next_run_at = $5, lease_owner = NULL, lease_expires_at = NULL
     WHERE account_id = $1 AND region = $2 AND lease_token = $3";
 
-const TOO_LATE: &str = "found in RDS's event log after RESTOP_MAX_DURATION: too late to act on";
-
 /// `(account_id, region)` is one of `count` places bound from `$first` on, two
 /// placeholders each.
 fn one_of_places(first: usize, count: usize) -> String {
@@ -152,7 +150,7 @@ impl SweepStore for SqlStore {
     async fn record_forced_start(
         &self,
         e: &NewExecution,
-        expired: bool,
+        ended: Option<(Outcome, &str)>,
         note: &str,
         notify: bool,
     ) -> Result<ForcedStart, StoreError> {
@@ -160,14 +158,14 @@ impl SweepStore for SqlStore {
         if let Some(id) = same_forced_start(&mut tx, e).await? {
             return Ok(ForcedStart::Known(id));
         }
-        let found = if expired {
+        let found = if let Some((outcome, reason)) = ended {
             let ended = Ended {
-                outcome: Outcome::Expired,
-                reason: TOO_LATE,
+                outcome,
+                reason,
                 notify,
             };
             insert_execution(&mut tx, e, Some(ended)).await?;
-            ForcedStart::Expired(e.id.clone())
+            ForcedStart::Ended(e.id.clone(), outcome)
         } else {
             let link = start_or_join(&mut tx, e).await?;
             if link.joined {

@@ -23,6 +23,9 @@ on_both_backends!(
     one_sweep_records_every_forced_start_it_finds,
     a_restarted_restop_sweeps_at_once,
     a_region_removed_from_the_topics_is_no_longer_swept,
+    a_forced_start_stopped_since_is_superseded,
+    a_forced_start_followed_only_by_its_own_started_event_is_stopped,
+    the_catch_up_leaves_alone_forced_starts_not_in_the_event_ids,
 );
 
 /// A world whose catch-up reads the event log every second.
@@ -327,4 +330,104 @@ async fn a_region_removed_from_the_topics_is_no_longer_swept(db: TestDb) {
     assert_eq!(db.count("SELECT COUNT(*) FROM catchup_sweeps").await, 1);
     assert_eq!(db.count("SELECT COUNT(*) FROM executions").await, 0);
     east_only.stop().await;
+}
+
+/// The weekend night of the review: a forced start while restop was down, then someone
+/// stopped the database, then someone started it again on purpose. The forced start is
+/// over: no tag check, no stop.
+async fn a_forced_start_stopped_since_is_superseded(db: TestDb) {
+    let Some(w) = sweeping(db).await else {
+        return;
+    };
+    w.create_instance("restarted", PROTECTED).await;
+    // One read of the log sees all three (the test's RESTOP_MAX_DURATION is 120 s).
+    w.moto
+        .rds_event(json!([
+            {"event_id": "RDS-EVENT-0154", "source_type": "db-instance",
+             "source_identifier": "restarted", "seconds_ago": 90},
+            {"event_id": "RDS-EVENT-0087", "source_type": "db-instance",
+             "source_identifier": "restarted", "seconds_ago": 60},
+            {"event_id": "RDS-EVENT-0088", "source_type": "db-instance",
+             "source_identifier": "restarted", "seconds_ago": 30},
+        ]))
+        .await;
+    let execution = w.caught_up(&instance_arn("restarted")).await;
+    let (status, outcome, reason) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("skipped", "superseded"),
+        "{reason}"
+    );
+    assert!(reason.contains("stopped at "), "{reason}");
+    assert_eq!(
+        w.moto.calls_for("restarted").await,
+        ["CreateDBInstance"],
+        "a superseded forced start costs no AWS call"
+    );
+    assert_eq!(w.instance_status("restarted").await, "available");
+    let metrics = w.app.metrics().await;
+    assert!(
+        metrics.contains("restop_catchup_forced_starts_total{result=\"superseded\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// Every start ends with RDS-EVENT-0088, the forced one too: that supersedes nothing.
+async fn a_forced_start_followed_only_by_its_own_started_event_is_stopped(db: TestDb) {
+    let Some(w) = sweeping(db).await else {
+        return;
+    };
+    w.create_instance("started-only", PROTECTED).await;
+    w.stop_then_force_start("started-only").await;
+    w.moto
+        .rds_event(json!([
+            {"event_id": "RDS-EVENT-0154", "source_type": "db-instance",
+             "source_identifier": "started-only", "seconds_ago": 60},
+            {"event_id": "RDS-EVENT-0088", "source_type": "db-instance",
+             "source_identifier": "started-only", "seconds_ago": 30},
+        ]))
+        .await;
+    let execution = w.caught_up(&instance_arn("started-only")).await;
+    let (status, outcome, _) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("succeeded", "stopped")
+    );
+    assert_eq!(w.instance_status("started-only").await, "stopped");
+}
+
+/// `RESTOP_EVENT_IDS=RDS-EVENT-0154` leaves Aurora clusters alone: in the catch-up too.
+async fn the_catch_up_leaves_alone_forced_starts_not_in_the_event_ids(db: TestDb) {
+    let Some(w) = world(db, |c| {
+        c.engine.catchup_interval = Schedule::Every(Duration::from_secs(1));
+        c.event_ids = vec!["RDS-EVENT-0154".into()];
+    })
+    .await
+    else {
+        return;
+    };
+    w.create_cluster("left-alone", PROTECTED).await;
+    w.create_instance("acted-on", PROTECTED).await;
+    w.moto
+        .rds_event(json!([
+            {"event_id": "RDS-EVENT-0153", "source_type": "db-cluster",
+             "source_identifier": "left-alone", "seconds_ago": 60},
+            {"event_id": "RDS-EVENT-0154", "source_type": "db-instance",
+             "source_identifier": "acted-on", "seconds_ago": 60},
+        ]))
+        .await;
+    // The instance's forced start comes from the same read as the cluster's.
+    let execution = w.caught_up(&instance_arn("acted-on")).await;
+    w.finished(&execution).await;
+    assert_eq!(
+        w.db.count("SELECT COUNT(*) FROM executions WHERE resource_type = 'db-cluster'")
+            .await,
+        0
+    );
+    assert_eq!(
+        w.moto.calls_for("left-alone").await,
+        ["CreateDBCluster"],
+        "{:?}",
+        w.moto.calls().await
+    );
 }

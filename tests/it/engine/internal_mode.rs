@@ -375,7 +375,8 @@ async fn a_real_event_makes_a_dry_run_real(db: TestDb) {
         "{steps:?}"
     );
 
-    // A manual run that skips the tag check is upgraded too: the tag is checked again.
+    // An operator's explicit stop of an untagged database (skip_tag_check) is a real run
+    // already: the forced start joins it and does not bring the tag check back.
     w.create_instance("untagged", &[busy]).await;
     let (status, body) = w
         .trigger(json!({"resource_arn": instance_arn("untagged"), "skip_tag_check": true}))
@@ -384,17 +385,36 @@ async fn a_real_event_makes_a_dry_run_real(db: TestDb) {
     let skipping = body["id"].as_str().unwrap().to_owned();
     let real = w.event("RDS-EVENT-0154", "db-instance", "untagged").await;
     assert_eq!(real, skipping);
-    let (status, outcome, _) = w.finished(&real).await;
+    let (status, outcome, reason) = w.finished(&real).await;
     assert_eq!(
         (status.as_str(), outcome.as_str()),
-        ("skipped", "not_protected")
+        ("succeeded", "stopped"),
+        "{reason}"
     );
-    assert!(
-        !w.moto
-            .calls_for("untagged")
-            .await
-            .contains(&"StopDBInstance".to_owned())
+    assert_eq!(w.instance_status("untagged").await, "stopped");
+
+    // A real manual trigger that upgrades an active dry run answers with it, not 409.
+    w.create_instance("retried", &[PROTECTED[0], busy]).await;
+    let (status, body) = w
+        .trigger(json!({"resource_arn": instance_arn("retried"), "dry_run": true}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let dry = body["id"].as_str().unwrap().to_owned();
+    let (status, body) = w
+        .trigger(json!({"resource_arn": instance_arn("retried")}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["id"], dry.as_str());
+    assert_eq!(body["dry_run"], false, "{body}");
+    // The plain "already active" case stays a conflict.
+    let (status, body) = w
+        .trigger(json!({"resource_arn": instance_arn("retried")}))
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &json!("execution_active"))
     );
+    assert_eq!(w.finished(&dry).await.1, "stopped");
 }
 
 async fn a_tag_removed_while_waiting_prevents_the_stop(db: TestDb) {

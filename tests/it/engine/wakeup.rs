@@ -13,6 +13,7 @@ on_both_backends!(
     a_started_event_wakes_a_waiting_instance,
     an_aurora_member_start_wakes_its_cluster,
     a_started_event_with_nothing_waiting_costs_no_aws_call,
+    a_deliberate_start_after_restops_stop_is_left_running,
 );
 
 /// A world polling every five minutes: only a wake-up can finish an execution in a test.
@@ -159,4 +160,70 @@ async fn a_started_event_with_nothing_waiting_costs_no_aws_call(db: TestDb) {
     );
     assert_eq!(w.db.count("SELECT COUNT(*) FROM executions").await, 0);
     assert_eq!(w.moto.calls().await.len(), calls, "no AWS call");
+}
+
+/// restop stops once: someone starts the database right after restop's stop took effect.
+/// A "stopped" event (RDS-EVENT-0087, added to the wake-up ids) makes the execution
+/// waiting for `stopped` look at once; it sees `starting`, which only follows a completed
+/// stop, and ends `stopped` without a second stop call.
+async fn a_deliberate_start_after_restops_stop_is_left_running(db: TestDb) {
+    let Some(w) = world(db, |c| {
+        c.engine.poll_interval = Duration::from_secs(300);
+        c.wake_event_ids.push("RDS-EVENT-0087".into());
+    })
+    .await
+    else {
+        return;
+    };
+    let arn = crate::support::moto::instance_arn("wanted");
+    w.create_instance(
+        "wanted",
+        &[
+            PROTECTED[0],
+            ("moto:stop-seconds", "1"),
+            ("moto:start-seconds", "0"),
+        ],
+    )
+    .await;
+    w.stop_then_force_start("wanted").await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "wanted").await;
+    w.wait_for_step(&execution, "stop//stop requested").await;
+    w.wait_for_instance("wanted", "stopped").await;
+    // The on-call engineer starts it again at once (a start of some seconds).
+    w.add_tags(&arn, &[("moto:start-seconds", "5")]).await;
+    w.rds
+        .start_db_instance()
+        .db_instance_identifier("wanted")
+        .send()
+        .await
+        .unwrap();
+    let stopped = w
+        .stub
+        .rds_notification("RDS-EVENT-0087", "db-instance", "wanted");
+    let (status, body) = w.app.post_sns(&stopped).await;
+    assert_eq!(
+        (status, &body["disposition"]),
+        (200, &json!("wakeup")),
+        "{body}"
+    );
+    let (status, outcome, reason) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("succeeded", "stopped"),
+        "{reason}"
+    );
+    assert!(reason.contains("deliberate"), "{reason}");
+    let steps = w.steps(&execution).await;
+    assert!(
+        steps
+            .last()
+            .is_some_and(|s| s.starts_with("wait_stopped/starting/finish: stopped (started again")),
+        "{steps:?}"
+    );
+    wait_until("available", || async {
+        w.instance_status("wanted").await == "available"
+    })
+    .await;
+    // The test's own stop and restop's: no second one from restop.
+    assert_eq!(w.count_calls_for("wanted", "StopDBInstance").await, 2);
 }

@@ -72,6 +72,16 @@ fn settings_out_of_range_are_refused() {
                 "arn:aws:states:us-east-1:123456789012:stateMachine:restop",
             ),
         ],
+        // Start and stop events are never forced starts: restop would stop deliberate starts.
+        &[("RESTOP_EVENT_IDS", "RDS-EVENT-0154,RDS-EVENT-0088")],
+        &[("RESTOP_EVENT_IDS", "RDS-EVENT-0087")],
+        &[("RESTOP_EVENT_IDS", "RDS-EVENT-0150")],
+        &[("RESTOP_EVENT_IDS", "RDS-EVENT-0151")],
+        // An id in both lists: acted on or a wake-up?
+        &[
+            ("RESTOP_EVENT_IDS", "RDS-EVENT-0154,RDS-EVENT-0009"),
+            ("RESTOP_WAKE_EVENT_IDS", "RDS-EVENT-0088,RDS-EVENT-0009"),
+        ],
     ];
     for settings in refused {
         let output = restop_command()
