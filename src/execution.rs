@@ -137,6 +137,8 @@ text_enum! {
         /// A forced start found too late: older than RESTOP_MAX_DURATION.
         Expired = "expired",
         Error = "error",
+        /// Protected, but its owner's hold tag lets forced starts run until a date.
+        Held = "held",
     }
 }
 
@@ -145,7 +147,11 @@ impl Outcome {
     pub fn status(self) -> Status {
         match self {
             Self::Stopped | Self::AlreadyStopped | Self::Gone | Self::DryRun => Status::Succeeded,
-            Self::NotProtected | Self::NotStoppable | Self::Unsupported | Self::Expired => {
+            Self::NotProtected
+            | Self::NotStoppable
+            | Self::Unsupported
+            | Self::Expired
+            | Self::Held => {
                 Status::Skipped
             }
             Self::Cancelled => Status::Cancelled,

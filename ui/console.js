@@ -11,7 +11,8 @@ const PAGE_SIZE = 25;
 
 const STATUSES = ['pending', 'running', 'succeeded', 'failed', 'cancelled', 'skipped'];
 const OUTCOMES = ['stopped', 'already_stopped', 'gone', 'not_protected', 'not_stoppable',
-  'dry_run', 'timeout', 'access_denied', 'cancelled', 'unsupported', 'expired', 'error'];
+  'dry_run', 'timeout', 'access_denied', 'cancelled', 'unsupported', 'expired', 'error',
+  'held'];
 const TRIGGERS = ['sns', 'manual', 'catchup'];
 const MESSAGE_TYPES = ['Notification', 'SubscriptionConfirmation', 'UnsubscribeConfirmation'];
 const DISPOSITIONS = ['accepted', 'ignored', 'wakeup', 'confirming', 'confirmed',
