@@ -1,5 +1,6 @@
 //! Holds (`auto-restart-protection-hold-until`): a protected database's owner lets forced
-//! starts run until a date. On moto, in internal and in Step Functions mode.
+//! starts run until a date. On moto, in internal mode (Step Functions mode: in
+//! step_functions.rs).
 
 use chrono::{Duration as Days, SecondsFormat, Utc};
 
@@ -15,7 +16,6 @@ on_both_backends!(
     a_hold_in_the_past_protects_as_usual,
     a_hold_that_is_not_a_date_protects_as_usual_and_says_why,
     a_hold_set_while_waiting_prevents_the_stop,
-    a_held_database_never_starts_the_state_machine,
 );
 
 /// The date in `days` days, as an owner writes it.
@@ -104,19 +104,4 @@ async fn a_hold_set_while_waiting_prevents_the_stop(db: TestDb) {
     assert!(reason.starts_with(&format!("held until {until}")), "{reason}");
     assert_eq!(w.count_calls_for("late-hold", "StopDBInstance").await, 0);
     assert_eq!(w.instance_status("late-hold").await, "available");
-}
-
-async fn a_held_database_never_starts_the_state_machine(db: TestDb) {
-    let Some(w) = crate::support::step_functions::world(db, true, |_| {}).await else {
-        return;
-    };
-    let until = date_in(1);
-    w.create_instance("held-sfn", &[PROTECTED[0], (HOLD, &until)])
-        .await;
-    let execution = w.event("RDS-EVENT-0154", "db-instance", "held-sfn").await;
-    let (status, outcome, _) = w.finished(&execution).await;
-    assert_eq!((status.as_str(), outcome.as_str()), ("skipped", "held"));
-    assert_eq!(w.column(&execution, "sfn_execution_arn").await, None);
-    assert_eq!(w.moto.count_calls("StartExecution").await, 0);
-    assert_eq!(w.instance_status("held-sfn").await, "available");
 }
