@@ -151,9 +151,7 @@ impl Outcome {
             | Self::NotStoppable
             | Self::Unsupported
             | Self::Expired
-            | Self::Held => {
-                Status::Skipped
-            }
+            | Self::Held => Status::Skipped,
             Self::Cancelled => Status::Cancelled,
             Self::Timeout | Self::AccessDenied | Self::Error => Status::Failed,
         }

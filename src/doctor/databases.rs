@@ -56,16 +56,18 @@ pub(super) async fn protected(
     let mut held = Vec::new();
     let mut not_dates = Vec::new();
     let now = chrono::Utc::now();
-    let mut hold = |what: &str, id: &str, tags: &[Tag]| {
-        match hold_rule(pairs(tags), &engine.hold_tag_key, now) {
-            Hold::Until(until) => held.push(format!("{what} {id} until {}", until.to_rfc3339())),
-            Hold::Invalid(value) => not_dates.push(format!(
-                "{what} {id}: tag {} is '{value}', not an ISO 8601 date or date-time (no hold: \
+    let mut hold = |what: &str, id: &str, tags: &[Tag]| match hold_rule(
+        pairs(tags),
+        &engine.hold_tag_key,
+        now,
+    ) {
+        Hold::Until(until) => held.push(format!("{what} {id} until {}", until.to_rfc3339())),
+        Hold::Invalid(value) => not_dates.push(format!(
+            "{what} {id}: tag {} is '{value}', not an ISO 8601 date or date-time (no hold: \
                  protected as usual)",
-                engine.hold_tag_key
-            )),
-            Hold::None | Hold::Over(_) => {}
-        }
+            engine.hold_tag_key
+        )),
+        Hold::None | Hold::Over(_) => {}
     };
     let mut protected_instances = 0;
     for db in instances

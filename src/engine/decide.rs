@@ -232,10 +232,9 @@ pub fn protection(tags: &[(String, String)], policy: &Policy, now: DateTime<Utc>
         Hold::Until(until) => {
             Protection::Held(format!("held until {} (tag {key})", hold_end(until)))
         }
-        Hold::Over(until) => Protection::Protected(format!(
-            "protected (the hold ended {})",
-            hold_end(until)
-        )),
+        Hold::Over(until) => {
+            Protection::Protected(format!("protected (the hold ended {})", hold_end(until)))
+        }
         Hold::Invalid(value) => Protection::Protected(format!(
             "protected (tag {key} is '{value}', not an ISO 8601 date or date-time: no hold)"
         )),

@@ -127,10 +127,7 @@ mod tests {
         let key = "auto-restart-protection-hold-until";
         let rule = |value: &str, now: &str| hold_rule([(key, value)].into_iter(), key, at(now));
         let end = at("2026-12-06T00:00:00Z");
-        assert_eq!(
-            rule("2026-12-05", "2026-12-05T23:59:59Z"),
-            Hold::Until(end)
-        );
+        assert_eq!(rule("2026-12-05", "2026-12-05T23:59:59Z"), Hold::Until(end));
         assert_eq!(rule("2026-12-05", "2026-12-06T00:00:00Z"), Hold::Over(end));
         assert_eq!(
             rule("someday", "2026-12-05T00:00:00Z"),

@@ -615,17 +615,31 @@ fn a_hold_that_is_over_or_not_a_date_protects_as_usual() {
     let s = situation(Phase::CheckProtection);
     let past = run(
         &s,
-        &tags(&[("auto-restart-protection", "yes"), (hold, "2026-12-03T11:59:59Z")]),
+        &tags(&[
+            ("auto-restart-protection", "yes"),
+            (hold, "2026-12-03T11:59:59Z"),
+        ]),
     );
-    assert_eq!(next_phase(&past), Some((Phase::WaitAvailable, Duration::ZERO)));
-    assert!(past.action().contains("hold ended 2026-12-03T11:59:59Z"), "{past:?}");
+    assert_eq!(
+        next_phase(&past),
+        Some((Phase::WaitAvailable, Duration::ZERO))
+    );
+    assert!(
+        past.action().contains("hold ended 2026-12-03T11:59:59Z"),
+        "{past:?}"
+    );
     let invalid = run(
         &s,
         &tags(&[("auto-restart-protection", "yes"), (hold, "next friday")]),
     );
-    assert_eq!(next_phase(&invalid), Some((Phase::WaitAvailable, Duration::ZERO)));
+    assert_eq!(
+        next_phase(&invalid),
+        Some((Phase::WaitAvailable, Duration::ZERO))
+    );
     assert!(
-        invalid.action().contains("'next friday', not an ISO 8601 date"),
+        invalid
+            .action()
+            .contains("'next friday', not an ISO 8601 date"),
         "the step says why: {invalid:?}"
     );
     let recheck = run(

@@ -56,7 +56,10 @@ async fn a_hold_in_the_past_protects_as_usual(db: TestDb) {
         .await;
     let execution = w.event("RDS-EVENT-0154", "db-instance", "was-held").await;
     let (status, outcome, _) = w.finished(&execution).await;
-    assert_eq!((status.as_str(), outcome.as_str()), ("succeeded", "stopped"));
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("succeeded", "stopped")
+    );
     let steps = w.steps(&execution).await;
     assert!(
         steps[0].contains(&format!("the hold ended {ended}")),
@@ -73,7 +76,10 @@ async fn a_hold_that_is_not_a_date_protects_as_usual_and_says_why(db: TestDb) {
         .await;
     let execution = w.event("RDS-EVENT-0154", "db-instance", "typo").await;
     let (status, outcome, _) = w.finished(&execution).await;
-    assert_eq!((status.as_str(), outcome.as_str()), ("succeeded", "stopped"));
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("succeeded", "stopped")
+    );
     let steps = w.steps(&execution).await;
     assert!(
         steps[0].contains(&format!(
@@ -101,7 +107,10 @@ async fn a_hold_set_while_waiting_prevents_the_stop(db: TestDb) {
         .await;
     let (status, outcome, reason) = w.finished(&execution).await;
     assert_eq!((status.as_str(), outcome.as_str()), ("skipped", "held"));
-    assert!(reason.starts_with(&format!("held until {until}")), "{reason}");
+    assert!(
+        reason.starts_with(&format!("held until {until}")),
+        "{reason}"
+    );
     assert_eq!(w.count_calls_for("late-hold", "StopDBInstance").await, 0);
     assert_eq!(w.instance_status("late-hold").await, "available");
 }

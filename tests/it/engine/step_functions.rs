@@ -464,8 +464,11 @@ async fn a_held_database_never_starts_the_state_machine(db: TestDb) {
     let until = (chrono::Utc::now() + chrono::Duration::days(1))
         .format("%Y-%m-%d")
         .to_string();
-    w.create_instance("held-sfn", &[PROTECTED[0], ("auto-restart-protection-hold-until", &until)])
-        .await;
+    w.create_instance(
+        "held-sfn",
+        &[PROTECTED[0], ("auto-restart-protection-hold-until", &until)],
+    )
+    .await;
     let execution = w.event("RDS-EVENT-0154", "db-instance", "held-sfn").await;
     let (status, outcome, _) = w.finished(&execution).await;
     assert_eq!((status.as_str(), outcome.as_str()), ("skipped", "held"));

@@ -341,7 +341,10 @@ async fn console_in_a_real_browser() {
         aws.add(&arn("db", id), "available", tags);
     }
     aws.add(&arn("cluster", "billing"), "available", PROTECTED);
-    let hold = [PROTECTED[0], ("auto-restart-protection-hold-until", "2999-01-31")];
+    let hold = [
+        PROTECTED[0],
+        ("auto-restart-protection-hold-until", "2999-01-31"),
+    ];
     aws.add(&arn("db", HELD), "available", &hold);
     aws.add(&arn("cluster", FAILED), "storage-full", PROTECTED);
     // Never becomes available: its run stays active, to be cancelled.
