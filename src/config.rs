@@ -233,6 +233,14 @@ pub struct EngineConfig {
     #[arg(long, env = "RESTOP_TAG_VALUE", default_value = "yes")]
     pub tag_value: String,
 
+    /// Tag key whose ISO 8601 date lets forced starts of a protected database run until then.
+    #[arg(
+        long,
+        env = "RESTOP_HOLD_TAG_KEY",
+        default_value = "auto-restart-protection-hold-until"
+    )]
+    pub hold_tag_key: String,
+
     /// How often to look at a database while waiting for it (at least 1s).
     #[arg(long, env = "RESTOP_POLL_INTERVAL", default_value = "5m", value_parser = parse_duration)]
     pub poll_interval: Duration,

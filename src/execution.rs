@@ -140,6 +140,8 @@ text_enum! {
         /// whatever runs now was started deliberately.
         Superseded = "superseded",
         Error = "error",
+        /// Protected, but its owner's hold tag lets forced starts run until a date.
+        Held = "held",
     }
 }
 
@@ -152,7 +154,8 @@ impl Outcome {
             | Self::NotStoppable
             | Self::Unsupported
             | Self::Expired
-            | Self::Superseded => Status::Skipped,
+            | Self::Superseded
+            | Self::Held => Status::Skipped,
             Self::Cancelled => Status::Cancelled,
             Self::Timeout | Self::AccessDenied | Self::Error => Status::Failed,
         }

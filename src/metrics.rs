@@ -714,6 +714,7 @@ mod tests {
         for line in [
             "restop_executions_finished_total{status=\"succeeded\",outcome=\"stopped\"} 0",
             "restop_executions_finished_total{status=\"skipped\",outcome=\"expired\"} 0",
+            "restop_executions_finished_total{status=\"skipped\",outcome=\"held\"} 0",
             "restop_executions_finished_total{status=\"failed\",outcome=\"error\"} 0",
             "restop_notifications_total{result=\"failed\"} 0",
             "restop_catchup_sweeps_total{result=\"failed\"} 0",

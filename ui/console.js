@@ -12,7 +12,7 @@ const PAGE_SIZE = 25;
 const STATUSES = ['pending', 'running', 'succeeded', 'failed', 'cancelled', 'skipped'];
 const OUTCOMES = ['stopped', 'already_stopped', 'gone', 'not_protected', 'not_stoppable',
   'dry_run', 'timeout', 'access_denied', 'cancelled', 'unsupported', 'expired',
-  'superseded', 'error'];
+  'superseded', 'error', 'held'];
 const TRIGGERS = ['sns', 'manual', 'catchup'];
 const MESSAGE_TYPES = ['Notification', 'SubscriptionConfirmation', 'UnsubscribeConfirmation'];
 const DISPOSITIONS = ['accepted', 'ignored', 'wakeup', 'confirming', 'confirmed',
@@ -424,7 +424,21 @@ function resourceCell(e) {
 
 // ---- summary -----------------------------------------------------------------------------------
 
-function summarySection(summary) {
+// Databases whose newest `held` run's hold has not ended yet: the engine writes the reason
+// as "held until <RFC 3339 time> (tag ...)".
+function heldDatabases(executions, now = Date.now()) {
+  const seen = new Set();
+  const held = [];
+  for (const e of executions) {
+    if (seen.has(e.resource_arn)) continue;
+    seen.add(e.resource_arn);
+    const until = /^held until (\S+)/.exec(e.reason || '');
+    if (until && Date.parse(until[1]) > now) held.push({ execution: e, until: until[1] });
+  }
+  return held;
+}
+
+function summarySection(summary, held = []) {
   const cards = summary.windows.map((w) => {
     const s = w.by_status;
     const outcomes = OUTCOMES.filter((o) => w.by_outcome[o] > 0);
@@ -454,7 +468,14 @@ function summarySection(summary) {
         ' ', badge('outcome', e.outcome), ' ', when(e.finished_at || e.created_at),
         e.reason ? h('span', { class: 'reason small', text: e.reason }) : null))),
       h('p', { class: 'small' }, h('a', { href: `#/executions${query({ status: 'failed', since: summary.windows[0].since })}`, text: 'All failures of the last 7 days' }))]);
-  return h('div', { class: 'summary', role: 'region', 'aria-label': 'Summary' }, cards, active, attention);
+  const holds = h('section', { class: 'card stat held', 'aria-labelledby': 'held-now' },
+    h('h2', { id: 'held-now', text: 'Held' }),
+    held.length === 0
+      ? h('p', { class: 'small muted', text: 'No database is held.' })
+      : h('ul', { class: 'failures', 'aria-label': 'Held databases' }, held.map(({ execution: e, until }) => h('li', {},
+        h('a', { href: `#/executions/${encodeURIComponent(e.id)}`, text: e.resource_id }),
+        ' ', badge('outcome', e.outcome), ' until ', when(until)))));
+  return h('div', { class: 'summary', role: 'region', 'aria-label': 'Summary' }, cards, active, attention, holds);
 }
 
 /** "4 succeeded · 1 failed · 1 active": the statuses that occurred, in a fixed order. */
@@ -500,16 +521,18 @@ function executionsView(main, params) {
   let shownSummary = '';
   let shownList = '';
   const load = () => guarded(listBox, async (current) => {
-    const [summary, page] = await Promise.all([
+    const [summary, page, heldRuns] = await Promise.all([
       api('/v1/summary'),
       api(`/v1/executions${query({ ...filters, limit: String(PAGE_SIZE), cursor: pages[pages.length - 1] })}`),
+      api(`/v1/executions${query({ outcome: 'held', limit: '100' })}`),
     ]);
+    const held = heldDatabases(heldRuns.items);
     if (!current()) return;
     // Re-render only what changed, so a refresh does not move focus or scroll.
-    const summaryKey = JSON.stringify({ ...summary, generated_at: null, windows: summary.windows.map((w) => ({ ...w, since: null })) });
+    const summaryKey = JSON.stringify({ ...summary, generated_at: null, windows: summary.windows.map((w) => ({ ...w, since: null })), held });
     if (summaryKey !== shownSummary) {
       shownSummary = summaryKey;
-      summaryBox.replaceChildren(summarySection(summary));
+      summaryBox.replaceChildren(summarySection(summary, held));
     }
     const listKey = JSON.stringify(page) + pages.length;
     if (listKey !== shownList) {

@@ -2,8 +2,13 @@
 //! said, and how much time has passed, what happens next. No I/O, no clock: the worker
 //! gathers the inputs and carries out the decision.
 
+pub mod hold;
+
 use std::time::Duration;
 
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use self::hold::{Hold, hold_rule};
 use crate::aws::arn::ResourceKind;
 use crate::aws::{AwsFailure, ResourceFacts, StateMachineRun};
 use crate::execution::{Outcome, Phase};
@@ -47,6 +52,8 @@ pub const WAIT_STOPPED_POLL: Duration = Duration::from_secs(30);
 pub struct Policy {
     pub tag_key: String,
     pub tag_value: String,
+    /// The tag whose date lets forced starts of a protected database run until then.
+    pub hold_tag_key: String,
     pub poll_interval: Duration,
     pub start_grace: Duration,
     pub retry_base: Duration,
@@ -80,6 +87,8 @@ pub struct Situation {
     pub past_deadline: bool,
     /// Consecutive transient failures so far.
     pub retries: u32,
+    /// The time of this step (a hold is compared with it).
+    pub now: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -169,18 +178,26 @@ fn decide_ignoring_deadline(
         (Phase::CheckProtection, Observation::ProtectionSkipped) => {
             after_protection(s, "tag check skipped by request")
         }
-        (Phase::CheckProtection, Observation::Tags(tags)) => match protection(tags, policy) {
-            Ok(()) => after_protection(s, "protected"),
-            Err(reason) => Decision::finish(Outcome::NotProtected, reason),
-        },
-        // The wait can last hours: the tag may have been removed meanwhile.
-        (Phase::RecheckProtection, Observation::Tags(tags)) => match protection(tags, policy) {
-            Ok(()) => Decision::go(Phase::Stop, Duration::ZERO, "still protected: stop it"),
-            Err(reason) => Decision::finish(
-                Outcome::NotProtected,
-                format!("{reason} any more (removed while waiting)"),
-            ),
-        },
+        (Phase::CheckProtection, Observation::Tags(tags)) => {
+            match protection(tags, policy, s.now) {
+                Protection::Protected(why) => after_protection(s, &why),
+                Protection::Held(reason) => Decision::finish(Outcome::Held, reason),
+                Protection::Not(reason) => Decision::finish(Outcome::NotProtected, reason),
+            }
+        }
+        // The wait can last hours: the tag may have been removed, or a hold set, meanwhile.
+        (Phase::RecheckProtection, Observation::Tags(tags)) => {
+            match protection(tags, policy, s.now) {
+                Protection::Protected(why) => {
+                    Decision::go(Phase::Stop, Duration::ZERO, format!("still {why}: stop it"))
+                }
+                Protection::Held(reason) => Decision::finish(Outcome::Held, reason),
+                Protection::Not(reason) => Decision::finish(
+                    Outcome::NotProtected,
+                    format!("{reason} any more (removed while waiting)"),
+                ),
+            }
+        }
         (Phase::RecheckProtection, Observation::ProtectionSkipped) => Decision::go(
             Phase::Stop,
             Duration::ZERO,
@@ -209,14 +226,44 @@ fn decide_ignoring_deadline(
     }
 }
 
-/// Whether the tags protect the resource; if not, why.
-pub fn protection(tags: &[(String, String)], policy: &Policy) -> Result<(), String> {
-    tag_rule(
+/// What the tags say of a resource, with the words recorded for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Protection {
+    /// Stop it; why (a hold that is over or not a date is named).
+    Protected(String),
+    /// Protected, but held: let the forced start run.
+    Held(String),
+    /// Not protected: why.
+    Not(String),
+}
+
+/// What the tags say of the resource as of `now`.
+pub fn protection(tags: &[(String, String)], policy: &Policy, now: DateTime<Utc>) -> Protection {
+    let pairs = || {
         tags.iter()
-            .map(|(key, value)| (key.as_str(), value.as_str())),
-        &policy.tag_key,
-        &policy.tag_value,
-    )
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+    };
+    if let Err(reason) = tag_rule(pairs(), &policy.tag_key, &policy.tag_value) {
+        return Protection::Not(reason);
+    }
+    let key = &policy.hold_tag_key;
+    match hold_rule(pairs(), key, now) {
+        Hold::None => Protection::Protected("protected".into()),
+        Hold::Until(until) => {
+            Protection::Held(format!("held until {} (tag {key})", hold_end(until)))
+        }
+        Hold::Over(until) => {
+            Protection::Protected(format!("protected (the hold ended {})", hold_end(until)))
+        }
+        Hold::Invalid(value) => Protection::Protected(format!(
+            "protected (tag {key} is '{value}', not an ISO 8601 date or date-time: no hold)"
+        )),
+    }
+}
+
+/// A hold's end as the reason names it (the console reads it back).
+fn hold_end(until: DateTime<Utc>) -> String {
+    until.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
 /// The tag rule, for the engine and `restop doctor` alike: the first tag with exactly

@@ -682,6 +682,7 @@ impl Engine {
             since_event: (now - job.event_at).to_std().unwrap_or_default(),
             past_deadline: now >= job.deadline_at,
             retries: job.retries,
+            now,
         };
         let decision = decide(
             &situation,

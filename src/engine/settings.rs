@@ -34,6 +34,7 @@ impl EngineSettings {
             policy: Policy {
                 tag_key: config.tag_key.clone(),
                 tag_value: config.tag_value.clone(),
+                hold_tag_key: config.hold_tag_key.clone(),
                 poll_interval: config.poll_interval,
                 start_grace: config.start_grace,
                 retry_base: Duration::from_secs(2).min(config.poll_interval),

@@ -164,6 +164,10 @@ await test('signing in shows the summary and the executions, newest first', asyn
   await summary.getByText(`${scenario.seeded} runs`).first().waitFor();
   await summary.getByRole('link', { name: scenario.failed }).waitFor();
   assert.match(await summary.textContent(), /Active now\s*1/);
+  // Held databases, and until when (a date's hold ends at the next midnight, UTC).
+  const held = summary.getByRole('list', { name: 'Held databases' });
+  await held.getByRole('link', { name: scenario.held }).waitFor();
+  assert.equal(await held.locator('time').getAttribute('datetime'), '2999-02-01T00:00:00Z');
   // The token is kept in this tab only, never in a URL.
   assert.equal(await page.evaluate(() => sessionStorage.getItem('restop.api-token')), token);
   assert.equal(await page.evaluate(() => localStorage.length), 0);

@@ -1,4 +1,6 @@
 use super::*;
+use chrono::DateTime;
+
 use crate::execution::Status;
 
 const MIN: Duration = Duration::from_secs(60);
@@ -7,6 +9,7 @@ fn policy() -> Policy {
     Policy {
         tag_key: "auto-restart-protection".into(),
         tag_value: "yes".into(),
+        hold_tag_key: "auto-restart-protection-hold-until".into(),
         poll_interval: 5 * MIN,
         start_grace: 15 * MIN,
         retry_base: Duration::from_secs(2),
@@ -28,6 +31,9 @@ fn situation(phase: Phase) -> Situation {
         since_event: MIN,
         past_deadline: false,
         retries: 0,
+        now: DateTime::parse_from_rfc3339("2026-12-03T12:00:00Z")
+            .unwrap()
+            .to_utc(),
     }
 }
 
@@ -640,4 +646,68 @@ fn available_right_after_the_stop_call_is_stopped_again() {
         )),
         Some((Phase::WaitAvailable, policy().poll_interval))
     );
+}
+
+#[test]
+fn a_hold_in_the_future_lets_the_forced_start_run() {
+    let hold = "auto-restart-protection-hold-until";
+    for phase in [Phase::CheckProtection, Phase::RecheckProtection] {
+        let s = situation(phase);
+        let d = run(
+            &s,
+            &tags(&[("auto-restart-protection", "yes"), (hold, "2026-12-05")]),
+        );
+        assert_eq!(
+            d,
+            Decision::Finish {
+                outcome: Outcome::Held,
+                reason: format!("held until 2026-12-06T00:00:00Z (tag {hold})"),
+            },
+            "{phase}"
+        );
+        assert_eq!(Outcome::Held.status(), Status::Skipped);
+        // The hold needs the protection tag: without it, not protected.
+        let d = run(&s, &tags(&[(hold, "2026-12-05")]));
+        assert_eq!(outcome(&d), Some(Outcome::NotProtected), "{phase}");
+    }
+}
+
+#[test]
+fn a_hold_that_is_over_or_not_a_date_protects_as_usual() {
+    let hold = "auto-restart-protection-hold-until";
+    let s = situation(Phase::CheckProtection);
+    let past = run(
+        &s,
+        &tags(&[
+            ("auto-restart-protection", "yes"),
+            (hold, "2026-12-03T11:59:59Z"),
+        ]),
+    );
+    assert_eq!(
+        next_phase(&past),
+        Some((Phase::WaitAvailable, Duration::ZERO))
+    );
+    assert!(
+        past.action().contains("hold ended 2026-12-03T11:59:59Z"),
+        "{past:?}"
+    );
+    let invalid = run(
+        &s,
+        &tags(&[("auto-restart-protection", "yes"), (hold, "next friday")]),
+    );
+    assert_eq!(
+        next_phase(&invalid),
+        Some((Phase::WaitAvailable, Duration::ZERO))
+    );
+    assert!(
+        invalid
+            .action()
+            .contains("'next friday', not an ISO 8601 date"),
+        "the step says why: {invalid:?}"
+    );
+    let recheck = run(
+        &situation(Phase::RecheckProtection),
+        &tags(&[("auto-restart-protection", "yes"), (hold, "next friday")]),
+    );
+    assert_eq!(next_phase(&recheck), Some((Phase::Stop, Duration::ZERO)));
 }

@@ -4,6 +4,7 @@ mod accounts;
 mod catchup;
 mod durability;
 mod forced_start;
+mod holds;
 mod internal_mode;
 mod notify_formats;
 mod replicas;

@@ -25,6 +25,7 @@ on_both_backends!(
     a_state_machine_run_past_the_deadline_is_stopped,
     step_functions_redelivery_is_the_same_execution,
     unprotected_resources_never_start_the_state_machine,
+    a_held_database_never_starts_the_state_machine,
     a_read_replica_is_reported_not_stoppable_by_the_state_machine,
     throttling_is_retried_by_the_state_machine,
     dry_run_in_step_functions_mode_never_stops,
@@ -476,4 +477,24 @@ fn member_account_tasks_use_the_role_in_the_input() {
         targets("DryRunOrStop"),
         ["StopClusterAsMember", "StopInstanceAsMember"]
     );
+}
+
+async fn a_held_database_never_starts_the_state_machine(db: TestDb) {
+    let Some(w) = world(db, true, |_| {}).await else {
+        return;
+    };
+    let until = (chrono::Utc::now() + chrono::Duration::days(1))
+        .format("%Y-%m-%d")
+        .to_string();
+    w.create_instance(
+        "held-sfn",
+        &[PROTECTED[0], ("auto-restart-protection-hold-until", &until)],
+    )
+    .await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "held-sfn").await;
+    let (status, outcome, _) = w.finished(&execution).await;
+    assert_eq!((status.as_str(), outcome.as_str()), ("skipped", "held"));
+    assert_eq!(w.column(&execution, "sfn_execution_arn").await, None);
+    assert_eq!(w.moto.count_calls("StartExecution").await, 0);
+    assert_eq!(w.instance_status("held-sfn").await, "available");
 }

@@ -321,6 +321,8 @@ const FAILED: &str = "analytics";
 const DRY_RUN: &str = "archive";
 const ACTIVE: &str = "warehouse";
 const DRY_RUN_TARGET: &str = "payments";
+/// Protected, with a hold that ends in 2999: its forced start is let run.
+const HELD: &str = "vacation";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_in_a_real_browser() {
@@ -339,6 +341,11 @@ async fn console_in_a_real_browser() {
         aws.add(&arn("db", id), "available", tags);
     }
     aws.add(&arn("cluster", "billing"), "available", PROTECTED);
+    let hold = [
+        PROTECTED[0],
+        ("auto-restart-protection-hold-until", "2999-01-31"),
+    ];
+    aws.add(&arn("db", HELD), "available", &hold);
     aws.add(&arn("cluster", FAILED), "storage-full", PROTECTED);
     // Never becomes available: its run stays active, to be cancelled.
     aws.add(&arn("db", ACTIVE), "starting", PROTECTED);
@@ -358,6 +365,7 @@ async fn console_in_a_real_browser() {
         json!({"resource_arn": arn("db", NOT_PROTECTED)}),
         json!({"resource_arn": arn("cluster", FAILED)}),
         json!({"db_instance_identifier": DRY_RUN, "region": "us-east-1", "dry_run": true}),
+        json!({"resource_arn": arn("db", HELD)}),
     ] {
         runs.push(app.trigger(body).await);
     }
@@ -390,6 +398,7 @@ async fn console_in_a_real_browser() {
         "dry_run": DRY_RUN,
         "active": ACTIVE,
         "dry_run_target": DRY_RUN_TARGET,
+        "held": HELD,
     });
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let screenshots = root.join("target/console-screenshots");

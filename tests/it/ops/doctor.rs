@@ -599,3 +599,50 @@ async fn a_missing_sqlite_file_is_not_created() {
 }
 
 on_both_backends!(the_database_check_changes_nothing);
+
+#[tokio::test]
+async fn a_hold_tag_that_is_not_a_date_warns_naming_the_database() {
+    let Some(setup) = Setup::correct().await else {
+        return;
+    };
+    let rds = setup.moto.rds().await;
+    let hold = |value: &str| {
+        aws_sdk_rds::types::Tag::builder()
+            .key("auto-restart-protection-hold-until")
+            .value(value)
+            .build()
+    };
+    new_instance(&rds, "typo")
+        .tags(protected_tag())
+        .tags(hold("next friday"))
+        .send()
+        .await
+        .unwrap();
+    new_instance(&rds, "held")
+        .tags(protected_tag())
+        .tags(hold("2999-01-31T12:00:00+01:00"))
+        .send()
+        .await
+        .unwrap();
+    let report = setup.examine().await;
+    assert!(report.ok, "a warning only: {}", report.text());
+    let protected = format!("protected {}", place(ACCOUNT));
+    assert_eq!(
+        statuses(&report, CheckStatus::Warn),
+        [protected.as_str()],
+        "{}",
+        report.text()
+    );
+    let detail = detail(&report, &protected);
+    assert!(
+        detail.contains(
+            "instance typo: tag auto-restart-protection-hold-until is 'next friday', not an \
+             ISO 8601 date"
+        ),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("held: instance held until 2999-01-31T11:00:00+00:00"),
+        "{detail}"
+    );
+}
