@@ -662,6 +662,7 @@ fn a_hold_in_the_future_lets_the_forced_start_run() {
             Decision::Finish {
                 outcome: Outcome::Held,
                 reason: format!("held until 2026-12-06T00:00:00Z (tag {hold})"),
+                note: None,
             },
             "{phase}"
         );
