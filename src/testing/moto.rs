@@ -69,8 +69,22 @@ impl Moto {
         }
     }
 
+    /// What restop is given: AWS calls that end within 5 s, so tests of slow answers are quick.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        SdkAws::loader(std::time::Duration::from_secs(5))
+        self.config_with_timeout(std::time::Duration::from_secs(5))
+            .await
+    }
+
+    /// What a test's own set-up and inspection clients use: on a loaded machine moto may take
+    /// longer than restop's 5 s to create a state machine, and a set-up call that times out
+    /// fails a test that has not started yet.
+    async fn setup_config(&self) -> aws_config::SdkConfig {
+        self.config_with_timeout(std::time::Duration::from_secs(60))
+            .await
+    }
+
+    async fn config_with_timeout(&self, timeout: std::time::Duration) -> aws_config::SdkConfig {
+        SdkAws::loader(timeout)
             .endpoint_url(&self.url)
             .region(Region::new(REGION))
             .credentials_provider(Credentials::new("test", "test", None, None, "moto"))
@@ -91,7 +105,7 @@ impl Moto {
     /// An RDS client acting in `account` through its `restop-member` role (moto grants
     /// every AssumeRole; what the credentials create lives in that account).
     pub async fn rds_in(&self, account: &str) -> aws_sdk_rds::Client {
-        let base = self.sdk_config().await;
+        let base = self.setup_config().await;
         let assumed = aws_sdk_sts::Client::new(&base)
             .assume_role()
             .role_arn(format!("arn:aws:iam::{account}:role/restop-member"))
@@ -116,12 +130,12 @@ impl Moto {
 
     /// An RDS client for setting up and inspecting resources.
     pub async fn rds(&self) -> aws_sdk_rds::Client {
-        aws_sdk_rds::Client::new(&self.sdk_config().await)
+        aws_sdk_rds::Client::new(&self.setup_config().await)
     }
 
     /// A Step Functions client for setting up and inspecting state machines.
     pub async fn sfn(&self) -> aws_sdk_sfn::Client {
-        aws_sdk_sfn::Client::new(&self.sdk_config().await)
+        aws_sdk_sfn::Client::new(&self.setup_config().await)
     }
 
     /// Turns on moto's Step Functions interpreter: executions then really run (Wait states
@@ -255,7 +269,7 @@ impl Moto {
 
     /// An SNS client for setting up topics.
     pub async fn sns(&self) -> aws_sdk_sns::Client {
-        aws_sdk_sns::Client::new(&self.sdk_config().await)
+        aws_sdk_sns::Client::new(&self.setup_config().await)
     }
 
     pub async fn calls_for(&self, resource: &str) -> Vec<String> {
