@@ -31,11 +31,37 @@ pub(super) fn checks(
             attribute("FilterPolicyScope"),
         ),
         raw_delivery(topic, attribute("RawMessageDelivery") == Some("true")),
+        confirmation(topic, attribute("ConfirmationWasAuthenticated")),
         delivery_policy(
             topic,
             attribute("DeliveryPolicy").or(attribute("EffectiveDeliveryPolicy")),
         ),
     ]
+}
+
+/// How the subscription was confirmed (`ConfirmationWasAuthenticated`): a confirmation by
+/// SubscribeURL lets anyone holding the subscription's ARN unsubscribe restop.
+fn confirmation(topic: &TopicArn, authenticated: Option<&str>) -> Check {
+    let name = format!("confirmation {}", topic.as_str());
+    match authenticated {
+        Some("true") => Check::new(
+            name,
+            CheckStatus::Ok,
+            "confirmed with the SNS API: only the topic's owner can unsubscribe it",
+        ),
+        Some(_) => Check::new(
+            name,
+            CheckStatus::Warn,
+            "confirmed by visiting its SubscribeURL: anyone holding its ARN can unsubscribe \
+             it; grant restop sns:ConfirmSubscription on the topic, then subscribe again (or \
+             confirm with aws sns confirm-subscription --authenticate-on-unsubscribe true)",
+        ),
+        None => Check::new(
+            name,
+            CheckStatus::Warn,
+            "SNS did not say how it was confirmed (no ConfirmationWasAuthenticated)",
+        ),
+    }
 }
 
 fn filter_policy(
@@ -220,5 +246,16 @@ mod tests {
             "backoffFunction": "exponential"}});
         assert_eq!(retry_window_seconds(&kit), Some(3420));
         assert_eq!(retry_window_seconds(&json!({"throttlePolicy": {}})), None);
+    }
+
+    #[test]
+    fn a_subscription_confirmed_by_its_url_is_a_warning() {
+        let topic: TopicArn = "arn:aws:sns:us-east-1:123456789012:rds-events"
+            .parse()
+            .unwrap();
+        assert_eq!(confirmation(&topic, Some("true")).status, CheckStatus::Ok);
+        for unprotected in [Some("false"), None] {
+            assert_eq!(confirmation(&topic, unprotected).status, CheckStatus::Warn);
+        }
     }
 }

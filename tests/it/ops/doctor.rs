@@ -202,6 +202,7 @@ async fn a_correct_set_up_passes_every_check() {
         format!("subscription {TOPIC}"),
         format!("filter_policy {TOPIC}"),
         format!("raw_delivery {TOPIC}"),
+        format!("confirmation {TOPIC}"),
         format!("delivery_policy {TOPIC}"),
     ];
     for account in [ACCOUNT, MEMBER] {

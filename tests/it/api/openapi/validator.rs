@@ -388,7 +388,8 @@ fn other_answers_conform() {
         "last_error": null,
         "first_seen_at": "2026-11-20T09:00:02.114400Z",
         "updated_at": "2026-11-20T09:00:02.114400Z",
-        "confirmed_at": null
+        "confirmed_at": null,
+        "confirmed_with": null
     }]});
     check(
         "GET",
