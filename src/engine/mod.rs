@@ -463,7 +463,7 @@ impl Engine {
             self.settings
                 .state_machine_arn
                 .as_ref()
-                .map(|machine| machine.execution(&run_name(job)))
+                .map(|machine| machine.execution(&run_name(job, self.dry_run(job))))
         });
         let result = match &arn {
             Some(arn) => {
@@ -644,12 +644,12 @@ impl Engine {
             message_id: job.message_id.as_deref(),
             execution_id: &job.id,
             role_arn: self.aws.member_role(&resource.account, &resource.partition),
-            dry_run: job.dry_run || self.settings.dry_run,
+            dry_run: self.dry_run(job),
             poll_interval_seconds: self.settings.policy.poll_interval.as_secs().max(1),
             start_grace_seconds: self.settings.policy.start_grace.as_secs(),
         };
         let input = serde_json::to_string(&input).expect("the input serialises");
-        let name = run_name(job);
+        let name = run_name(job, self.dry_run(job));
         match self
             .aws
             .start_state_machine(state_machine, &name, &input)
@@ -658,6 +658,11 @@ impl Engine {
             Ok(execution_arn) => Observation::StateMachineStarted { execution_arn },
             Err(e) => Observation::Failed(e),
         }
+    }
+
+    /// Whether the job only rehearses (its own flag, or RESTOP_DRY_RUN).
+    fn dry_run(&self, job: &Job) -> bool {
+        job.dry_run || self.settings.dry_run
     }
 
     /// Turns an observation into the step to record and the job's next state.
@@ -794,10 +799,20 @@ fn on_the_grid(at: DateTime<Utc>, grid: Duration) -> DateTime<Utc> {
 }
 
 /// The name of a job's state machine run: from the SNS MessageId, so that a redelivery is
-/// the same run, or from the execution's id.
-fn run_name(job: &Job) -> String {
-    state_machine_execution_name(job.message_id.as_deref().unwrap_or(&job.id))
+/// the same run, or from the execution's id. A dry run's run has a name of its own: once
+/// the job is upgraded to a real run, its real run must not find (and adopt) the dry one.
+fn run_name(job: &Job, dry_run: bool) -> String {
+    let base = job.message_id.as_deref().unwrap_or(&job.id);
+    if dry_run {
+        let mut name = state_machine_execution_name(base);
+        name.truncate(80 - DRY_RUN_SUFFIX.len());
+        name + DRY_RUN_SUFFIX
+    } else {
+        state_machine_execution_name(base)
+    }
 }
+
+const DRY_RUN_SUFFIX: &str = "-dry-run";
 
 /// Step Functions execution names: 1-80 of `[0-9A-Za-z_-]`. An SNS MessageId (a UUID)
 /// already fits; anything else is reduced to fit, so a redelivery maps to the same name.

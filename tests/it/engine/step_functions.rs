@@ -30,6 +30,7 @@ on_both_backends!(
     throttling_is_retried_by_the_state_machine,
     dry_run_in_step_functions_mode_never_stops,
     a_run_that_restop_stops_following_is_stopped,
+    an_upgraded_dry_run_starts_a_real_run_of_its_own,
 );
 
 async fn cancel_stops_the_state_machine_run(db: TestDb) {
@@ -407,6 +408,43 @@ async fn a_run_that_restop_stops_following_is_stopped(db: TestDb) {
         ("failed", "access_denied")
     );
     wait_for_run(&w, &run, "ABORTED").await;
+}
+
+/// A manual dry run's state machine run, then a real trigger upgrades the job: the real
+/// run is a new one (with `dryRun: false`), not the dry run's adopted.
+async fn an_upgraded_dry_run_starts_a_real_run_of_its_own(db: TestDb) {
+    // Without the interpreter the dry run's run stays RUNNING.
+    let Some(w) = world(db, false, |_| {}).await else {
+        return;
+    };
+    w.create_instance("upgraded", PROTECTED).await;
+    let arn = instance_arn("upgraded");
+    let (status, body) = w
+        .trigger(json!({"resource_arn": arn, "dry_run": true}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let execution = body["id"].as_str().unwrap().to_owned();
+    let dry_run = w.sfn_execution(&execution).await;
+    assert_eq!(w.run_input(&execution).await["dryRun"], true);
+    let (status, body) = w.trigger(json!({"resource_arn": arn})).await;
+    assert_eq!(status, 200, "{body}");
+    let mut real = None;
+    for _ in 0..100 {
+        real = w
+            .column(&execution, "sfn_execution_arn")
+            .await
+            .filter(|run| *run != dry_run);
+        if real.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        real.is_some(),
+        "the upgraded job kept the dry run's run; steps: {:?}",
+        w.steps(&execution).await
+    );
+    assert_eq!(w.run_input(&execution).await["dryRun"], false);
 }
 
 /// Waits until moto reports the state machine run as `status`.
