@@ -408,7 +408,7 @@ impl Engine {
             self.settings
                 .state_machine_arn
                 .as_ref()
-                .map(|machine| machine.execution(&run_name(job)))
+                .map(|machine| machine.execution(&run_name(job, self.dry_run(job))))
         }) else {
             return;
         };
