@@ -127,8 +127,8 @@ pub trait ExecutionStore: Send + Sync {
     ) -> Result<Cancelled, StoreError>;
 
     /// Makes the active execution of `resource_arn` that waits for `available` (then with
-    /// short polls after that) or for `stopped` look at its database at once. Returns its
-    /// id, if there is one.
+    /// short polls after that) or for `stopped` look at its database at once; not one
+    /// waiting out a stop RDS refused. Returns its id, if there is one.
     async fn wake(
         &self,
         resource_arn: &str,

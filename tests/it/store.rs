@@ -15,6 +15,7 @@ use crate::support::events::accept_event;
 on_both_backends!(
     retention_deletes_old_ignored_messages_and_finished_executions,
     the_v1_filters_are_served_by_indexes,
+    a_wake_up_does_not_cut_short_the_wait_after_a_refused_stop,
 );
 
 async fn store(db: &TestDb) -> Arc<dyn Store> {
@@ -178,4 +179,36 @@ async fn the_v1_filters_are_served_by_indexes(db: TestDb) {
             "{sql} scans the table:\n{plan}"
         );
     }
+}
+
+/// Each member instance of an Aurora cluster announces its start: if those wake-ups cut
+/// short the wait after RDS refused a stop, the cluster's three refusals could all come
+/// within minutes and it would run for a week as `not_stoppable` (review L6).
+async fn a_wake_up_does_not_cut_short_the_wait_after_a_refused_stop(db: TestDb) {
+    let store = store(&db).await;
+    let arn = "arn:aws:rds:us-east-1:123456789012:cluster:members";
+    let id = accept_event(&store, arn).await;
+    let waiting = |refusals: u32, phase: &str| {
+        format!(
+            "UPDATE executions SET status = 'running', phase = '{phase}', \
+             stop_refusals = {refusals} WHERE id = '{id}'"
+        )
+    };
+    db.execute(&waiting(0, "wait_available")).await;
+    assert_eq!(
+        store.wake(arn, Utc::now()).await.unwrap().as_deref(),
+        Some(id.as_str())
+    );
+    db.execute(&waiting(1, "wait_available")).await;
+    assert_eq!(
+        store.wake(arn, Utc::now()).await.unwrap(),
+        None,
+        "woken after a refusal"
+    );
+    // Once the stop was accepted, a stop or start event may still end the wait at once.
+    db.execute(&waiting(1, "wait_stopped")).await;
+    assert_eq!(
+        store.wake(arn, Utc::now()).await.unwrap().as_deref(),
+        Some(id.as_str())
+    );
 }

@@ -69,13 +69,15 @@ const CANCEL: &str = "
 const SELECT_ID: &str = "SELECT id FROM executions WHERE id = $1";
 
 /// Waiting for `available`: look now, then poll quickly. Waiting for `stopped`: look now
-/// (a start or stop event may end the wait, see `decide`).
+/// (a start or stop event may end the wait, see `decide`). Not after RDS refused a stop:
+/// the refusal's backoff stands, or the start events of an Aurora cluster's members could
+/// use up its refusal budget (`decide`'s `MAX_STOP_REFUSALS`) within minutes.
 const WAKE: &str = "
     UPDATE executions SET next_run_at = $2, wakes = wakes + 1,
         wake_polls = CASE WHEN phase = 'wait_available' THEN 1 ELSE wake_polls END,
         updated_at = $2
     WHERE resource_arn = $1 AND status IN ('pending', 'running')
-      AND phase IN ('wait_available', 'wait_stopped')
+      AND (phase = 'wait_stopped' OR (phase = 'wait_available' AND stop_refusals = 0))
     RETURNING id";
 
 const SELECT_CLUSTER_WAITING: &str = "
