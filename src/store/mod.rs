@@ -229,6 +229,10 @@ pub trait SweepStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<Sweep>, StoreError>;
 
+    /// Gives up the sweeps `owner` holds (a sweep cut short by shutdown), so that the next
+    /// restop sweeps them at once instead of after their lease; the lease token moves on.
+    async fn release_sweeps(&self, owner: &str) -> Result<(), StoreError>;
+
     /// Ends a sweep, fenced by its lease token: `Ok(until)` for a sweep that read the log
     /// up to `until`, `Err(error)` for one that failed.
     async fn complete_sweep(
