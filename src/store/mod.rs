@@ -180,6 +180,11 @@ pub trait JobStore: Send + Sync {
         lease: Duration,
     ) -> Result<Option<Job>, StoreError>;
 
+    /// Gives up the jobs `owner` still holds (steps abandoned at shutdown): another
+    /// replica or the next start takes them at once instead of after their lease, and the
+    /// abandoned claim does not count towards giving the job up. The lease token moves on.
+    async fn release_jobs(&self, owner: &str) -> Result<u64, StoreError>;
+
     /// Records that restop is about to ask RDS to stop the job's database, if the job's
     /// lease token is still current. `Ok(false)`: the job was taken over or cancelled.
     async fn record_stop_intent(&self, job: &Job, at: DateTime<Utc>) -> Result<bool, StoreError>;
