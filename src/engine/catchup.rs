@@ -94,10 +94,14 @@ impl Catchup {
             Err(e) => tracing::warn!(error = %e, "could not forget the sweeps of removed places"),
         }
         loop {
-            // Sweeps only read: one cut short by shutdown is repeated when its lease runs out.
+            // Sweeps read (and record what they find, each forced start on its own): one
+            // cut short by shutdown is given back, and the next restop repeats it at once.
             let swept = tokio::select! {
                 swept = self.round(&places) => swept,
-                _ = stop.cancelled() => return,
+                _ = stop.cancelled() => {
+                    self.release().await;
+                    return;
+                }
             };
             match swept {
                 Ok(_) => {}
@@ -219,6 +223,17 @@ impl Catchup {
         Ok(())
     }
 
+    /// Gives back the sweeps of a round cut short, within [`RELEASE_TIMEOUT`]: at worst
+    /// their leases run out.
+    async fn release(&self) {
+        let released = self.store.release_sweeps(&self.settings.owner);
+        match tokio::time::timeout(RELEASE_TIMEOUT, released).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not give back the sweeps cut short"),
+            Err(_) => tracing::warn!("giving back the sweeps cut short took too long"),
+        }
+    }
+
     async fn record(
         &self,
         resource: ResourceArn,
@@ -285,6 +300,9 @@ impl Catchup {
         Ok(())
     }
 }
+
+/// At shutdown, how long giving back a sweep cut short may take.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(1);
 
 const TOO_LATE: &str = "found in RDS's event log after RESTOP_MAX_DURATION: too late to act on";
 

@@ -56,9 +56,13 @@ const IMMEDIATE_STEPS: usize = 4;
 const MAX_CLAIMS_WITHOUT_PROGRESS: u32 = 5;
 /// At shutdown, how long a step that writes (a stop, a state machine run, a notification)
 /// may still take before it is abandoned too; reads and budget waits are abandoned at once.
-/// An abandoned step is repeated by the next owner once its lease runs out, as after a
-/// crash, so a stop never waits for the backlog or for a slow AWS.
+/// An abandoned step is given back at the end (or, if that fails, its lease runs out, as
+/// after a crash) and repeated by the next owner, so a stop never waits for the backlog or
+/// for a slow AWS.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// At shutdown, how long giving back the abandoned jobs may take.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What one round of the engine did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +139,18 @@ impl Engine {
                 _ = shutdown.cancelled() => break,
                 _ = self.wakeup.notified() => {}
                 _ = tokio::time::sleep(IDLE_TICK) => {}
+            }
+        }
+        // The round in flight has ended: what this engine still holds was abandoned.
+        let released = self.store.release_jobs(&self.settings.owner);
+        match tokio::time::timeout(RELEASE_TIMEOUT, released).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(jobs)) => tracing::info!(jobs, "abandoned jobs given back for the next owner"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not give back the abandoned jobs; their leases run out")
+            }
+            Err(_) => {
+                tracing::warn!("giving back the abandoned jobs took too long; their leases run out")
             }
         }
         tracing::info!("protection engine stopped");

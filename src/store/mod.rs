@@ -180,6 +180,11 @@ pub trait JobStore: Send + Sync {
         lease: Duration,
     ) -> Result<Option<Job>, StoreError>;
 
+    /// Gives up the jobs `owner` still holds (steps abandoned at shutdown): another
+    /// replica or the next start takes them at once instead of after their lease, and the
+    /// abandoned claim does not count towards giving the job up. The lease token moves on.
+    async fn release_jobs(&self, owner: &str) -> Result<u64, StoreError>;
+
     /// Records that restop is about to ask RDS to stop the job's database, if the job's
     /// lease token is still current. `Ok(false)`: the job was taken over or cancelled.
     async fn record_stop_intent(&self, job: &Job, at: DateTime<Utc>) -> Result<bool, StoreError>;
@@ -228,6 +233,10 @@ pub trait SweepStore: Send + Sync {
         lease: Duration,
         limit: u32,
     ) -> Result<Vec<Sweep>, StoreError>;
+
+    /// Gives up the sweeps `owner` holds (a sweep cut short by shutdown), so that the next
+    /// restop sweeps them at once instead of after their lease; the lease token moves on.
+    async fn release_sweeps(&self, owner: &str) -> Result<(), StoreError>;
 
     /// Ends a sweep, fenced by its lease token: `Ok(until)` for a sweep that read the log
     /// up to `until`, `Err(error)` for one that failed.

@@ -16,6 +16,7 @@ on_both_backends!(
     retention_deletes_old_ignored_messages_and_finished_executions,
     the_v1_filters_are_served_by_indexes,
     a_wake_up_does_not_cut_short_the_wait_after_a_refused_stop,
+    a_sweep_given_back_at_shutdown_is_due_at_once,
 );
 
 async fn store(db: &TestDb) -> Arc<dyn Store> {
@@ -211,4 +212,31 @@ async fn a_wake_up_does_not_cut_short_the_wait_after_a_refused_stop(db: TestDb) 
         store.wake(arn, Utc::now()).await.unwrap().as_deref(),
         Some(id.as_str())
     );
+}
+
+/// A sweep cut short by shutdown is given back: the next restop (or a peer) sweeps that
+/// account and region at once, not after the lease of the restop that stopped.
+async fn a_sweep_given_back_at_shutdown_is_due_at_once(db: TestDb) {
+    let store = store(&db).await;
+    let places = vec![("123456789012".to_owned(), "us-east-1".to_owned())];
+    let (now, lease) = (Utc::now(), Duration::from_secs(3600));
+    store.ensure_sweeps(&places, now).await.unwrap();
+    let claimed = store
+        .claim_sweeps("stopping", &places, now, lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let claim = |owner| store.claim_sweeps(owner, &places, now, lease, 10);
+    assert!(
+        claim("next").await.unwrap().is_empty(),
+        "leased to the first"
+    );
+    store.release_sweeps("stopping").await.unwrap();
+    assert_eq!(claim("next").await.unwrap().len(), 1, "given back");
+    // What the first one was doing can no longer complete over the new claim.
+    let stale = store
+        .complete_sweep(&claimed[0], Ok(now), now + lease, now)
+        .await
+        .unwrap();
+    assert!(!stale, "a sweep given back completed anyway");
 }

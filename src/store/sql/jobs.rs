@@ -75,6 +75,12 @@ const COMPLETE: &str = "
         lease_owner = NULL, lease_expires_at = NULL
     WHERE id = $1 AND lease_token = $2";
 
+const RELEASE: &str = "
+    UPDATE executions SET lease_owner = NULL, lease_expires_at = NULL,
+        lease_token = lease_token + 1,
+        attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END
+    WHERE lease_owner = $1";
+
 const STOP_SEEN: &str = "
     SELECT COUNT(*) FROM execution_steps
     WHERE execution_id = $1 AND step = 'wait_stopped' AND rds_status IN ('stopping', 'stopped')";
@@ -139,6 +145,11 @@ impl JobStore for SqlStore {
             .rows_affected()
             == 1;
         Ok(fenced)
+    }
+
+    async fn release_jobs(&self, owner: &str) -> Result<u64, StoreError> {
+        let released = sqlx::query(RELEASE).bind(owner).execute(&self.pool).await?;
+        Ok(released.rows_affected())
     }
 
     async fn saw_stop_take_effect(&self, id: &str) -> Result<bool, StoreError> {

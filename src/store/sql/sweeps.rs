@@ -31,6 +31,11 @@ const FAILED: &str = "
         next_run_at = $5, lease_owner = NULL, lease_expires_at = NULL
     WHERE account_id = $1 AND region = $2 AND lease_token = $3";
 
+const RELEASE: &str = "
+    UPDATE catchup_sweeps SET lease_owner = NULL, lease_expires_at = NULL,
+        lease_token = lease_token + 1
+    WHERE lease_owner = $1";
+
 /// `(account_id, region)` is one of `count` places bound from `$first` on, two
 /// placeholders each.
 fn one_of_places(first: usize, count: usize) -> String {
@@ -120,6 +125,11 @@ impl SweepStore for SqlStore {
         }
         let rows: Vec<SweepRow> = query.fetch_all(&self.pool).await?;
         Ok(rows.into_iter().map(Sweep::from).collect())
+    }
+
+    async fn release_sweeps(&self, owner: &str) -> Result<(), StoreError> {
+        sqlx::query(RELEASE).bind(owner).execute(&self.pool).await?;
+        Ok(())
     }
 
     async fn complete_sweep(

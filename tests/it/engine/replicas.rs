@@ -284,3 +284,38 @@ async fn shutdown_is_honoured_while_every_round_is_full() {
         .expect("the engine stops between rounds")
         .unwrap();
 }
+
+/// A replica that stops abandons the steps it claimed (see `ops::cli`'s SIGTERM test) and
+/// gives them back: a peer takes them at once, not after the lease, and the abandoned claim
+/// does not count towards giving the job up (five in a row would end it `failed`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_abandoned_at_shutdown_are_given_back() {
+    for backend in [Backend::Postgres, Backend::Sqlite] {
+        let Some(db) = TestDb::create(backend).await else {
+            continue;
+        };
+        let app = replica(&db, Arc::new(FakeAws::default())).await;
+        let store = app.store();
+        let id = accept_event(store, "arn:aws:rds:us-east-1:123456789012:db:orders").await;
+        let (now, lease) = (Utc::now(), Duration::from_secs(3600));
+        for _ in 0..6 {
+            let claimed = store
+                .claim_jobs("stopping", now, lease, Claim::Steps, 10)
+                .await
+                .unwrap();
+            assert_eq!(claimed.len(), 1, "{backend:?}: given back, due at once");
+            assert_eq!(
+                claimed[0].attempts, 1,
+                "{backend:?}: abandoned claims counted"
+            );
+            assert_eq!(store.release_jobs("stopping").await.unwrap(), 1);
+        }
+        let unclaimed = db
+            .count(&format!(
+                "SELECT COUNT(*) FROM executions WHERE id = '{id}' AND attempts = 0 \
+                 AND lease_owner IS NULL"
+            ))
+            .await;
+        assert_eq!(unclaimed, 1, "{backend:?}");
+    }
+}

@@ -216,6 +216,11 @@ async fn sigterm_exits_within_seconds_under_a_backlog_and_slow_aws() {
     eprintln!("SIGTERM to exit: {:.2} s", took.as_secs_f64());
     assert!(status.success(), "exit after SIGTERM: {status}\n{log}");
     assert!(took < Duration::from_secs(10), "exit took {took:?}");
+    // What it abandoned is given back: the next start takes it at once.
+    let held = db
+        .count("SELECT COUNT(*) FROM executions WHERE lease_owner IS NOT NULL")
+        .await;
+    assert_eq!(held, 0, "jobs still leased to the restop that stopped");
 }
 
 #[test]

@@ -526,7 +526,7 @@ async fn the_command_prints_its_checks_and_exits_1_on_a_failure() {
     let passed = run("text").await.unwrap();
     let text = String::from_utf8(passed.stdout).unwrap();
     assert_eq!(passed.status.code(), Some(0), "{text}");
-    assert_eq!(text.lines().count(), 16, "{text}");
+    assert_eq!(text.lines().count(), 17, "{text}");
     assert!(text.lines().all(|l| l.starts_with("ok   ")), "{text}");
 
     setup
