@@ -140,7 +140,8 @@ async fn with_the_api(app: &AppState, msg: &SnsMessage) -> Result<Option<String>
     let account = topic.account();
     match in_request(app.aws.acts_in(account)).await {
         Ok(true) => {}
-        Ok(false) => return Ok(None),
+        // No credentials at all (restop runs without a role): nobody can call the API.
+        Ok(false) | Err(AwsFailure::NoCredentials) => return Ok(None),
         Err(e) => {
             return Err(format!(
                 "could not tell whether restop holds credentials in account {account}: {e}"

@@ -23,6 +23,7 @@ on_both_backends!(
     a_throttled_confirm_subscription_answers_503_and_never_visits_the_subscribe_url,
     no_permission_to_confirm_falls_back_to_the_subscribe_url_and_says_so,
     a_confirm_subscription_that_hangs_answers_503_before_the_deadline,
+    without_any_aws_credentials_the_subscribe_url_confirms,
 );
 
 async fn subscription_is_confirmed_exactly_once(db: TestDb) {
@@ -301,4 +302,50 @@ async fn a_confirm_subscription_that_hangs_answers_503_before_the_deadline(db: T
         "answered after {took:?}"
     );
     assert!(w.stub.confirmations().is_empty());
+}
+
+/// A restop with no AWS credentials at all (none in the environment, no role) cannot call
+/// the SNS API: it confirms by the SubscribeURL as before, instead of answering 503 to
+/// every confirmation until SNS gives up.
+async fn without_any_aws_credentials_the_subscribe_url_confirms(db: TestDb) {
+    struct NoCredentials(crate::support::fake_aws::FakeAws);
+
+    #[async_trait::async_trait]
+    impl restop::aws::Aws for NoCredentials {
+        async fn call(
+            &self,
+            request: restop::aws::AwsRequest<'_>,
+        ) -> Result<restop::aws::AwsReply, restop::aws::AwsFailure> {
+            match request {
+                restop::aws::AwsRequest::ActsIn { .. } => {
+                    Err(restop::aws::AwsFailure::NoCredentials)
+                }
+                other => self.0.call(other).await,
+            }
+        }
+
+        fn member_role(&self, account: &str, partition: &str) -> Option<String> {
+            self.0.member_role(account, partition)
+        }
+    }
+
+    let stub = SnsStub::start().await;
+    let app = TestApp::spawn_with(
+        config(&db.url, Some(&stub.host)),
+        std::sync::Arc::new(restop::clock::SystemClock),
+        Some(std::sync::Arc::new(NoCredentials(Default::default()))),
+    )
+    .await;
+    let msg = stub.confirmation("SubscriptionConfirmation", "tok-456");
+    let (status, body) = app.post_sns(&msg).await;
+    assert_eq!(
+        (status, &body["disposition"]),
+        (200, &json!("confirmed")),
+        "{body}"
+    );
+    assert_eq!(
+        stub.confirmations().len(),
+        1,
+        "the SubscribeURL was visited"
+    );
 }
