@@ -591,7 +591,7 @@ impl Engine {
                 }
                 Err(e) => Observation::Failed(e),
             },
-            Phase::Stop if job.dry_run || self.settings.dry_run => Observation::StopSkipped,
+            Phase::Stop if self.dry_run(job) => Observation::StopSkipped,
             Phase::Stop => match self.store.record_stop_intent(job, self.clock.now()).await {
                 // Recorded first: if restop dies after the call, the next owner knows
                 // that a `stopped` database is restop's own doing.
@@ -694,7 +694,7 @@ impl Engine {
             phase: job.phase,
             kind: job.resource.kind,
             step_functions: job.mode == Mode::StepFunctions,
-            dry_run: job.dry_run || self.settings.dry_run,
+            dry_run: self.dry_run(job),
             skip_tag_check: job.skip_tag_check,
             stop_requested: job.stop_requested_at.is_some(),
             stop_seen,
