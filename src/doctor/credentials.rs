@@ -6,9 +6,9 @@ use super::{Check, CheckStatus, unusable};
 use crate::aws::SdkAws;
 use crate::aws::explain;
 
-/// The `credentials` check, and restop's own account when its credentials work (no AWS
-/// check can run without them).
-pub(super) async fn own(base: &SdkConfig) -> (Check, Option<String>) {
+/// The `credentials` check, and restop's own account and identity's ARN when its
+/// credentials work (no AWS check can run without them).
+pub(super) async fn own(base: &SdkConfig) -> (Check, Option<(String, String)>) {
     match aws_sdk_sts::Client::new(base)
         .get_caller_identity()
         .send()
@@ -16,13 +16,11 @@ pub(super) async fn own(base: &SdkConfig) -> (Check, Option<String>) {
     {
         Ok(identity) => {
             let account = identity.account().unwrap_or_default().to_owned();
-            let detail = format!(
-                "account {account} as {}",
-                identity.arn().unwrap_or_default()
-            );
+            let arn = identity.arn().unwrap_or_default().to_owned();
+            let detail = format!("account {account} as {arn}");
             (
                 Check::new("credentials", CheckStatus::Ok, detail),
-                Some(account),
+                Some((account, arn)),
             )
         }
         Err(e) => {

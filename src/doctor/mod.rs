@@ -16,6 +16,7 @@ mod event_subscriptions;
 pub mod filter_policy;
 mod permissions;
 mod settings;
+mod simulation;
 mod state_machine;
 mod topics;
 
@@ -26,8 +27,9 @@ use aws_config::SdkConfig;
 use aws_sdk_rds::config::Region;
 use serde::Serialize;
 
+use crate::aws::arn::Arn;
 use crate::aws::{Accounts, AwsFailure, SdkAws};
-use crate::config::DoctorConfig;
+use crate::config::{DoctorConfig, ServeConfig};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -96,7 +98,7 @@ pub async fn examine(config: &DoctorConfig, base: SdkConfig) -> Report {
     checks.extend(settings::checks(config));
     let (credentials, own) = credentials::own(&reach.base).await;
     checks.push(credentials);
-    if let Some(own) = own {
+    if let Some((own, caller)) = own {
         for account in accounts.members() {
             let role = credentials::role(&reach.sdk, &account).await;
             if role.status == CheckStatus::Fail {
@@ -115,10 +117,63 @@ pub async fn examine(config: &DoctorConfig, base: SdkConfig) -> Report {
             checks.push(permissions::check(&reach, serve, &account, &region).await);
             checks.push(databases::protected(&reach, &serve.engine, &account, &region).await);
         }
+        checks.extend(simulations(&reach, serve, &accounts, &own, &caller).await);
         checks.extend(state_machine::check(&reach.base, serve, &accounts).await);
     }
     let ok = !checks.iter().any(|c| c.status == CheckStatus::Fail);
     Report { ok, checks }
+}
+
+/// The `simulation` checks: restop's own identity, then each member role restop can
+/// assume (IAM answers for the principals of the account it is called in).
+async fn simulations(
+    reach: &Reach,
+    serve: &ServeConfig,
+    accounts: &Accounts,
+    own: &str,
+    caller: &str,
+) -> Vec<Check> {
+    let partition = Arn::parse(caller).map_or("aws", |arn| arn.partition);
+    let own_check = match simulation::Principal::of_caller(caller) {
+        Ok(principal) => {
+            let grant = if serve.engine.state_machine_arn.is_some() {
+                "deploy/iam/restop-step-functions-policy.json (deploy/cloudformation/restop.yaml)"
+            } else {
+                "deploy/iam/restop-internal-policy.json (deploy/cloudformation/restop.yaml)"
+            };
+            let iam = simulation::iam_client(&reach.base, partition);
+            let probes = simulation::probes(serve, accounts, &principal, true);
+            simulation::check(&iam, &principal, &probes, grant).await
+        }
+        Err(why) => {
+            let detail = format!("could not check the permissions of {caller}: {why}");
+            Check::new(format!("simulation {own}"), CheckStatus::Warn, detail)
+        }
+    };
+    let mut checks = vec![own_check];
+    for account in accounts.members() {
+        let Some(role) = accounts.role(&account, partition) else {
+            continue;
+        };
+        if reach.unusable_accounts.contains(&account) {
+            continue;
+        }
+        let member = simulation::Principal::member(&account, partition, role);
+        let name = format!("simulation {account}");
+        let config = match reach.config_in(&account).await {
+            Ok(config) => config,
+            Err(why) => {
+                let detail = format!("could not check the permissions of {}: {why}", member.arn);
+                checks.push(Check::new(name, CheckStatus::Warn, detail));
+                continue;
+            }
+        };
+        let iam = simulation::iam_client(&config, &member.partition);
+        let probes = simulation::probes(serve, accounts, &member, false);
+        let grant = "deploy/iam/member-role-policy.json (deploy/cloudformation/member-role.yaml)";
+        checks.push(simulation::check(&iam, &member, &probes, grant).await);
+    }
+    checks
 }
 
 /// How the checks reach AWS: restop's own settings, and per account the credentials the

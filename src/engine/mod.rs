@@ -663,6 +663,13 @@ impl Engine {
             dry_run: self.dry_run(job),
             poll_interval_seconds: self.settings.policy.poll_interval.as_secs().max(1),
             start_grace_seconds: self.settings.policy.start_grace.as_secs(),
+            skip_tag_check: job.skip_tag_check,
+            tag_key: &self.settings.policy.tag_key,
+            tag_value: &self.settings.policy.tag_value,
+            protection_tags: protection_tags(
+                &self.settings.policy.tag_key,
+                &self.settings.policy.tag_value,
+            ),
         };
         let input = serde_json::to_string(&input).expect("the input serialises");
         let name = run_name(job, self.dry_run(job));
@@ -798,6 +805,47 @@ struct StateMachineInput<'a> {
     dry_run: bool,
     poll_interval_seconds: u64,
     start_grace_seconds: u64,
+    /// An operator's stop of a database restop need not find protected: the machine does
+    /// not read the tag again either.
+    skip_tag_check: bool,
+    /// The protection tag, for the machine's reason when it is gone.
+    tag_key: &'a str,
+    tag_value: &'a str,
+    /// The tags that protect, as ListTagsForResource lists them: the machine reads the
+    /// tags again before it stops and stops only if one of these is there.
+    protection_tags: Vec<Tag<'a>>,
+}
+
+/// A tag as RDS lists it.
+#[derive(Serialize, PartialEq, Eq, Debug)]
+#[serde(rename_all = "PascalCase")]
+struct Tag<'a> {
+    key: &'a str,
+    value: String,
+}
+
+/// The protection tag with the spellings of its value the state machine accepts. restop
+/// compares values without case; JSONPath cannot, so the machine gets the value as set,
+/// in lower case, in upper case and capitalised (another mixed spelling ends
+/// `not_protected` there, without a stop).
+fn protection_tags<'a>(key: &'a str, value: &str) -> Vec<Tag<'a>> {
+    let mut capitalised = value.to_ascii_lowercase();
+    if let Some(first) = capitalised.get_mut(..1) {
+        first.make_ascii_uppercase();
+    }
+    let mut tags: Vec<Tag<'a>> = Vec::new();
+    for value in [
+        value.to_owned(),
+        value.to_ascii_lowercase(),
+        value.to_ascii_uppercase(),
+        capitalised,
+    ] {
+        let tag = Tag { key, value };
+        if !tags.contains(&tag) {
+            tags.push(tag);
+        }
+    }
+    tags
 }
 
 /// The first point of the grid of step `grid` at or after `at`: polls that fall due
@@ -879,6 +927,23 @@ fn log_step(job: &Job, step: &NewStep, update: &JobUpdate) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_machine_accepts_the_usual_spellings_of_the_tag_value() {
+        let values = |value: &str| -> Vec<String> {
+            protection_tags("protect", value)
+                .into_iter()
+                .map(|t| t.value)
+                .collect()
+        };
+        assert_eq!(values("yes"), ["yes", "YES", "Yes"]);
+        assert_eq!(values("On"), ["On", "on", "ON"]);
+        assert_eq!(values(""), [""]);
+        assert_eq!(
+            serde_json::to_value(protection_tags("protect", "yes")).unwrap()[0],
+            serde_json::json!({"Key": "protect", "Value": "yes"})
+        );
+    }
 
     #[test]
     fn polls_fall_due_on_a_grid() {

@@ -208,10 +208,11 @@ async fn an_instance_is_stopped_again(db: TestDb, mode: Mode) {
             );
             assert_eq!(w.moto.count_calls("StartExecution").await, 1);
             assert!(w.moto.count_calls("DescribeExecution").await >= 1);
-            // The state machine made the stop: restop's only RDS call is the tag check.
+            // The state machine made the stop. By ARN, RDS saw two tag reads: restop's check
+            // before it started the run, and the machine's right before its stop.
             assert_eq!(
                 w.moto.calls_for(&instance_arn("orders")).await,
-                ["ListTagsForResource"]
+                ["ListTagsForResource", "ListTagsForResource"]
             );
         }
     }

@@ -31,6 +31,8 @@ on_both_backends!(
     dry_run_in_step_functions_mode_never_stops,
     a_run_that_restop_stops_following_is_stopped,
     an_upgraded_dry_run_starts_a_real_run_of_its_own,
+    a_tag_removed_while_the_state_machine_waits_prevents_the_stop,
+    a_tag_spelled_in_capitals_still_protects_in_the_state_machine,
 );
 
 async fn cancel_stops_the_state_machine_run(db: TestDb) {
@@ -482,7 +484,7 @@ fn member_account_tasks_use_the_role_in_the_input() {
         .filter(|(_, s)| s["Type"] == "Task")
         .map(|(name, _)| name)
         .collect();
-    assert_eq!(tasks.len(), 8, "{tasks:?}");
+    assert_eq!(tasks.len(), 10, "{tasks:?}");
     for name in tasks {
         let task = &states[name];
         match name.strip_suffix("AsMember") {
@@ -515,6 +517,52 @@ fn member_account_tasks_use_the_role_in_the_input() {
         targets("DryRunOrStop"),
         ["StopClusterAsMember", "StopInstanceAsMember"]
     );
+    assert_eq!(targets("RecheckTags"), ["ListTagsAsMember"]);
+}
+
+/// The state machine reads the tag again between the wait for `available` and the stop,
+/// as restop does in internal mode: every way to `DryRunOrStop` goes through the tag read.
+#[test]
+fn the_state_machine_reads_the_tag_again_before_it_stops() {
+    let asl: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/state-machine.asl.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let states = asl["States"].as_object().unwrap();
+    let leads_to = |target: &str| -> Vec<&str> {
+        states
+            .iter()
+            .filter(|(_, s)| s.to_string().contains(&format!("\"Next\":\"{target}\"")))
+            .map(|(name, _)| name.as_str())
+            .collect()
+    };
+    assert_eq!(leads_to("DryRunOrStop"), ["RecheckTags", "StillProtected"]);
+    assert_eq!(leads_to("RecheckTags"), ["ByStatus"]);
+    for task in ["ListTags", "ListTagsAsMember"] {
+        assert_eq!(
+            states[task]["Resource"],
+            "arn:aws:states:::aws-sdk:rds:listTagsForResource"
+        );
+        assert_eq!(states[task]["Next"], "MatchProtectionTag");
+    }
+    assert_eq!(
+        states["MatchProtectionTag"]["ItemsPath"],
+        "$.protectionTags"
+    );
+    assert_eq!(
+        states["NoLongerProtected"]["Parameters"]["outcome"],
+        "not_protected"
+    );
+    // An operator's stop that skips the tag check is not checked by the machine either.
+    assert!(
+        states["RecheckTags"]["Choices"][0]
+            .to_string()
+            .contains("$.skipTagCheck")
+    );
 }
 
 async fn a_held_database_never_starts_the_state_machine(db: TestDb) {
@@ -535,4 +583,55 @@ async fn a_held_database_never_starts_the_state_machine(db: TestDb) {
     assert_eq!(w.column(&execution, "sfn_execution_arn").await, None);
     assert_eq!(w.moto.count_calls("StartExecution").await, 0);
     assert_eq!(w.instance_status("held-sfn").await, "available");
+}
+
+/// The tag is removed while the state machine waits for the database: the machine reads
+/// it again before the stop and ends `not_protected` without one.
+async fn a_tag_removed_while_the_state_machine_waits_prevents_the_stop(db: TestDb) {
+    let Some(w) = world(db, true, |_| {}).await else {
+        return;
+    };
+    w.create_instance(
+        "fickle-sfn",
+        &[PROTECTED[0], ("moto:force-status", "backing-up:4")],
+    )
+    .await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "fickle-sfn").await;
+    let run = w.sfn_execution(&execution).await;
+    let input = w.run_input(&execution).await;
+    assert_eq!(input["tagKey"], "auto-restart-protection");
+    assert_eq!(
+        input["protectionTags"][0],
+        json!({"Key": "auto-restart-protection", "Value": "yes"})
+    );
+    w.remove_tags(&instance_arn("fickle-sfn"), &["auto-restart-protection"])
+        .await;
+    let (status, outcome, reason) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("skipped", "not_protected"),
+        "{reason}"
+    );
+    assert!(reason.contains("no longer yes"), "{reason}");
+    assert_eq!(w.sfn_result(&run).await.0, "SUCCEEDED");
+    assert_eq!(w.count_calls_for("fickle-sfn", "StopDBInstance").await, 0);
+    assert_eq!(w.instance_status("fickle-sfn").await, "available");
+}
+
+/// restop compares the tag value without case; so does the state machine for the usual
+/// spellings (`YES` for `yes`): it stops.
+async fn a_tag_spelled_in_capitals_still_protects_in_the_state_machine(db: TestDb) {
+    let Some(w) = world(db, true, |_| {}).await else {
+        return;
+    };
+    w.create_instance("shouting", &[("auto-restart-protection", "YES")])
+        .await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "shouting").await;
+    let (status, outcome, reason) = w.finished(&execution).await;
+    assert_eq!(
+        (status.as_str(), outcome.as_str()),
+        ("succeeded", "stopped"),
+        "{reason}"
+    );
+    assert_eq!(w.instance_status("shouting").await, "stopped");
 }

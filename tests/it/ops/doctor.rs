@@ -210,12 +210,38 @@ async fn a_correct_set_up_passes_every_check() {
             expected.push(format!("{check} {}", place(account)));
         }
     }
+    let simulations = [
+        format!("simulation {ACCOUNT}"),
+        format!("simulation {MEMBER}"),
+    ];
+    expected.extend(simulations.clone());
     assert_eq!(names, expected);
+    // moto implements no iam:SimulatePrincipalPolicy: IAM cannot be asked, which only warns.
     assert_eq!(
-        statuses(&report, CheckStatus::Ok).len(),
-        expected.len(),
+        statuses(&report, CheckStatus::Warn),
+        simulations,
         "{}",
         report.text()
+    );
+    assert_eq!(
+        statuses(&report, CheckStatus::Ok).len(),
+        expected.len() - 2,
+        "{}",
+        report.text()
+    );
+    for simulation in &simulations {
+        assert!(
+            detail(&report, simulation).starts_with("could not check the permissions of "),
+            "{}",
+            report.text()
+        );
+    }
+    // The member role is simulated as restop names it, and IAM (moto) was asked.
+    let member = detail(&report, &simulations[1]);
+    assert!(
+        member.contains(&format!("arn:aws:iam::{MEMBER}:role/restop-member"))
+            && member.contains("iam:SimulatePrincipalPolicy failed"),
+        "{member}"
     );
     assert!(
         detail(&report, &format!("protected {}", place(MEMBER)))
@@ -485,7 +511,10 @@ async fn what_still_works_only_warns() {
         [
             format!("filter_policy {TOPIC}"),
             format!("delivery_policy {TOPIC}"),
-            protected.clone()
+            protected.clone(),
+            // moto cannot simulate IAM policies (see a_correct_set_up_passes_every_check).
+            format!("simulation {ACCOUNT}"),
+            format!("simulation {MEMBER}"),
         ],
         "{}",
         report.text()
@@ -526,8 +555,15 @@ async fn the_command_prints_its_checks_and_exits_1_on_a_failure() {
     let passed = run("text").await.unwrap();
     let text = String::from_utf8(passed.stdout).unwrap();
     assert_eq!(passed.status.code(), Some(0), "{text}");
-    assert_eq!(text.lines().count(), 17, "{text}");
-    assert!(text.lines().all(|l| l.starts_with("ok   ")), "{text}");
+    // 17 checks and the two IAM simulations (restop's identity, the member role), which
+    // only warn on moto: it cannot simulate.
+    assert_eq!(text.lines().count(), 19, "{text}");
+    assert!(
+        text.lines()
+            .all(|l| l.starts_with("ok   ") || l.starts_with("warn simulation ")),
+        "{text}"
+    );
+    assert_eq!(text.matches("warn simulation ").count(), 2, "{text}");
 
     setup
         .subscription_attribute("RawMessageDelivery", "true")
@@ -628,9 +664,13 @@ async fn a_hold_tag_that_is_not_a_date_warns_naming_the_database() {
     let report = setup.examine().await;
     assert!(report.ok, "a warning only: {}", report.text());
     let protected = format!("protected {}", place(ACCOUNT));
+    let simulations = [
+        format!("simulation {ACCOUNT}"),
+        format!("simulation {MEMBER}"),
+    ];
     assert_eq!(
         statuses(&report, CheckStatus::Warn),
-        [protected.as_str()],
+        [protected.as_str(), &simulations[0], &simulations[1]],
         "{}",
         report.text()
     );
