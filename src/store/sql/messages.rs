@@ -163,7 +163,7 @@ async fn write_batch(
         let now = wakes().map(|(r, _)| r.message.received_at).max();
         if let Some(now) = now {
             let arns = arns.into_iter().map(str::to_owned).collect();
-            for (id, arn) in wake_any(&mut *tx, arns, now).await? {
+            for (id, arn) in wake_any(&mut tx, arns, now).await? {
                 woken.insert(arn, id);
             }
         }
@@ -195,7 +195,7 @@ async fn write_batch(
                 BatchRow::new(&r.message, woken.map(String::as_str))
             })
             .collect();
-        let inserted = insert_batch(&mut *tx, &rows).await?;
+        let inserted = insert_batch(&mut tx, &rows).await?;
         tx.commit().await?;
         inserted
     };
