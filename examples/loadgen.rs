@@ -3,10 +3,19 @@
 //! server.
 //!
 //! ```text
-//! cargo build --release
-//! cargo run --release --example loadgen -- --concurrency 32 --seconds 15 \
-//!     [--database-url postgres://postgres@127.0.0.1:5432/postgres]
+//! cargo build --release --bins --examples
+//! target/release/examples/loadgen --concurrency 32 --seconds 15 --restop-log info \
+//!     [--database-url postgres://postgres@127.0.0.1:5432/postgres] [--instructions 2000]
 //! ```
+//!
+//! It reports restop's CPU time per message (user + system time of the restop process
+//! over the timed phase, from `/proc/<pid>/stat`, divided by the messages accepted) and,
+//! unless `--instructions 0`, the instructions restop executes per message: a second
+//! restop runs under `valgrind --tool=callgrind` (on a database of its own), is warmed up,
+//! has its counters zeroed (`callgrind_control -z`), gets exactly that many messages and
+//! is asked for its counts (`callgrind_control -d`). Unlike CPU time, that figure does not
+//! move with the load of a shared machine (hardware counters, `perf stat -e
+//! instructions`, are not available in every VM).
 //!
 //! It creates throwaway databases `restop_bench_<random>` (restop's) and
 //! `restop_bench_<random>_pgb` (pgbench's) on the given server and drops both at the end,
@@ -70,6 +79,11 @@ struct Args {
     /// Keep restop's log file even when everything succeeded.
     #[arg(long)]
     keep_log: bool,
+
+    /// Messages posted to a restop under callgrind to count its instructions per message;
+    /// 0 skips that part (it needs valgrind on PATH).
+    #[arg(long, default_value_t = 2_000)]
+    instructions: usize,
 }
 
 /// Messages signed before the warm-up; the timed pool is sized from the warm-up's rate.
@@ -126,6 +140,7 @@ fn restop_binary() -> anyhow::Result<PathBuf> {
 struct Report {
     drove: Drove,
     pgbench: Pgbench,
+    instructions: Option<Instructions>,
 }
 
 impl Report {
@@ -172,6 +187,13 @@ impl Report {
             per_txn(p.cpu.children),
             100.0 * p.cpu.machine_busy,
         );
+        if let Some(ir) = &self.instructions {
+            println!(
+                "restop instructions: {:.0} per message (callgrind, {} messages from {clients} workers)",
+                ir.total as f64 / ir.messages.max(1) as f64,
+                ir.messages,
+            );
+        }
         println!("ratio:           {ratio:.2} of pgbench");
         let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
         println!(
@@ -204,7 +226,14 @@ async fn bench(
     println!("fake SNS certificate server on {}", stub.host);
 
     let log_path = std::env::temp_dir().join(format!("restop_bench_{id}.log"));
-    let mut restop = Restop::start(restop_bin, &restop_db_url, &stub.host, args, &log_path)?;
+    let mut restop = Restop::start(
+        restop_bin,
+        &restop_db_url,
+        &stub.host,
+        args,
+        &log_path,
+        None,
+    )?;
     let outcome: anyhow::Result<(Drove, Pgbench)> = async {
         let drove = drive(args, &mut restop, &stub, &restop_db_url, postmaster).await?;
         let pgb_db = format!("restop_bench_{id}_pgb");
@@ -230,7 +259,142 @@ async fn bench(
     } else {
         std::fs::remove_file(&restop.log_path).ok();
     }
-    Ok(Report { drove, pgbench })
+    let instructions = if args.instructions > 0 {
+        let ir_db = format!("restop_bench_{id}_ir");
+        create_database(&args.database_url, &ir_db).await?;
+        created.push(ir_db.clone());
+        let url = database_url_for(&args.database_url, &ir_db)?;
+        Some(count_instructions(args, restop_bin, &url, &stub, id).await?)
+    } else {
+        None
+    };
+    Ok(Report {
+        drove,
+        pgbench,
+        instructions,
+    })
+}
+
+/// Instructions restop executed (all threads) while it stored `messages` messages.
+struct Instructions {
+    total: u64,
+    messages: u64,
+}
+
+/// Runs restop under callgrind and counts what `args.instructions` messages cost it.
+async fn count_instructions(
+    args: &Args,
+    restop_bin: &Path,
+    database_url: &str,
+    stub: &Arc<sns::SnsStub>,
+    id: &str,
+) -> anyhow::Result<Instructions> {
+    let log_path = std::env::temp_dir().join(format!("restop_bench_{id}_callgrind.log"));
+    let out = std::env::temp_dir().join(format!("restop_bench_{id}.callgrind"));
+    let mut restop = Restop::start(
+        restop_bin,
+        database_url,
+        &stub.host,
+        args,
+        &log_path,
+        Some(&out),
+    )?;
+    let outcome: anyhow::Result<Instructions> = async {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(args.concurrency as usize)
+            .tcp_nodelay(true)
+            .timeout(Duration::from_secs(120))
+            .build()?;
+        let base = format!("http://{}", restop.listen);
+        restop
+            .wait_ready_within(&client, &base, Duration::from_secs(300))
+            .await?;
+        let url = format!("{base}/sns");
+        let concurrency = args.concurrency as usize;
+        // Far beyond the usual numbers: nothing in the pools below is ever reused.
+        let first = MAX_POOL * 4;
+        let (warm, _) = sign_pool(stub, first, 500).await?;
+        let warm = run_phase(&client, &url, warm, concurrency, Duration::from_secs(600)).await;
+        warm.print_errors();
+        let (pool, _) = sign_pool(stub, first + 500, args.instructions).await?;
+        callgrind_control(&["-z"], restop.pid).await?;
+        let counted = run_phase(&client, &url, pool, concurrency, Duration::from_secs(3600)).await;
+        callgrind_control(&["-d"], restop.pid).await?;
+        counted.print_errors();
+        let total = dumped_instructions(&out)?;
+        println!(
+            "callgrind: {} messages accepted in {:.1}s under valgrind",
+            counted.accepted,
+            counted.elapsed.as_secs_f64()
+        );
+        Ok(Instructions {
+            total,
+            messages: counted.accepted,
+        })
+    }
+    .await;
+    let status = restop.stop_within(Duration::from_secs(120)).await;
+    if outcome.is_err() {
+        restop.show_log_tail();
+    }
+    let outcome = outcome?;
+    status?;
+    std::fs::remove_file(&restop.log_path).ok();
+    for dump in callgrind_dumps(&out)? {
+        std::fs::remove_file(dump).ok();
+    }
+    Ok(outcome)
+}
+
+async fn callgrind_control(args: &[&str], pid: u32) -> anyhow::Result<()> {
+    let status = Command::new("callgrind_control")
+        .args(args)
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .status()
+        .await
+        .context("running callgrind_control")?;
+    if !status.success() {
+        bail!("callgrind_control {args:?} {pid}: {status}");
+    }
+    Ok(())
+}
+
+/// The files callgrind wrote for `out`: `out` itself at exit, `out.<n>` for each dump.
+fn callgrind_dumps(out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let dir = out.parent().ok_or_else(|| anyhow!("no directory"))?;
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned());
+    let name = name.ok_or_else(|| anyhow!("no file name"))?;
+    let mut dumps = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(&name))
+        {
+            dumps.push(path);
+        }
+    }
+    dumps.sort();
+    Ok(dumps)
+}
+
+/// The instruction total of the dump `callgrind_control -d` asked for (the first one
+/// numbered; counters were zeroed just before the counted messages).
+fn dumped_instructions(out: &Path) -> anyhow::Result<u64> {
+    let dump = callgrind_dumps(out)?
+        .into_iter()
+        .find(|p| p != out)
+        .ok_or_else(|| anyhow!("callgrind wrote no dump beside {}", out.display()))?;
+    let text = std::fs::read_to_string(&dump)?;
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix("totals:")
+                .or_else(|| line.strip_prefix("summary:"))
+        })
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| anyhow!("no totals in {}", dump.display()))
 }
 
 struct Drove {
@@ -343,6 +507,7 @@ impl Restop {
         sns_host: &str,
         args: &Args,
         log_path: &Path,
+        callgrind_out: Option<&Path>,
     ) -> anyhow::Result<Self> {
         let listen = {
             let probe = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -367,7 +532,17 @@ impl Restop {
         };
         let log = std::fs::File::create(log_path)
             .with_context(|| format!("creating {}", log_path.display()))?;
-        let mut command = Command::new(bin);
+        let mut command = match callgrind_out {
+            None => Command::new(bin),
+            Some(out) => {
+                let mut valgrind = Command::new("valgrind");
+                valgrind
+                    .arg("--tool=callgrind")
+                    .arg(format!("--callgrind-out-file={}", out.display()))
+                    .arg(bin);
+                valgrind
+            }
+        };
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("AWS_") {
                 command.env_remove(name);
@@ -409,8 +584,18 @@ impl Restop {
 
     /// Migrations run before restop listens; /readyz answers 200 once the database does.
     async fn wait_ready(&mut self, client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+        self.wait_ready_within(client, base, Duration::from_secs(30))
+            .await
+    }
+
+    async fn wait_ready_within(
+        &mut self,
+        client: &reqwest::Client,
+        base: &str,
+        limit: Duration,
+    ) -> anyhow::Result<()> {
         let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(30) {
+        while started.elapsed() < limit {
             if let Some(status) = self.child.try_wait()? {
                 self.show_log_tail();
                 bail!("restop exited before becoming ready: {status}");
@@ -426,11 +611,18 @@ impl Restop {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         self.show_log_tail();
-        bail!("restop did not answer /readyz with 200 within 30s")
+        bail!(
+            "restop did not answer /readyz with 200 within {}s",
+            limit.as_secs()
+        )
     }
 
     /// SIGTERM, then up to 10 s for the graceful shutdown before SIGKILL.
     async fn stop(&mut self) -> anyhow::Result<ExitStatus> {
+        self.stop_within(Duration::from_secs(10)).await
+    }
+
+    async fn stop_within(&mut self, limit: Duration) -> anyhow::Result<ExitStatus> {
         if let Some(status) = self.child.try_wait()? {
             return Ok(status);
         }
@@ -439,12 +631,13 @@ impl Restop {
             .status()
             .context("running kill -TERM")?;
         if sent.success() {
-            if let Ok(status) =
-                tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await
-            {
+            if let Ok(status) = tokio::time::timeout(limit, self.child.wait()).await {
                 return Ok(status?);
             }
-            eprintln!("loadgen: restop ignored SIGTERM for 10s; killing it");
+            eprintln!(
+                "loadgen: restop ignored SIGTERM for {}s; killing it",
+                limit.as_secs()
+            );
         }
         self.child.kill().await?;
         Ok(self.child.wait().await?)

@@ -29,7 +29,7 @@ use crate::rds::classify::Meaning;
 use crate::rds::event::parse_rds_event;
 use crate::sns::Rejection;
 use crate::sns::message::SnsMessage;
-use crate::store::{Inserted, MessageEvent, NewMessage, StoreError};
+use crate::store::{Inserted, MessageEvent, NewMessage, Recorded, Recording, StoreError};
 
 /// SNS messages are at most 256 KiB; JSON escaping can roughly double that.
 pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
@@ -185,6 +185,9 @@ async fn process(app: &AppState, msg: SnsMessage) -> Result<Handled, Failure> {
     })
 }
 
+/// Why a "started" event was stored as ignored.
+const NOTHING_WAITS: &str = "no execution waits for this database";
+
 /// The reason (and metric result) of an authentic event about a resource that its topic
 /// may not speak for.
 const FOREIGN_RESOURCE: &str = "foreign_resource";
@@ -208,6 +211,7 @@ async fn notification(
     let event = parse_rds_event(&msg.message, &msg.topic_arn);
     let meaning = app.event_rules.classify(event.as_ref(), &msg.topic_arn);
     let foreign = matches!(&meaning, Meaning::Foreign(_));
+    let mut wake = None;
     match meaning {
         Meaning::Act(resource) => {
             record.disposition = Disposition::Accepted;
@@ -233,17 +237,10 @@ async fn notification(
             record.disposition_reason = Some(FOREIGN_RESOURCE.into());
         }
         Meaning::Wake(resource) => {
-            let woken = app.wakeups.wake(&resource, record.received_at);
-            match store_within(WAKE_TIMEOUT, woken).await? {
-                Some(execution) => {
-                    record.disposition = Disposition::Wakeup;
-                    record.execution_id = Some(execution);
-                }
-                None => {
-                    record.disposition = Disposition::Ignored;
-                    record.disposition_reason = Some("no execution waits for this database".into());
-                }
-            }
+            // What is stored unless the intake's batch wakes an execution.
+            record.disposition = Disposition::Ignored;
+            record.disposition_reason = Some(NOTHING_WAITS.into());
+            wake = Some(resource);
         }
         Meaning::Ignore(reason) => {
             record.disposition = Disposition::Ignored;
@@ -258,15 +255,83 @@ async fn notification(
         region: event.region,
         account_id: event.account,
     });
+    // Plain records and wake-ups go through the group-commit intake; those that start an
+    // execution need their own transaction.
+    if record.execution.is_some() {
+        let disposition = record.disposition;
+        let inserted = store(app.store.insert_message(&record, None)).await?;
+        return Ok(started(disposition, inserted, foreign, app));
+    }
     let disposition = record.disposition;
-    let woken = record.execution_id.clone();
-    // Plain records go through the group-commit intake; those that start an execution
-    // need their own transaction.
-    let inserted = if record.execution.is_some() {
-        store(app.store.insert_message(&record, None)).await?
-    } else {
-        store(app.intake.record(record)).await?
+    // Kept for a wake-up the intake leaves to us (rare).
+    let kept = wake.is_some().then(|| record.clone());
+    let recorded = store(app.intake.record(Recording {
+        message: record,
+        wake: wake.clone(),
+    }))
+    .await?;
+    let recorded = match (recorded, wake, kept) {
+        (Recorded::Deferred, Some(resource), Some(mut record)) => {
+            // An Aurora member's start, perhaps: its cluster is looked up on its own.
+            let woken = app.wakeups.wake(&resource, record.received_at);
+            let woken = store_within(WAKE_TIMEOUT, woken).await?;
+            if let Some(execution) = &woken {
+                record.disposition = Disposition::Wakeup;
+                record.disposition_reason = None;
+                record.execution_id = Some(execution.clone());
+            }
+            let recorded = store(app.intake.record(Recording {
+                message: record,
+                wake: None,
+            }))
+            .await?;
+            match recorded {
+                Recorded::New { .. } => Recorded::New { woken },
+                other => other,
+            }
+        }
+        (recorded, Some(_), _) => {
+            let woken = match &recorded {
+                Recorded::New { woken } | Recorded::Duplicate { woken, .. } => woken.as_deref(),
+                Recorded::Deferred => None,
+            };
+            app.wakeups.woke(woken);
+            recorded
+        }
+        (recorded, _, _) => recorded,
     };
+    Ok(match recorded {
+        Recorded::New { woken } => StoredNotification {
+            disposition: if woken.is_some() {
+                Disposition::Wakeup
+            } else {
+                disposition
+            },
+            duplicate: false,
+            execution_id: woken,
+            foreign,
+        },
+        Recorded::Duplicate { disposition, .. } => StoredNotification {
+            disposition,
+            duplicate: true,
+            execution_id: None,
+            foreign,
+        },
+        Recorded::Deferred => {
+            return Err(Failure::Storage(
+                "the intake deferred a message without a wake-up".into(),
+            ));
+        }
+    })
+}
+
+/// What became of a notification that starts or joins an execution.
+fn started(
+    disposition: Disposition,
+    inserted: Inserted,
+    foreign: bool,
+    app: &AppState,
+) -> StoredNotification {
     let mut stored = StoredNotification {
         disposition,
         duplicate: false,
@@ -288,13 +353,13 @@ async fn notification(
             }
             stored.execution_id = Some(link.id);
         }
-        Inserted::New { execution: None } => stored.execution_id = woken,
+        Inserted::New { execution: None } => {}
         Inserted::Duplicate(disposition) => {
             stored.disposition = disposition;
             stored.duplicate = true;
         }
     }
-    Ok(stored)
+    stored
 }
 
 async fn store<T>(op: impl Future<Output = Result<T, StoreError>>) -> Result<T, Failure> {

@@ -45,7 +45,14 @@ impl Wakeups {
             // An Aurora member's start says its cluster is coming up.
             woken = self.store.wake(&cluster, now).await?;
         }
-        match &woken {
+        self.woke(woken.as_deref());
+        Ok(woken)
+    }
+
+    /// Counts a wake-up made (by [`Self::wake`] or in the SNS intake's batch), and has the
+    /// engine look at the execution it woke.
+    pub fn woke(&self, woken: Option<&str>) {
+        match woken {
             Some(execution) => {
                 tracing::info!(execution_id = %execution, "a started event woke the waiting execution");
                 self.metrics.wakeup("woken");
@@ -53,7 +60,6 @@ impl Wakeups {
             }
             None => self.metrics.wakeup("ignored"),
         }
-        Ok(woken)
     }
 
     /// The ARN of the Aurora cluster `instance` belongs to, if it is a member and RDS

@@ -29,6 +29,35 @@ pub struct NewMessage {
     pub execution_id: Option<String>,
 }
 
+/// A message for the group-commit intake: plain (no subscription change, no execution to
+/// start), or a "started" event that wakes the execution waiting for its database.
+#[derive(Debug, Clone)]
+pub struct Recording {
+    /// For a wake-up: what to store when no execution is woken.
+    pub message: NewMessage,
+    /// The database whose waiting execution the message wakes, in the same transaction.
+    pub wake: Option<ResourceArn>,
+}
+
+/// What the intake did with a [`Recording`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// Stored now; `woken` is the execution a wake-up woke (then the message is stored as
+    /// a `wakeup` of it).
+    New { woken: Option<String> },
+    /// A redelivery: nothing was stored (a wake-up still woke `woken`). Carries the stored
+    /// disposition.
+    Duplicate {
+        disposition: Disposition,
+        woken: Option<String>,
+    },
+    /// Nothing was written: the wake-up of an instance woke nothing while an Aurora
+    /// cluster's execution waits in its account and region. Finding out whether the
+    /// instance is a member of it takes an RDS call, which has no place in a batch: the
+    /// caller wakes and records it on its own.
+    Deferred,
+}
+
 /// A change to what is known of a topic's subscription.
 #[derive(Clone)]
 pub struct SubscriptionUpdate {
@@ -116,4 +145,32 @@ pub enum Claim {
     Polls,
     /// Everything else: tag checks, stops, state machines, notifications.
     Steps,
+}
+
+/// One row of a batch INSERT: a message, with what its wake-up decided.
+pub(in crate::store) struct BatchRow<'a> {
+    pub message: &'a NewMessage,
+    pub disposition: Disposition,
+    pub disposition_reason: Option<&'a str>,
+    pub execution_id: Option<&'a str>,
+}
+
+impl<'a> BatchRow<'a> {
+    /// `message` as it is, or as the wake-up of execution `woken`.
+    pub fn new(message: &'a NewMessage, woken: Option<&'a str>) -> Self {
+        match woken {
+            Some(id) => Self {
+                message,
+                disposition: Disposition::Wakeup,
+                disposition_reason: None,
+                execution_id: Some(id),
+            },
+            None => Self {
+                message,
+                disposition: message.disposition,
+                disposition_reason: message.disposition_reason.as_deref(),
+                execution_id: message.execution_id.as_deref(),
+            },
+        }
+    }
 }

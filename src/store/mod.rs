@@ -11,8 +11,8 @@ mod rows;
 mod sqlite;
 
 pub use changes::{
-    Claim, ExecutionLink, Inserted, JobUpdate, NewExecution, NewMessage, NewStep,
-    SubscriptionUpdate,
+    Claim, ExecutionLink, Inserted, JobUpdate, NewExecution, NewMessage, NewStep, Recorded,
+    Recording, SubscriptionUpdate,
 };
 pub use intake::Intake;
 pub use records::{
@@ -81,9 +81,14 @@ pub trait MessageStore: Send + Sync {
         subscription: Option<&SubscriptionUpdate>,
     ) -> Result<Inserted, StoreError>;
 
-    /// Stores plain messages (no subscription change, no execution) in one statement; a
-    /// MessageId already stored is skipped. Returns the ids that were inserted.
-    async fn insert_messages(&self, messages: &[NewMessage]) -> Result<Vec<String>, StoreError>;
+    /// Stores a batch of the intake's messages, in one statement of the same shape whatever
+    /// the batch's size, with their wake-ups in the same transaction; a MessageId already
+    /// stored is skipped. Answers for each recording, in order, once all are committed.
+    /// The connection used is kept for the next batch until [`Self::end_of_batches`].
+    async fn record_batch(&self, batch: &[Recording]) -> Result<Vec<Recorded>, StoreError>;
+
+    /// Nothing waits in the intake: gives back the connection `record_batch` kept.
+    async fn end_of_batches(&self);
 
     /// What became of a stored message.
     async fn message_disposition(

@@ -1,20 +1,26 @@
 //! The embedded default: one restop process with a local database file.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use sqlx::ConnectOptions;
 use sqlx::migrate::Migrator;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqliteSynchronous,
 };
 
 use super::MigrateError;
+use super::changes::BatchRow;
+use super::rows::message_columns;
 
 /// A writer waits this long for another writer's lock before the database counts as busy.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The connection the intake's batches use while batches follow one another.
+    intake: tokio::sync::Mutex<Option<PoolConnection<sqlx::Sqlite>>>,
 }
 
 impl SqliteStore {
@@ -45,6 +51,72 @@ const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 const CLAIM_LOCK: &str = "";
 const MIGRATIONS_TABLE_EXISTS: &str =
     "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'";
+
+/// A list of texts bound as one parameter (a JSON array), read as rows by
+/// [`TEXT_LIST_ROWS`].
+type TextList = String;
+
+fn text_list(texts: Vec<String>) -> TextList {
+    serde_json::Value::from(texts).to_string()
+}
+
+/// The rows of the text list bound as `$1`.
+const TEXT_LIST_ROWS: &str = "SELECT value FROM json_each($1)";
+
+/// Rows per INSERT of a batch: every statement has this many, so that every batch uses
+/// the same prepared statement. A shorter rest repeats its last row, which the conflict
+/// clause then skips.
+const BATCH_ROWS: usize = 16;
+const BATCH_COLUMNS: usize = 17;
+
+static INSERT_BATCH: LazyLock<String> = LazyLock::new(|| {
+    let row = format!("({})", vec!["?"; BATCH_COLUMNS].join(", "));
+    format!(
+        "INSERT INTO sns_messages ({}) VALUES {} \
+         ON CONFLICT (message_id) DO NOTHING RETURNING message_id",
+        message_columns!(),
+        vec![row; BATCH_ROWS].join(", ")
+    )
+});
+
+/// Inserts `rows`, [`BATCH_ROWS`] at a time; returns the MessageIds it stored.
+async fn insert_batch(
+    conn: &mut SqliteConnection,
+    rows: &[BatchRow<'_>],
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut inserted = Vec::with_capacity(rows.len());
+    for chunk in rows.chunks(BATCH_ROWS) {
+        let last = &chunk[chunk.len() - 1];
+        let padded = chunk
+            .iter()
+            .chain(std::iter::repeat_n(last, BATCH_ROWS - chunk.len()));
+        let mut query = sqlx::query_scalar(INSERT_BATCH.as_str());
+        for r in padded {
+            let m = r.message;
+            let event = m.event.as_ref();
+            query = query
+                .bind(&m.message_id)
+                .bind(m.message_type.as_str())
+                .bind(&m.topic_arn)
+                .bind(&m.subject)
+                .bind(m.body.as_bytes())
+                .bind(m.sent_at)
+                .bind(m.received_at)
+                .bind(&m.signature_version)
+                .bind(r.disposition.as_str())
+                .bind(r.disposition_reason)
+                .bind(event.map(|e| &e.event_id))
+                .bind(event.map(|e| &e.source_type))
+                .bind(event.map(|e| &e.source_id))
+                .bind(event.and_then(|e| e.source_arn.as_ref()))
+                .bind(event.map(|e| &e.region))
+                .bind(event.map(|e| &e.account_id))
+                .bind(r.execution_id);
+        }
+        inserted.extend(query.fetch_all(&mut *conn).await?);
+    }
+    Ok(inserted)
+}
 
 /// Opens the file read-only, and never creates it.
 async fn connect_to_inspect(url: &str) -> Result<SqliteConnection, sqlx::Error> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use restop::execution::{Disposition, MessageType};
-use restop::store::{NewMessage, Store, connect_and_migrate};
+use restop::store::{NewMessage, Recorded, Recording, Store, connect_and_migrate};
 
 use crate::on_both_backends;
 use crate::support::db::{Backend, TestDb};
@@ -17,6 +17,8 @@ on_both_backends!(
     the_v1_filters_are_served_by_indexes,
     a_wake_up_does_not_cut_short_the_wait_after_a_refused_stop,
     a_sweep_given_back_at_shutdown_is_due_at_once,
+    a_batch_of_notifications_and_wake_ups_is_committed_whole,
+    an_instance_start_is_left_to_its_caller_while_a_cluster_waits_nearby,
 );
 
 async fn store(db: &TestDb) -> Arc<dyn Store> {
@@ -52,8 +54,12 @@ async fn retention_deletes_old_ignored_messages_and_finished_executions(db: Test
     let old = now - chrono::Duration::days(100);
     let old_ignored = message(Disposition::Ignored, old);
     let new_ignored = message(Disposition::Ignored, now);
+    let plain = |message: &NewMessage| Recording {
+        message: message.clone(),
+        wake: None,
+    };
     store
-        .insert_messages(&[old_ignored.clone(), new_ignored.clone()])
+        .record_batch(&[plain(&old_ignored), plain(&new_ignored)])
         .await
         .unwrap();
     // An execution that ended 100 days ago, and its accepted message; one still active.
@@ -239,4 +245,143 @@ async fn a_sweep_given_back_at_shutdown_is_due_at_once(db: TestDb) {
         .await
         .unwrap();
     assert!(!stale, "a sweep given back completed anyway");
+}
+
+/// A "started" event for `arn`, as the SNS door hands it to the intake.
+fn wake_up(arn: &str) -> Recording {
+    let mut message = message(Disposition::Ignored, Utc::now());
+    message.disposition_reason = Some("no execution waits for this database".into());
+    Recording {
+        message,
+        wake: Some(arn.parse().unwrap()),
+    }
+}
+
+fn plain(message: NewMessage) -> Recording {
+    Recording {
+        message,
+        wake: None,
+    }
+}
+
+async fn a_batch_of_notifications_and_wake_ups_is_committed_whole(db: TestDb) {
+    let store = store(&db).await;
+    let waiting = "arn:aws:rds:us-east-1:123456789012:db:waiting";
+    let id = accept_event(&store, waiting).await;
+    db.execute(&format!(
+        "UPDATE executions SET status = 'running', phase = 'wait_stopped' WHERE id = '{id}'"
+    ))
+    .await;
+    // More rows than one SQLite statement holds, a wake-up every fourth, and at the end a
+    // second delivery of the first message.
+    let mut batch: Vec<Recording> = (0..40)
+        .map(|i| match i {
+            3 => wake_up(waiting),
+            i if i % 4 == 3 => wake_up(&format!("arn:aws:rds:us-east-1:123456789012:db:idle-{i}")),
+            _ => plain(message(Disposition::Ignored, Utc::now())),
+        })
+        .collect();
+    batch.push(batch[0].clone());
+    let answers = store.record_batch(&batch).await.unwrap();
+
+    assert_eq!(answers.len(), batch.len());
+    for (i, answer) in answers.iter().enumerate() {
+        let expected = match i {
+            3 => Recorded::New {
+                woken: Some(id.clone()),
+            },
+            40 => Recorded::Duplicate {
+                disposition: Disposition::Ignored,
+                woken: None,
+            },
+            _ => Recorded::New { woken: None },
+        };
+        assert_eq!(answer, &expected, "answer {i}");
+    }
+    // All committed: the accepted message, 40 of the batch, the woken execution.
+    assert_eq!(db.message_count().await, 41);
+    assert_eq!(
+        db.message_disposition(&batch[3].message.message_id)
+            .await
+            .as_deref(),
+        Some("wakeup")
+    );
+    assert_eq!(
+        db.count(&format!(
+            "SELECT COUNT(*) FROM sns_messages WHERE execution_id = '{id}' AND disposition = 'wakeup'"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        db.count(
+            "SELECT COUNT(*) FROM sns_messages WHERE disposition = 'ignored' \
+             AND disposition_reason = 'no execution waits for this database'"
+        )
+        .await,
+        9,
+        "the wake-ups that found nothing waiting"
+    );
+    assert_eq!(
+        db.count(&format!(
+            "SELECT CAST(wakes AS BIGINT) FROM executions WHERE id = '{id}'"
+        ))
+        .await,
+        1
+    );
+    // A batch of one, after one of 41: the same answers.
+    let again = store.record_batch(&[batch[3].clone()]).await.unwrap();
+    assert_eq!(
+        again,
+        vec![Recorded::Duplicate {
+            disposition: Disposition::Wakeup,
+            woken: Some(id.clone()),
+        }]
+    );
+    store.end_of_batches().await;
+}
+
+async fn an_instance_start_is_left_to_its_caller_while_a_cluster_waits_nearby(db: TestDb) {
+    let store = store(&db).await;
+    let cluster = accept_event(&store, "arn:aws:rds:us-east-1:123456789012:cluster:members").await;
+    db.execute(&format!(
+        "UPDATE executions SET status = 'running', phase = 'wait_available' WHERE id = '{cluster}'"
+    ))
+    .await;
+    let batch = [
+        plain(message(Disposition::Ignored, Utc::now())),
+        wake_up("arn:aws:rds:us-east-1:123456789012:db:member-1"),
+        wake_up("arn:aws:rds:eu-west-1:123456789012:db:elsewhere"),
+    ];
+    let answers = store.record_batch(&batch).await.unwrap();
+    assert_eq!(
+        answers,
+        vec![
+            Recorded::New { woken: None },
+            Recorded::Deferred,
+            Recorded::New { woken: None },
+        ]
+    );
+    assert_eq!(
+        db.message_disposition(&batch[1].message.message_id).await,
+        None
+    );
+    assert!(
+        db.message_disposition(&batch[0].message.message_id)
+            .await
+            .is_some()
+    );
+    assert!(
+        db.message_disposition(&batch[2].message.message_id)
+            .await
+            .is_some()
+    );
+    assert_eq!(
+        db.count(&format!(
+            "SELECT CAST(wakes AS BIGINT) FROM executions WHERE id = '{cluster}'"
+        ))
+        .await,
+        0,
+        "a member's start wakes its cluster only once RDS says it is a member"
+    );
 }

@@ -26,13 +26,20 @@ pub(in crate::store) async fn open(
     options: <<Db as sqlx::Database>::Connection as Connection>::Options,
     max_connections: u32,
 ) -> Result<SqlStore, MigrateError> {
+    // No ping before each use (sqlx's default): it costs a round trip per statement. A
+    // connection that died while idle fails the one statement given it; the delivery
+    // that ran it answers 503 and SNS delivers it again, and sqlx closes the connection.
     let pool = PoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        .test_before_acquire(false)
         .connect_with(options)
         .await?;
     MIGRATOR.run(&pool).await?;
-    Ok(SqlStore { pool })
+    Ok(SqlStore {
+        pool,
+        intake: Default::default(),
+    })
 }
 
 /// Reads the schema state of the database at `url` without changing anything.

@@ -1,11 +1,13 @@
 //! `executions`: one per forced start, worked by the engine as a job under a lease.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{QueryBuilder, Transaction};
 
 use super::jobs::{append_step, note_step, steps_of};
-use super::{BEGIN_WRITE, Db, SqlStore, push_either, push_page};
+use super::{BEGIN_WRITE, Db, SqlStore, TEXT_LIST_ROWS, push_either, push_page, text_list};
 use crate::execution::{ExecutionStats, NotifyState, Outcome, Phase, Status, TriggerKind};
 use crate::store::rows::{ExecutionRow, SummaryRow, decode_all, decode_counts, execution_columns};
 use crate::store::{
@@ -79,6 +81,15 @@ const WAKE: &str = "
     WHERE resource_arn = $1 AND status IN ('pending', 'running')
       AND (phase = 'wait_stopped' OR (phase = 'wait_available' AND stop_refusals = 0))
     RETURNING id";
+
+/// [`WAKE`] for the databases of a text list (`$1`): the wake-ups of an intake batch.
+static WAKE_ANY: LazyLock<String> = LazyLock::new(|| {
+    WAKE.replace(
+        "WHERE resource_arn = $1",
+        &format!("WHERE resource_arn IN ({TEXT_LIST_ROWS})"),
+    )
+    .replace("RETURNING id", "RETURNING id, resource_arn")
+});
 
 const SELECT_CLUSTER_WAITING: &str = "
     SELECT id FROM executions
@@ -178,12 +189,7 @@ impl ExecutionStore for SqlStore {
     }
 
     async fn cluster_waiting(&self, account: &str, region: &str) -> Result<bool, StoreError> {
-        let waiting: Option<String> = sqlx::query_scalar(SELECT_CLUSTER_WAITING)
-            .bind(account)
-            .bind(region)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(waiting.is_some())
+        cluster_waiting_in(&self.pool, account, region).await
     }
 
     async fn list_executions(&self, f: &ExecutionFilter) -> Result<Vec<Execution>, StoreError> {
@@ -250,6 +256,34 @@ impl ExecutionStore for SqlStore {
             .await?;
         decode_all(rows)
     }
+}
+
+/// Wakes the executions waiting for the databases `arns` (see [`WAKE`]); returns the
+/// woken ones' ids with their database's ARN.
+pub(super) async fn wake_any(
+    conn: &mut <Db as sqlx::Database>::Connection,
+    arns: Vec<String>,
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as(WAKE_ANY.as_str())
+        .bind(text_list(arns))
+        .bind(now)
+        .fetch_all(conn)
+        .await
+}
+
+/// See [`ExecutionStore::cluster_waiting`].
+pub(super) async fn cluster_waiting_in<'e>(
+    executor: impl sqlx::Executor<'e, Database = Db>,
+    account: &str,
+    region: &str,
+) -> Result<bool, StoreError> {
+    let waiting: Option<String> = sqlx::query_scalar(SELECT_CLUSTER_WAITING)
+        .bind(account)
+        .bind(region)
+        .fetch_optional(executor)
+        .await?;
+    Ok(waiting.is_some())
 }
 
 /// An execution recorded as already over: a forced start found too late to act on.

@@ -1,16 +1,20 @@
 //! `sns_messages`: every authenticated SNS delivery, deduplicated on MessageId.
 
-use async_trait::async_trait;
-use sqlx::{Executor, QueryBuilder};
+use std::collections::{HashMap, HashSet};
 
-use super::executions::start_or_join;
+use async_trait::async_trait;
+use sqlx::{Connection, Executor, QueryBuilder};
+
+use super::executions::{cluster_waiting_in, start_or_join, wake_any};
 use super::subscriptions::upsert_subscription;
-use super::{BEGIN_WRITE, Db, SqlStore, push_either, push_page};
+use super::{BEGIN_WRITE, Db, SqlStore, insert_batch, push_either, push_page};
+use crate::aws::arn::ResourceKind;
 use crate::execution::Disposition;
+use crate::store::changes::BatchRow;
 use crate::store::rows::{MessageRow, decode_all, message_columns};
 use crate::store::{
-    Inserted, MessageFilter, MessageRecord, MessageStore, NewMessage, StoreError,
-    SubscriptionUpdate,
+    Inserted, MessageFilter, MessageRecord, MessageStore, NewMessage, Recorded, Recording,
+    StoreError, SubscriptionUpdate,
 };
 
 /// The head of the INSERT of messages; [`insert_rows`] adds their values.
@@ -81,11 +85,24 @@ impl MessageStore for SqlStore {
         Ok(Inserted::New { execution })
     }
 
-    async fn insert_messages(&self, messages: &[NewMessage]) -> Result<Vec<String>, StoreError> {
-        Ok(insert_rows(messages)
-            .build_query_scalar()
-            .fetch_all(&self.pool)
-            .await?)
+    async fn record_batch(&self, batch: &[Recording]) -> Result<Vec<Recorded>, StoreError> {
+        let mut kept = self.intake.lock().await;
+        let conn = match kept.take() {
+            Some(conn) => conn,
+            None => self.pool.acquire().await?,
+        };
+        let mut conn = conn;
+        let written = write_batch(&mut conn, batch).await;
+        // Kept for the next batch unless the statement failed (sqlx then checks it before
+        // pooling it again) or it is the pool's only connection.
+        if written.is_ok() && self.pool.options().get_max_connections() > 1 {
+            *kept = Some(conn);
+        }
+        written
+    }
+
+    async fn end_of_batches(&self) {
+        self.intake.lock().await.take();
     }
 
     async fn message_disposition(
@@ -123,6 +140,89 @@ impl MessageStore for SqlStore {
             .await?;
         row.map(MessageRecord::try_from).transpose()
     }
+}
+
+/// One intake batch on `conn`: the wake-ups and the INSERT in one transaction when there
+/// are wake-ups, else the INSERT alone.
+async fn write_batch(
+    conn: &mut <Db as sqlx::Database>::Connection,
+    batch: &[Recording],
+) -> Result<Vec<Recorded>, StoreError> {
+    let mut woken: HashMap<String, String> = HashMap::new();
+    let mut deferred = vec![false; batch.len()];
+    let inserted = if batch.iter().all(|r| r.wake.is_none()) {
+        let rows: Vec<BatchRow<'_>> = batch
+            .iter()
+            .map(|r| BatchRow::new(&r.message, None))
+            .collect();
+        insert_batch(&mut *conn, &rows).await?
+    } else {
+        let mut tx = conn.begin_with(BEGIN_WRITE).await?;
+        let wakes = || batch.iter().filter_map(|r| r.wake.as_ref().map(|w| (r, w)));
+        let arns: HashSet<&str> = wakes().map(|(_, w)| w.arn.as_str()).collect();
+        let now = wakes().map(|(r, _)| r.message.received_at).max();
+        if let Some(now) = now {
+            let arns = arns.into_iter().map(str::to_owned).collect();
+            for (id, arn) in wake_any(&mut tx, arns, now).await? {
+                woken.insert(arn, id);
+            }
+        }
+        // An instance's start may be its Aurora cluster's: whether it is a member takes an
+        // RDS call, so such a wake-up is left to its caller when a cluster waits nearby.
+        let mut places: HashMap<(&str, &str), bool> = HashMap::new();
+        for (i, r) in batch.iter().enumerate() {
+            let Some(w) = &r.wake else { continue };
+            if woken.contains_key(&w.arn) || w.kind != ResourceKind::DbInstance {
+                continue;
+            }
+            let place = (w.account.as_str(), w.region.as_str());
+            let waiting = match places.get(&place) {
+                Some(waiting) => *waiting,
+                None => {
+                    let waiting = cluster_waiting_in(&mut *tx, place.0, place.1).await?;
+                    places.insert(place, waiting);
+                    waiting
+                }
+            };
+            deferred[i] = waiting;
+        }
+        let rows: Vec<BatchRow<'_>> = batch
+            .iter()
+            .zip(&deferred)
+            .filter(|(_, deferred)| !**deferred)
+            .map(|(r, _)| {
+                let woken = r.wake.as_ref().and_then(|w| woken.get(&w.arn));
+                BatchRow::new(&r.message, woken.map(String::as_str))
+            })
+            .collect();
+        let inserted = insert_batch(&mut tx, &rows).await?;
+        tx.commit().await?;
+        inserted
+    };
+    let mut fresh: HashSet<String> = inserted.into_iter().collect();
+    let mut answers = Vec::with_capacity(batch.len());
+    for (r, deferred) in batch.iter().zip(deferred) {
+        if deferred {
+            answers.push(Recorded::Deferred);
+            continue;
+        }
+        let woken = r.wake.as_ref().and_then(|w| woken.get(&w.arn)).cloned();
+        // The first of several deliveries of one MessageId in a batch is the new one.
+        if fresh.remove(&r.message.message_id) {
+            answers.push(Recorded::New { woken });
+            continue;
+        }
+        let disposition = stored_disposition(&mut *conn, &r.message.message_id)
+            .await?
+            .ok_or_else(|| {
+                StoreError::Inconsistent(format!(
+                    "message {} was neither inserted nor found",
+                    r.message.message_id
+                ))
+            })?;
+        answers.push(Recorded::Duplicate { disposition, woken });
+    }
+    Ok(answers)
 }
 
 /// The INSERT of `messages`, one statement for all, returning the MessageIds it stored.

@@ -8,6 +8,9 @@
 //! differs between them:
 //! - `Db`, the sqlx database, and `SqlStore`, the store, whose `pool` the queries use;
 //! - `BEGIN_WRITE` and `CLAIM_LOCK`, what the two dialects write differently;
+//! - `text_list` and `TEXT_LIST_ROWS`, a list bound as one parameter (an array, a JSON
+//!   array), and `insert_batch`, the intake's INSERT of one shape for any batch (arrays
+//!   on Postgres, fixed-size chunks on SQLite);
 //! - `MIGRATOR`, `MIGRATIONS_TABLE_EXISTS` and `connect_to_inspect`, for `open` and
 //!   `schema_state`.
 //!
@@ -35,7 +38,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, Pool, QueryBuilder};
 
 use super::{
-    BEGIN_WRITE, CLAIM_LOCK, Db, MIGRATIONS_TABLE_EXISTS, MIGRATOR, SqlStore, connect_to_inspect,
+    BEGIN_WRITE, CLAIM_LOCK, Db, MIGRATIONS_TABLE_EXISTS, MIGRATOR, SqlStore, TEXT_LIST_ROWS,
+    connect_to_inspect, insert_batch, text_list,
 };
 use crate::store::Position;
 
