@@ -15,7 +15,7 @@ use crate::aws::Accounts;
 use crate::aws::arn::{StateMachineArn, TopicArn, is_account_id, is_role_arn};
 use crate::sns::cert_url::ExtraHost;
 
-mod values;
+pub(crate) mod values;
 
 pub use values::{
     ApiToken, BasicAuth, DatabaseUrl, LogFormat, NotifyFormat, Retention, Schedule, parse_duration,
@@ -407,7 +407,7 @@ const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(86_400);
 
 /// A duration as the settings write it: `90s`, `5m`, `1h`, `30d` (the largest whole unit).
-fn human(d: Duration) -> String {
+pub(crate) fn human(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         _ if s >= 86_400 && s.is_multiple_of(86_400) => format!("{}d", s / 86_400),

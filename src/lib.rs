@@ -15,6 +15,8 @@ mod connections;
 pub mod doctor;
 pub mod engine;
 pub mod execution;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod http;
 pub mod metrics;
 pub mod rds;

@@ -5,7 +5,7 @@ mod error;
 mod executions;
 mod health;
 mod messages;
-mod query;
+pub(crate) mod query;
 mod sns;
 mod summary;
 mod ui;

@@ -115,7 +115,7 @@ pub fn encode_cursor(position: &Position) -> String {
     URL_SAFE_NO_PAD.encode(raw)
 }
 
-fn decode_cursor(cursor: &str) -> Option<Position> {
+pub fn decode_cursor(cursor: &str) -> Option<Position> {
     let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(cursor).ok()?).ok()?;
     let (at, id) = raw.split_once('\n')?;
     Some(Position {

@@ -143,7 +143,7 @@ pub enum Schedule {
     Off,
 }
 
-pub(super) fn parse_schedule(s: &str) -> Result<Schedule, String> {
+pub fn parse_schedule(s: &str) -> Result<Schedule, String> {
     match s {
         "off" => Ok(Schedule::Off),
         _ => parse_duration(s)
@@ -163,7 +163,7 @@ pub enum Retention {
     Forever,
 }
 
-pub(super) fn parse_retention(s: &str) -> Result<Retention, String> {
+pub fn parse_retention(s: &str) -> Result<Retention, String> {
     match s {
         "off" => Ok(Retention::Forever),
         _ => parse_duration(s)
@@ -174,7 +174,7 @@ pub(super) fn parse_retention(s: &str) -> Result<Retention, String> {
     }
 }
 
-pub(super) fn parse_bool(s: &str) -> Result<bool, String> {
+pub fn parse_bool(s: &str) -> Result<bool, String> {
     match s.to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" => Ok(true),
         "false" | "0" | "no" => Ok(false),
@@ -182,7 +182,7 @@ pub(super) fn parse_bool(s: &str) -> Result<bool, String> {
     }
 }
 
-pub(super) fn parse_event_id(s: &str) -> Result<String, String> {
+pub fn parse_event_id(s: &str) -> Result<String, String> {
     let digits = s.strip_prefix("RDS-EVENT-").unwrap_or("");
     if digits.len() == 4 && digits.bytes().all(|b| b.is_ascii_digit()) {
         Ok(s.to_owned())
@@ -191,7 +191,7 @@ pub(super) fn parse_event_id(s: &str) -> Result<String, String> {
     }
 }
 
-pub(super) fn parse_public_url(s: &str) -> Result<String, String> {
+pub fn parse_public_url(s: &str) -> Result<String, String> {
     let url = url::Url::parse(s).map_err(|e| format!("'{s}' is not a URL: {e}"))?;
     if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
         return Err(format!("'{s}' is not an http(s) URL with a host"));
@@ -199,14 +199,14 @@ pub(super) fn parse_public_url(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
-pub(super) fn parse_http_url(s: &str) -> Result<url::Url, String> {
+pub fn parse_http_url(s: &str) -> Result<url::Url, String> {
     match url::Url::parse(s) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(url),
         _ => Err(format!("'{s}' is not an http(s) URL")),
     }
 }
 
-pub(super) fn parse_existing_dir(s: &str) -> Result<PathBuf, String> {
+pub fn parse_existing_dir(s: &str) -> Result<PathBuf, String> {
     let path = PathBuf::from(s);
     if path.is_dir() {
         Ok(path)

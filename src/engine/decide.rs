@@ -25,6 +25,9 @@ pub enum Observation {
     StopRequested,
     /// Dry run: the stop call was deliberately not made.
     StopSkipped,
+    /// RESTOP_MAX_DURATION passed before the stop call (a late worker, a retry backoff
+    /// across the deadline): the call was not made.
+    StopTooLate,
     StateMachineStarted {
         execution_arn: String,
     },
@@ -215,6 +218,10 @@ fn decide_ignoring_deadline(
             Outcome::DryRun,
             "dry run: the database is available and would have been stopped",
         ),
+        (Phase::Stop, Observation::StopTooLate) => Decision::finish(
+            Outcome::Timeout,
+            "RESTOP_MAX_DURATION passed before the stop call: not stopped",
+        ),
         (Phase::StartStateMachine, Observation::StateMachineStarted { .. }) => {
             Decision::go(Phase::FollowStateMachine, poll, "state machine started")
         }
@@ -356,7 +363,15 @@ fn on_status(s: &Situation, facts: &ResourceFacts, policy: &Policy) -> Decision 
             poll.min(WAIT_STOPPED_POLL),
             "stopping: wait",
         ),
-        (StatusClass::Stopped, Phase::WaitStopped) => Decision::finish(Outcome::Stopped, "stopped"),
+        (StatusClass::Stopped, Phase::WaitStopped) if s.stop_requested => {
+            Decision::finish(Outcome::Stopped, "stopped")
+        }
+        // Waiting for `stopped` without restop's stop request: the wait began with someone
+        // else's `stopping`, seen while waiting for `available`.
+        (StatusClass::Stopped, Phase::WaitStopped) => Decision::finish(
+            Outcome::AlreadyStopped,
+            "stopped by someone else (it was stopping before restop asked)",
+        ),
         // Our own stop request, made before a crash lost its answer.
         (StatusClass::Stopped, _) if s.stop_requested => {
             Decision::finish(Outcome::Stopped, "stopped (after restop's stop request)")
@@ -516,5 +531,7 @@ pub fn backoff(retries: u32, policy: &Policy, jitter: f64) -> Duration {
     capped.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
 }
 
+#[cfg(test)]
+mod properties;
 #[cfg(test)]
 mod tests;

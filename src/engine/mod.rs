@@ -592,6 +592,9 @@ impl Engine {
                 Err(e) => Observation::Failed(e),
             },
             Phase::Stop if self.dry_run(job) => Observation::StopSkipped,
+            // The stop was decided before the deadline, but past it whatever runs may be
+            // a deliberate start: never stop then.
+            Phase::Stop if self.clock.now() >= job.deadline_at => Observation::StopTooLate,
             Phase::Stop => match self.store.record_stop_intent(job, self.clock.now()).await {
                 // Recorded first: if restop dies after the call, the next owner knows
                 // that a `stopped` database is restop's own doing.

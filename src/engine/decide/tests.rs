@@ -182,6 +182,7 @@ fn stopped_within_the_grace_period_is_not_yet_the_end() {
     // Once restop has asked for the stop, `stopped` is success whenever it shows.
     let ours = Situation {
         phase: Phase::WaitStopped,
+        stop_requested: true,
         ..early
     };
     assert_eq!(
@@ -329,10 +330,39 @@ fn the_deadline_turns_any_further_wait_into_a_timeout() {
     // A final answer still counts at the deadline.
     let s = Situation {
         past_deadline: true,
+        stop_requested: true,
         ..situation(Phase::WaitStopped)
     };
     assert_eq!(
         outcome(&run(&s, &described("stopped"))),
+        Some(Outcome::Stopped)
+    );
+}
+
+/// Found by the property tests: a database someone else was already stopping ended
+/// `stopped` ("restop stopped it") although restop never asked RDS to stop it.
+#[test]
+fn someone_elses_stop_seen_while_waiting_for_available_is_not_restops() {
+    let s = situation(Phase::WaitAvailable);
+    let d = run(&s, &described("stopping"));
+    assert_eq!(
+        next_phase(&d),
+        Some((Phase::WaitStopped, WAIT_STOPPED_POLL))
+    );
+    let waiting = Situation {
+        phase: Phase::WaitStopped,
+        ..s
+    };
+    assert_eq!(
+        outcome(&run(&waiting, &described("stopped"))),
+        Some(Outcome::AlreadyStopped)
+    );
+    let ours = Situation {
+        stop_requested: true,
+        ..waiting
+    };
+    assert_eq!(
+        outcome(&run(&ours, &described("stopped"))),
         Some(Outcome::Stopped)
     );
 }
@@ -711,4 +741,20 @@ fn a_hold_that_is_over_or_not_a_date_protects_as_usual() {
         &tags(&[("auto-restart-protection", "yes"), (hold, "next friday")]),
     );
     assert_eq!(next_phase(&recheck), Some((Phase::Stop, Duration::ZERO)));
+}
+
+/// Found by the property tests: a stop decided before the deadline but due after it (a
+/// worker running late, a retry's backoff across the deadline) was still made.
+#[test]
+fn no_stop_once_the_deadline_has_passed() {
+    let s = Situation {
+        past_deadline: true,
+        ..situation(Phase::Stop)
+    };
+    let d = run(&s, &Observation::StopTooLate);
+    assert_eq!(outcome(&d), Some(Outcome::Timeout));
+    let Decision::Finish { reason, .. } = d else {
+        unreachable!()
+    };
+    assert!(reason.contains("not stopped"), "{reason}");
 }

@@ -29,6 +29,7 @@ on_both_backends!(
     a_tag_removed_while_waiting_prevents_the_stop,
     stops_refused_again_and_again_end_not_stoppable,
     aurora_global_database_members_are_not_stoppable,
+    a_stop_retried_past_the_deadline_is_not_made,
 );
 
 async fn unprotected_databases_are_left_alone(db: TestDb) {
@@ -498,4 +499,38 @@ async fn aurora_global_database_members_are_not_stoppable(db: TestDb) {
             .await
             .contains(&"StopDBCluster".to_owned())
     );
+}
+
+/// Found by the property tests of decide(): a stop retried after throttling was made
+/// even when its backoff ended after RESTOP_MAX_DURATION. The stop is throttled until
+/// after the deadline; the step due past it makes no call and ends `timeout`.
+async fn a_stop_retried_past_the_deadline_is_not_made(db: TestDb) {
+    let Some(w) = world(db, |c| c.engine.max_duration = Duration::from_secs(4)).await else {
+        return;
+    };
+    w.create_instance("late", PROTECTED).await;
+    w.moto
+        .fault(json!({"action": "StopDBInstance", "count": 1000, "code": "Throttling", "resource": "late"}))
+        .await;
+    let execution = w.event("RDS-EVENT-0154", "db-instance", "late").await;
+    let (status, outcome, reason) = w.finished(&execution).await;
+    assert_eq!((status.as_str(), outcome.as_str()), ("failed", "timeout"));
+    assert!(
+        reason.contains("before the stop call: not stopped"),
+        "{reason}"
+    );
+    let steps = w.steps(&execution).await;
+    let last = steps.last().unwrap();
+    // The last step made no call: no throttling error on it.
+    assert!(
+        last.starts_with("stop//finish: timeout") && !last.contains("Throttling"),
+        "{steps:?}"
+    );
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.starts_with("stop//retry") && s.contains("Throttling")),
+        "{steps:?}"
+    );
+    assert_eq!(w.instance_status("late").await, "available");
 }
