@@ -73,13 +73,15 @@ pub async fn receive(
                 done.disposition.as_str()
             };
             tracing::info!(message_id = %done.message_id, result, "SNS message handled");
-            Json(SnsAnswer {
+            let mut response = Json(SnsAnswer {
                 message_id: done.message_id,
                 disposition: done.disposition,
                 duplicate: done.duplicate,
                 execution_id: done.execution_id,
             })
-            .into_response()
+            .into_response();
+            response.extensions_mut().insert(super::Logged);
+            response
         }
         Err(Failure::Rejected(rejection)) => refuse(&app, rejection).into_response(),
         Err(Failure::Storage(e)) => {
