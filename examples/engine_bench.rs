@@ -1,12 +1,14 @@
 //! Benchmark of the protection engine at scale: many active executions, each waiting for a
 //! database that stays `starting`, spread over accounts and regions, against an in-process
-//! fake RDS that counts its requests. Prints RDS calls per execution and poll, the busiest
-//! second of each account and region against the request budget, CPU time per second of
-//! wall time, database work per poll, and resident memory.
+//! fake RDS that counts its requests, with the catch-up sweeping every account and region
+//! (one central topic per region). Prints RDS calls per execution and poll, DescribeEvents
+//! calls per account-region and sweep interval, the busiest second of each account and
+//! region against the request budget, CPU time per second of wall time, database work per
+//! poll, and resident memory.
 //!
 //! cargo run --release --example engine_bench -- [--executions 10000] [--poll-seconds 60]
 //!     [--accounts 5] [--regions 3] [--rds-max-rps 4] [--measure-seconds 120]
-//!     [--database-url postgres://postgres@127.0.0.1:5432/postgres]
+//!     [--sweep-seconds 600] [--database-url postgres://postgres@127.0.0.1:5432/postgres]
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -29,9 +31,12 @@ struct Args {
     /// Accounts the executions are spread over (restop's own and members).
     #[arg(long, default_value_t = 5)]
     accounts: usize,
-    /// Regions the executions are spread over.
+    /// Regions the executions are spread over (at most 17).
     #[arg(long, default_value_t = 3)]
     regions: usize,
+    /// RESTOP_CATCHUP_INTERVAL, in seconds.
+    #[arg(long, default_value_t = 600)]
+    sweep_seconds: u64,
     /// RESTOP_RDS_MAX_RPS.
     #[arg(long, default_value_t = 4.0)]
     rds_max_rps: f64,
@@ -67,12 +72,37 @@ async fn main() -> anyhow::Result<()> {
         "ap-southeast-2",
         "us-west-2",
         "eu-central-1",
+        "us-east-2",
+        "us-west-1",
+        "ca-central-1",
+        "sa-east-1",
+        "eu-west-2",
+        "eu-west-3",
+        "eu-north-1",
+        "ap-northeast-1",
+        "ap-northeast-2",
+        "ap-northeast-3",
+        "ap-southeast-1",
+        "ap-south-1",
     ];
     let regions = &regions[..args.regions.clamp(1, regions.len())];
     let mut config = ServeConfig::defaults();
     config.database.database_url = url.parse().map_err(anyhow::Error::msg)?;
     config.engine.poll_interval = poll;
     config.accounts.rds_max_rps = args.rds_max_rps;
+    config.engine.catchup_interval =
+        restop::config::Schedule::Every(Duration::from_secs(args.sweep_seconds));
+    // A central topic per region: the catch-up sweeps every account in each.
+    config.sns.topic_arns = restop::config::CommaList(
+        regions
+            .iter()
+            .map(|region| {
+                format!("arn:aws:sns:{region}:{}:rds-events", fake_aws::OWN_ACCOUNT)
+                    .parse()
+                    .map_err(anyhow::Error::msg)
+            })
+            .collect::<anyhow::Result<_>>()?,
+    );
     config.accounts.accounts = restop::config::CommaList(
         accounts[1..]
             .iter()
@@ -107,9 +137,10 @@ async fn main() -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    let engine = app.engine().expect("the engine is on by default").clone();
+    // The whole service (engine, catch-up, API), as `restop serve` runs it.
     let stop = CancellationToken::new();
-    let task = tokio::spawn(engine.run(stop.clone()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let task = tokio::spawn(app.run(listener, stop.clone().cancelled_owned()));
 
     // Warm-up: the first pass over every execution, then one full poll cycle to settle.
     let warm = Instant::now();
@@ -124,13 +155,17 @@ async fn main() -> anyhow::Result<()> {
 
     let before = Sample::take(&admin, &url).await?;
     let (requests_before, window_start) = (aws.requests(), Instant::now());
+    let describes_before = aws.requests_of("DescribeDBInstances");
+    let sweeps_before = aws.requests_of("DescribeEvents");
     tokio::time::sleep(Duration::from_secs(args.measure_seconds)).await;
     let after = Sample::take(&admin, &url).await?;
     let requests = aws.requests() - requests_before;
+    let describes = aws.requests_of("DescribeDBInstances") - describes_before;
+    let sweeps = aws.requests_of("DescribeEvents") - sweeps_before;
     let busiest = aws.busiest_second(window_start);
     let busiest_ever = aws.busiest_second(started);
     stop.cancel();
-    task.await?;
+    task.await??;
 
     let wall = after.at.duration_since(before.at).as_secs_f64();
     let cpu = after.cpu_seconds - before.cpu_seconds;
@@ -144,14 +179,25 @@ async fn main() -> anyhow::Result<()> {
         "window:            {wall:.0} s, {polls:.0} polls ({:.1}/s)",
         polls / wall
     );
+    let places = accounts.len() * regions.len();
     println!(
-        "spread over:       {} accounts x {} regions",
+        "spread over:       {} accounts x {} regions = {places} account-regions",
         accounts.len(),
         regions.len()
     );
     println!(
         "RDS calls:         {requests} in the window, {:.4} per execution and poll",
         requests as f64 / polls
+    );
+    println!(
+        "Describe calls:    {describes} in the window, {:.4} per execution and poll",
+        describes as f64 / polls
+    );
+    println!(
+        "DescribeEvents:    {sweeps} in the window, {:.2} per account-region and sweep \
+         interval ({} s)",
+        sweeps as f64 / places as f64 * args.sweep_seconds as f64 / wall,
+        args.sweep_seconds
     );
     let most = |seconds: &std::collections::HashMap<(String, String), usize>| {
         seconds.values().copied().max().unwrap_or(0)

@@ -34,11 +34,12 @@ impl Accounts {
     /// the allowed topics, and the member accounts in the topics' regions.
     pub fn watched(&self, topics: &[TopicArn]) -> Vec<(String, String)> {
         let mut places: Vec<(String, String)> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         for topic in topics {
             let accounts = std::iter::once(topic.account().to_owned()).chain(self.members());
             for account in accounts {
                 let place = (account, topic.region().to_owned());
-                if !places.contains(&place) {
+                if seen.insert(place.clone()) {
                     places.push(place);
                 }
             }

@@ -20,8 +20,8 @@ pub struct FakeAws {
     members: Mutex<Vec<String>>,
     /// Calls by operation and resource ARN (a batched describe counts once per resource).
     calls: Mutex<HashMap<(&'static str, String), usize>>,
-    /// When each RDS request was made, and where.
-    requests: Mutex<Vec<(Instant, String, String)>>,
+    /// Each RDS request: when, in which account and region, and which operation.
+    requests: Mutex<Vec<(Instant, String, String, &'static str)>>,
     /// How long each call takes.
     latency: Mutex<std::time::Duration>,
 }
@@ -68,13 +68,19 @@ impl FakeAws {
     /// RDS requests made so far in `region`.
     pub fn requests_in(&self, region: &str) -> usize {
         let requests = self.requests.lock().unwrap();
-        requests.iter().filter(|(_, _, r)| r == region).count()
+        requests.iter().filter(|(_, _, r, _)| r == region).count()
+    }
+
+    /// RDS requests of `operation` (`DescribeDBInstances`, `DescribeEvents`, ...) made so far.
+    pub fn requests_of(&self, operation: &str) -> usize {
+        let requests = self.requests.lock().unwrap();
+        requests.iter().filter(|(.., op)| *op == operation).count()
     }
 
     /// The most RDS requests made in any one second since `since`, per account and region.
     pub fn busiest_second(&self, since: Instant) -> HashMap<(String, String), usize> {
         let mut seconds: HashMap<(String, String, u64), usize> = HashMap::new();
-        for (at, account, region) in self.requests.lock().unwrap().iter() {
+        for (at, account, region, _) in self.requests.lock().unwrap().iter() {
             if let Some(elapsed) = at.checked_duration_since(since) {
                 *seconds
                     .entry((account.clone(), region.clone(), elapsed.as_secs()))
@@ -98,16 +104,18 @@ impl FakeAws {
         *self.latency.lock().unwrap() = latency;
     }
 
-    /// Waits the latency, and logs an RDS request in `account` and `region`.
-    async fn request(&self, account: &str, region: &str) {
+    /// Waits the latency, and logs an RDS request of `operation` in `account` and `region`.
+    async fn request(&self, operation: &'static str, account: &str, region: &str) {
         let latency = *self.latency.lock().unwrap();
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
-        self.requests
-            .lock()
-            .unwrap()
-            .push((Instant::now(), account.to_owned(), region.to_owned()));
+        self.requests.lock().unwrap().push((
+            Instant::now(),
+            account.to_owned(),
+            region.to_owned(),
+            operation,
+        ));
     }
 
     fn count(&self, operation: &'static str, arn: &str) {
@@ -125,6 +133,11 @@ impl FakeAws {
             engine: match kind {
                 ResourceKind::DbInstance => "postgres".into(),
                 ResourceKind::DbCluster => "aurora-postgresql".into(),
+            },
+            instance_class: (kind == ResourceKind::DbInstance).then(|| "db.t4g.micro".into()),
+            members: match kind {
+                ResourceKind::DbInstance => Vec::new(),
+                ResourceKind::DbCluster => vec!["writer".into(), "reader".into()],
             },
             ..ResourceFacts::default()
         }
@@ -186,15 +199,22 @@ impl Aws for FakeAws {
                 account == OWN_ACCOUNT || self.members.lock().unwrap().iter().any(|m| m == account),
             )),
             AwsRequest::ListTags(r) => {
-                self.request(&r.account, &r.region).await;
+                self.request("ListTagsForResource", &r.account, &r.region)
+                    .await;
                 self.tags(r)
             }
             AwsRequest::Describe(r) => {
-                self.request(&r.account, &r.region).await;
+                self.request(describe_operation(r.kind), &r.account, &r.region)
+                    .await;
                 self.describe(r)
             }
             AwsRequest::DescribeMany { scope, identifiers } => {
-                self.request(&scope.account, &scope.region).await;
+                self.request(
+                    describe_operation(scope.kind),
+                    &scope.account,
+                    &scope.region,
+                )
+                .await;
                 Ok(self.describe_many(scope, identifiers))
             }
             AwsRequest::FindResource {
@@ -213,7 +233,11 @@ impl Aws for FakeAws {
                 }
             }
             AwsRequest::Stop(r) => {
-                self.request(&r.account, &r.region).await;
+                let operation = match r.kind {
+                    ResourceKind::DbInstance => "StopDBInstance",
+                    ResourceKind::DbCluster => "StopDBCluster",
+                };
+                self.request(operation, &r.account, &r.region).await;
                 self.stop(r)
             }
             AwsRequest::StartStateMachine { .. }
@@ -230,7 +254,7 @@ impl Aws for FakeAws {
             AwsRequest::DescribeEvents {
                 account, region, ..
             } => {
-                self.request(account, region).await;
+                self.request("DescribeEvents", account, region).await;
                 Ok(AwsReply::Events(EventPage::default()))
             }
         }
@@ -242,5 +266,12 @@ impl Aws for FakeAws {
             .iter()
             .any(|m| m == account)
             .then(|| format!("arn:{partition}:iam::{account}:role/restop-member"))
+    }
+}
+
+fn describe_operation(kind: ResourceKind) -> &'static str {
+    match kind {
+        ResourceKind::DbInstance => "DescribeDBInstances",
+        ResourceKind::DbCluster => "DescribeDBClusters",
     }
 }

@@ -17,6 +17,7 @@ on_both_backends!(
     the_v1_filters_are_served_by_indexes,
     a_wake_up_does_not_cut_short_the_wait_after_a_refused_stop,
     a_sweep_given_back_at_shutdown_is_due_at_once,
+    sweeps_of_thousands_of_accounts_and_regions_are_claimed_and_kept,
     a_batch_of_notifications_and_wake_ups_is_committed_whole,
     an_instance_start_is_left_to_its_caller_while_a_cluster_waits_nearby,
 );
@@ -245,6 +246,53 @@ async fn a_sweep_given_back_at_shutdown_is_due_at_once(db: TestDb) {
         .await
         .unwrap();
     assert!(!stale, "a sweep given back completed anyway");
+}
+
+/// One restop for many accounts: 2,000 accounts in 20 regions are 40,000 places, more
+/// than either backend takes as parameters of one statement (SQLite 32,766, Postgres
+/// 65,535 for their two columns). The catch-up still claims the due sweeps among them and
+/// keeps the sweeps of every place watched.
+async fn sweeps_of_thousands_of_accounts_and_regions_are_claimed_and_kept(db: TestDb) {
+    let store = store(&db).await;
+    let places: Vec<(String, String)> = (0..2_000u64)
+        .flat_map(|account| {
+            (0..20).map(move |region| {
+                (
+                    format!("{:012}", 200_000_000_000 + account),
+                    format!("xx-test-{region}"),
+                )
+            })
+        })
+        .collect();
+    let (now, lease) = (Utc::now(), Duration::from_secs(3600));
+    let due = &places[places.len() - 3..];
+    store.ensure_sweeps(due, now).await.unwrap();
+    let retired = store.retire_sweeps(&places).await.unwrap();
+    assert!(retired.is_empty(), "retired watched places: {retired:?}");
+    let mut claimed: Vec<(String, String)> = store
+        .claim_sweeps("many", &places, now, lease, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|sweep| (sweep.account, sweep.region))
+        .collect();
+    claimed.sort();
+    assert_eq!(claimed, due);
+    // A place no longer watched is neither claimed nor kept.
+    store.release_sweeps("many").await.unwrap();
+    let fewer = &places[..places.len() - 1];
+    assert_eq!(
+        store
+            .claim_sweeps("many", fewer, now, lease, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(
+        store.retire_sweeps(fewer).await.unwrap(),
+        vec![places[places.len() - 1].clone()]
+    );
 }
 
 /// A "started" event for `arn`, as the SNS door hands it to the intake.

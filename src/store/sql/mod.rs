@@ -39,7 +39,7 @@ use sqlx::{FromRow, Pool, QueryBuilder};
 
 use super::{
     BEGIN_WRITE, CLAIM_LOCK, Db, MIGRATIONS_TABLE_EXISTS, MIGRATOR, SqlStore, TEXT_LIST_ROWS,
-    connect_to_inspect, insert_batch, text_list,
+    TextList, connect_to_inspect, insert_batch, text_list,
 };
 use crate::store::Position;
 
