@@ -186,6 +186,7 @@ impl App {
                 }),
                 sns_slots: Arc::new(tokio::sync::Semaphore::new(sns.sns_concurrency as usize)),
                 api_tokens: config.api_tokens.0.into_iter().map(|t| t.0).collect(),
+                prices: config.prices.map(Arc::new),
                 readiness: Default::default(),
                 gauges: Default::default(),
             },

@@ -21,7 +21,7 @@ pub use values::{
     ApiToken, BasicAuth, DatabaseUrl, LogFormat, NotifyFormat, Retention, Schedule, parse_duration,
 };
 use values::{
-    parse_bool, parse_event_id, parse_existing_dir, parse_http_url, parse_public_url,
+    parse_bool, parse_event_id, parse_existing_dir, parse_http_url, parse_prices, parse_public_url,
     parse_retention, parse_schedule,
 };
 
@@ -109,6 +109,11 @@ pub struct ServeConfig {
     /// everything).
     #[arg(long, env = "RESTOP_RETENTION", default_value = "90d", value_parser = parse_retention)]
     pub retention: Retention,
+
+    /// On-Demand prices, USD per instance-hour, that `/v1/savings` estimates with: a JSON
+    /// or CSV file of region, instance_class, engine, deployment and usd_per_hour.
+    #[arg(long, env = "RESTOP_PRICES", value_parser = parse_prices)]
+    pub prices: Option<crate::prices::Prices>,
 
     #[command(flatten)]
     pub tls: TlsConfig,

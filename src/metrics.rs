@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
@@ -103,6 +103,11 @@ pub struct DatabaseFacts {
     pub executions: ExecutionStats,
     /// Each topic restop knows a subscription of, and its status.
     pub subscriptions: Vec<(String, SubscriptionStatus)>,
+    /// `/v1/savings`' totals over every execution in the database: how long restop kept
+    /// the databases it stopped from running, and what the forced starts it stopped still
+    /// ran (each billed at least 10 minutes).
+    pub held_stopped_seconds: i64,
+    pub forced_start_running_seconds: i64,
 }
 
 /// How a notification attempt ended (`RESTOP_NOTIFY_URL`).
@@ -592,6 +597,25 @@ impl Collector for DatabaseGauges {
                 .unwrap_or(0.0);
             ConstGauge::new(seconds).encode(lag)?;
         }
+        let held = encoder.encode_descriptor(
+            "restop_held_stopped_hours",
+            "Hours the databases restop stopped stayed stopped, until next seen running (in the database; /v1/savings).",
+            None,
+            MetricType::Counter,
+        )?;
+        if let Some((facts, _)) = &snapshot {
+            ConstCounter::new(facts.held_stopped_seconds as f64 / 3600.0).encode(held)?;
+        }
+        let running = encoder.encode_descriptor(
+            "restop_forced_start_running_seconds",
+            "Seconds the forced starts restop stopped still ran, at least 600 each (in the database; /v1/savings).",
+            None,
+            MetricType::Counter,
+        )?;
+        if let Some((facts, _)) = &snapshot {
+            ConstCounter::new(u64::try_from(facts.forced_start_running_seconds).unwrap_or(0))
+                .encode(running)?;
+        }
         let mut subscriptions = encoder.encode_descriptor(
             "restop_subscriptions",
             "1 for the status each topic's subscription is in, 0 for the others.",
@@ -626,6 +650,8 @@ mod tests {
                 "arn:aws:sns:eu-west-1:111122223333:rds".into(),
                 SubscriptionStatus::PendingConfirmation,
             )],
+            held_stopped_seconds: 5400,
+            forced_start_running_seconds: 1800,
         })
     }
 
@@ -664,6 +690,8 @@ mod tests {
             "restop_notifications_total{result=\"retried\"} 1",
             "restop_subscriptions{topic=\"arn:aws:sns:eu-west-1:111122223333:rds\",status=\"pending_confirmation\"} 1",
             "restop_subscriptions{topic=\"arn:aws:sns:eu-west-1:111122223333:rds\",status=\"confirmed\"} 0",
+            "restop_held_stopped_hours_total 1.5",
+            "restop_forced_start_running_seconds_total 1800",
         ] {
             assert!(text.contains(&format!("\n{line}\n")), "{line}:\n{text}");
         }

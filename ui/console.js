@@ -382,8 +382,8 @@ function filterForm(view, fields, params) {
 }
 
 /** A table that becomes a list of cards on narrow screens (labels from data-label). */
-function table(caption, columns, rows) {
-  return h('table', { class: 'list' },
+function table(caption, columns, rows, kind = '') {
+  return h('table', { class: kind ? `list ${kind}` : 'list' },
     h('caption', { class: 'visually-hidden', text: caption }),
     h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col', text: c })))),
     h('tbody', {}, rows.map((cells) => h('tr', {},
@@ -478,6 +478,55 @@ function summarySection(summary, held = []) {
   return h('div', { class: 'summary', role: 'region', 'aria-label': 'Summary' }, cards, active, attention, holds);
 }
 
+// ---- savings -------------------------------------------------------------------------------------
+
+/** An estimate from /v1/savings: the amount, or "no estimate"; its basis on hover. */
+function cost(estimate) {
+  if (estimate.amount === null) return h('span', { class: 'muted', title: estimate.basis, text: 'no estimate' });
+  const money = new Intl.NumberFormat(undefined, { style: 'currency', currency: estimate.currency });
+  return h('span', { title: estimate.basis, text: money.format(estimate.amount) });
+}
+
+/** What an instance class cell says: the class, a cluster's members, or nothing known. */
+function sizeText(d) {
+  if (d.instance_class) return d.instance_class;
+  if (d.instance_count !== null) return `${d.instance_count} ${d.instance_count === 1 ? 'instance' : 'instances'}`;
+  return '—';
+}
+
+/** /v1/savings' default window: what restop kept from running, summed and per database. */
+function savingsSection(savings) {
+  const t = savings.totals;
+  const days = Math.round((Date.parse(savings.until) - Date.parse(savings.since)) / 86400000);
+  const total = (label, value, note) => h('div', { class: 'total' },
+    h('p', { class: 'small muted', text: label }),
+    h('p', { class: 'big' }, value),
+    note ? h('p', { class: 'small muted', text: note }) : null);
+  return h('section', { class: 'card savings', 'aria-labelledby': 'savings' },
+    h('h2', { id: 'savings', text: `Savings, last ${days} days` }),
+    h('div', { class: 'totals' },
+      total('Kept stopped', span(t.held_stopped_seconds * 1000), 'from each stop until the database ran again'),
+      total('Cost avoided', cost(t.estimated_cost_avoided), 'at the On-Demand prices of RESTOP_PRICES'),
+      total('Forced starts', String(t.forced_starts), `all runs: ${t.stopped} stopped · ${t.held} held`),
+      total('Forced starts still ran', span(t.running_seconds * 1000), 'at least 10 min each, as RDS bills')),
+    h('p', { class: 'small muted basis', text: t.estimated_cost_avoided.basis }),
+    savings.databases.length === 0
+      ? h('p', { class: 'small muted', text: `restop stopped no database in the last ${days} days.` })
+      : table('Savings by database', ['Database', 'Size', 'Forced starts', 'Stopped', 'Held', 'Still ran', 'Kept stopped', 'Cost avoided'],
+        savings.databases.map((d) => [
+          h('div', { class: 'resource' },
+            h('a', { href: `#/executions${query({ resource: d.resource_arn })}`, text: d.resource_id }),
+            h('span', { class: 'muted small', text: `${d.resource_type} · ${d.region}` })),
+          sizeText(d),
+          String(d.forced_starts),
+          String(d.stopped),
+          String(d.held),
+          span(d.running_seconds * 1000),
+          span(d.held_stopped_seconds * 1000),
+          cost(d.estimated_cost_avoided),
+        ]), 'savings'));
+}
+
 /** "4 succeeded · 1 failed · 1 active": the statuses that occurred, in a fixed order. */
 function statusLine(s) {
   const parts = [['succeeded', s.succeeded], ['failed', s.failed], ['skipped', s.skipped],
@@ -499,6 +548,7 @@ function executionsView(main, params) {
     until: params.get('until') || '',
   };
   const summaryBox = h('div', { class: 'summary-box' });
+  const savingsBox = h('div', { class: 'savings-box' });
   const listBox = h('div', { class: 'list-box', 'aria-live': 'polite', 'aria-busy': 'true' });
   const updated = h('p', { class: 'updated muted small' });
   main.append(
@@ -506,6 +556,7 @@ function executionsView(main, params) {
       h('h1', { text: 'Executions' }),
       h('a', { class: 'button', href: '#/trigger', text: 'Start a run' })),
     summaryBox,
+    savingsBox,
     filterForm('executions', [
       select('Status', 'status', STATUSES, filters.status),
       select('Outcome', 'outcome', OUTCOMES, filters.outcome),
@@ -519,12 +570,14 @@ function executionsView(main, params) {
 
   const pages = [null];
   let shownSummary = '';
+  let shownSavings = '';
   let shownList = '';
   const load = () => guarded(listBox, async (current) => {
-    const [summary, page, heldRuns] = await Promise.all([
+    const [summary, page, heldRuns, savings] = await Promise.all([
       api('/v1/summary'),
       api(`/v1/executions${query({ ...filters, limit: String(PAGE_SIZE), cursor: pages[pages.length - 1] })}`),
       api(`/v1/executions${query({ outcome: 'held', limit: '100' })}`),
+      api('/v1/savings'),
     ]);
     const held = heldDatabases(heldRuns.items);
     if (!current()) return;
@@ -533,6 +586,13 @@ function executionsView(main, params) {
     if (summaryKey !== shownSummary) {
       shownSummary = summaryKey;
       summaryBox.replaceChildren(summarySection(summary, held));
+    }
+    // The times held stopped grow by the second: replaced only when the text it shows
+    // changed (its links and hover titles follow from the same rows).
+    const fresh = savingsSection(savings);
+    if (fresh.textContent !== shownSavings) {
+      shownSavings = fresh.textContent;
+      savingsBox.replaceChildren(fresh);
     }
     const listKey = JSON.stringify(page) + pages.length;
     if (listKey !== shownList) {

@@ -11,10 +11,13 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
+use chrono::{DateTime, Utc};
 
 use super::AppState;
 use super::error::ApiError;
 use crate::metrics::DatabaseFacts;
+use crate::savings::{self, Window};
+use crate::store::SavingsFilter;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -78,12 +81,27 @@ pub async fn readyz(State(app): State<AppState>) -> Result<Json<Health>, ApiErro
     }
 }
 
-/// Prometheus text. Execution and subscription gauges come from the database; when it does
-/// not answer in time they are left out rather than failing the scrape.
+/// Prometheus text. Execution and subscription gauges, and the savings counters, come from
+/// the database; when it does not answer in time they are left out rather than failing the
+/// scrape.
 pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     let gauges = || async {
         let now = app.clock.now();
         let read = async {
+            let (runs, starts) = app
+                .store
+                .savings_history(&SavingsFilter {
+                    until: now,
+                    started_event_ids: app.event_rules.wake_event_ids.clone(),
+                    ..SavingsFilter::default()
+                })
+                .await?;
+            let all_time = Window {
+                since: DateTime::<Utc>::MIN_UTC,
+                until: now,
+                now,
+            };
+            let (_, savings) = savings::compute(&runs, &starts, all_time, None);
             Ok::<_, crate::store::StoreError>(DatabaseFacts {
                 executions: app.store.execution_stats(now).await?,
                 subscriptions: app
@@ -93,6 +111,8 @@ pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
                     .into_iter()
                     .map(|s| (s.topic_arn, s.status))
                     .collect(),
+                held_stopped_seconds: savings.figures.held_stopped_seconds,
+                forced_start_running_seconds: savings.figures.running_seconds,
             })
         };
         match tokio::time::timeout(READY_TIMEOUT, read).await {

@@ -6,6 +6,7 @@ mod executions;
 mod health;
 mod messages;
 pub(crate) mod query;
+mod savings;
 mod sns;
 mod summary;
 mod ui;
@@ -65,6 +66,8 @@ pub struct Shared {
     pub sns_slots: Arc<tokio::sync::Semaphore>,
     /// Bearer tokens for /v1; empty refuses every /v1 request.
     pub api_tokens: Vec<String>,
+    /// RESTOP_PRICES, for `/v1/savings`' estimates.
+    pub prices: Option<Arc<crate::prices::Prices>>,
     /// `/readyz`'s database ping, shared by concurrent probes.
     pub readiness: health::SingleFlight<bool>,
     /// `/metrics`' database gauges (and when they were read), shared by concurrent scrapes.
@@ -153,6 +156,7 @@ fn router(state: AppState, with_metrics: bool) -> Router {
         .route("/messages/{message_id}", get(messages::show))
         .route("/subscriptions", get(messages::subscriptions))
         .route("/summary", get(summary::show))
+        .route("/savings", get(savings::show))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_bearer,

@@ -10,6 +10,7 @@ use crate::execution::{
     ConfirmedWith, Disposition, MessageType, Mode, NotifyState, Outcome, Phase, Status,
     SubscriptionStatus, TriggerKind,
 };
+use crate::savings::Figures;
 use crate::store::{Execution, MessageEvent, MessageRecord, Step, SubscriptionRecord};
 
 /// One page of a list.
@@ -216,6 +217,54 @@ pub struct SummaryWindowView {
     pub total: i64,
     pub by_outcome: BTreeMap<Outcome, i64>,
     pub by_status: BTreeMap<Status, i64>,
+}
+
+/// `/v1/savings`: the window, each database active in it, and their sums.
+#[derive(Debug, Serialize)]
+pub struct SavingsView {
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+    pub databases: Vec<SavingsDatabaseView>,
+    pub totals: SavingsTotalsView,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SavingsDatabaseView {
+    pub resource_arn: String,
+    pub resource_id: String,
+    pub resource_type: &'static str,
+    pub account: String,
+    pub region: String,
+    pub instance_class: Option<String>,
+    pub instance_count: Option<u32>,
+    #[serde(flatten)]
+    pub figures: Figures,
+    pub estimated_cost_avoided: CostView,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SavingsTotalsView {
+    #[serde(flatten)]
+    pub figures: Figures,
+    pub estimated_cost_avoided: CostView,
+}
+
+/// An estimate: `amount` is `null` when no price is known; `basis` says how it was made.
+#[derive(Debug, Serialize)]
+pub struct CostView {
+    pub amount: Option<f64>,
+    pub currency: &'static str,
+    pub basis: String,
+}
+
+impl CostView {
+    pub fn usd(amount: Option<f64>, basis: String) -> Self {
+        Self {
+            amount,
+            currency: "USD",
+            basis,
+        }
+    }
 }
 
 /// What `POST /sns` answers once a message is stored.

@@ -167,6 +167,10 @@ pub struct ResourceFacts {
     pub engine_mode: Option<String>,
     /// For a cluster: the Aurora global database it is a member of.
     pub global_cluster_id: Option<String>,
+    /// For an instance: its class (`db.r6g.large`); RDS names none for a cluster.
+    pub instance_class: Option<String>,
+    /// For a cluster: the identifiers of its member instances.
+    pub members: Vec<String>,
 }
 
 /// One event of RDS's event log, as `DescribeEvents` lists it (it carries no event id).

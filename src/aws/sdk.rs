@@ -693,6 +693,8 @@ pub fn instance_facts(db: &aws_sdk_rds::types::DbInstance) -> ResourceFacts {
         replicas,
         engine_mode: None,
         global_cluster_id: None,
+        instance_class: db.db_instance_class().map(str::to_owned),
+        members: Vec::new(),
     }
 }
 
@@ -706,5 +708,11 @@ pub fn cluster_facts(cluster: &aws_sdk_rds::types::DbCluster) -> ResourceFacts {
         replicas: cluster.read_replica_identifiers().to_vec(),
         engine_mode: cluster.engine_mode().map(str::to_owned),
         global_cluster_id: cluster.global_cluster_identifier().map(str::to_owned),
+        instance_class: None,
+        members: cluster
+            .db_cluster_members()
+            .iter()
+            .filter_map(|m| m.db_instance_identifier().map(str::to_owned))
+            .collect(),
     }
 }

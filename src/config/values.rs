@@ -206,6 +206,10 @@ pub fn parse_http_url(s: &str) -> Result<url::Url, String> {
     }
 }
 
+pub(super) fn parse_prices(s: &str) -> Result<crate::prices::Prices, String> {
+    crate::prices::Prices::load(std::path::Path::new(s))
+}
+
 pub fn parse_existing_dir(s: &str) -> Result<PathBuf, String> {
     let path = PathBuf::from(s);
     if path.is_dir() {

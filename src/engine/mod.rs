@@ -36,7 +36,7 @@ use crate::clock::Clock;
 use crate::execution::{Mode, NotifyState, Outcome, Phase, Status};
 use crate::metrics::Metrics;
 use crate::rds;
-use crate::store::{Claim, Job, JobUpdate, NewStep, Store, StoreError};
+use crate::store::{Claim, Job, JobUpdate, NewStep, Sizing, Store, StoreError};
 
 /// How often an idle engine looks for due jobs; new executions wake it at once.
 const IDLE_TICK: Duration = Duration::from_secs(1);
@@ -568,6 +568,7 @@ impl Engine {
             notify_attempts: job.notification.attempts,
             notify_error: job.notification.error.clone(),
             next_run_at: None,
+            sizing: None,
         }
     }
 
@@ -746,6 +747,10 @@ impl Engine {
             notify_attempts: 0,
             notify_error: None,
             next_run_at: None,
+            sizing: match observation {
+                Observation::Described(facts) => Some(Sizing::of(job.resource.kind, facts)),
+                _ => None,
+            },
         };
         if let Observation::StateMachineStarted { execution_arn } = observation {
             update.sfn_execution_arn = Some(execution_arn.clone());

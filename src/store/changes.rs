@@ -136,6 +136,34 @@ pub struct JobUpdate {
     pub notify_error: Option<String>,
     /// `None`: nothing left to do.
     pub next_run_at: Option<DateTime<Utc>>,
+    /// What the step's Describe said of the database's size; `None` keeps what is stored.
+    pub sizing: Option<Sizing>,
+}
+
+/// What a Describe tells of a database's size, kept on its execution for `/v1/savings`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sizing {
+    /// `None` for a cluster: RDS's cluster answer names no class.
+    pub instance_class: Option<String>,
+    pub engine: String,
+    pub multi_az: bool,
+    /// 1 for an instance; an Aurora cluster's members.
+    pub instance_count: u32,
+}
+
+impl Sizing {
+    pub fn of(kind: crate::aws::arn::ResourceKind, facts: &crate::aws::ResourceFacts) -> Self {
+        use crate::aws::arn::ResourceKind;
+        Self {
+            instance_class: facts.instance_class.clone(),
+            engine: facts.engine.clone(),
+            multi_az: facts.multi_az,
+            instance_count: match kind {
+                ResourceKind::DbInstance => 1,
+                ResourceKind::DbCluster => u32::try_from(facts.members.len()).unwrap_or(u32::MAX),
+            },
+        }
+    }
 }
 
 /// Which due jobs a claim takes.

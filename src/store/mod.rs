@@ -12,12 +12,13 @@ mod sqlite;
 
 pub use changes::{
     Claim, ExecutionLink, Inserted, JobUpdate, NewExecution, NewMessage, NewStep, Recorded,
-    Recording, SubscriptionUpdate,
+    Recording, Sizing, SubscriptionUpdate,
 };
 pub use intake::Intake;
 pub use records::{
     Cancelled, Execution, ExecutionFilter, ForcedStart, Job, MessageEvent, MessageFilter,
-    MessageRecord, Notification, Position, Step, SubscriptionRecord, SummaryCount, Sweep,
+    MessageRecord, Notification, Position, SavingsFilter, SavingsRun, StartSeen, Step,
+    SubscriptionRecord, SummaryCount, Sweep,
 };
 
 use std::sync::Arc;
@@ -64,7 +65,14 @@ pub enum MigrateError {
 /// call the families' methods on it directly.
 #[async_trait]
 pub trait Store:
-    MessageStore + SubscriptionStore + ExecutionStore + JobStore + SweepStore + RetentionStore + 'static
+    MessageStore
+    + SubscriptionStore
+    + ExecutionStore
+    + JobStore
+    + SweepStore
+    + SavingsStore
+    + RetentionStore
+    + 'static
 {
     /// Succeeds when the database answers a trivial query.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -265,6 +273,18 @@ pub trait SweepStore: Send + Sync {
         note: &str,
         notify: bool,
     ) -> Result<ForcedStart, StoreError>;
+}
+
+/// What `/v1/savings` adds up: executions and "started" events, read as they are.
+#[async_trait]
+pub trait SavingsStore: Send + Sync {
+    /// Executions whose event happened before `filter.until`, oldest first, and the
+    /// "started" events received before it, oldest first, both of `filter.account` and
+    /// `filter.region` when given.
+    async fn savings_history(
+        &self,
+        filter: &SavingsFilter,
+    ) -> Result<(Vec<SavingsRun>, Vec<StartSeen>), StoreError>;
 }
 
 /// What is old enough to go.

@@ -34,6 +34,37 @@ pub enum ForcedStart {
     Ended(String, crate::execution::Outcome),
 }
 
+/// What `/v1/savings` reads: the executions before `until`, and the "started" events of
+/// their databases, of one account and region when given.
+#[derive(Debug, Clone, Default)]
+pub struct SavingsFilter {
+    pub until: DateTime<Utc>,
+    pub account: Option<String>,
+    pub region: Option<String>,
+    /// The event ids that say a database has started (RESTOP_WAKE_EVENT_IDS).
+    pub started_event_ids: Vec<String>,
+}
+
+/// One execution as `/v1/savings` counts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavingsRun {
+    pub resource: ResourceArn,
+    pub trigger: TriggerKind,
+    pub outcome: Option<Outcome>,
+    /// The forced start (or the operator's request).
+    pub event_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// What its last Describe said; `None` when it never described its database.
+    pub sizing: Option<crate::store::Sizing>,
+}
+
+/// A "started" event RDS sent about a database: it ran from then on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartSeen {
+    pub resource_arn: String,
+    pub at: DateTime<Utc>,
+}
+
 /// Keyset pagination position: the last item of the previous page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Position {

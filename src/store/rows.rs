@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use crate::aws::arn::ResourceArn;
 use crate::execution::{Outcome, Status};
 use crate::store::{
-    Execution, Job, MessageEvent, MessageRecord, Notification, StoreError, SubscriptionRecord,
-    SummaryCount, Sweep,
+    Execution, Job, MessageEvent, MessageRecord, Notification, SavingsRun, Sizing, StoreError,
+    SubscriptionRecord, SummaryCount, Sweep,
 };
 
 // The column lists are macros so that queries can `concat!` them into constants.
@@ -333,6 +333,43 @@ impl TryFrom<SummaryRow> for SummaryCount {
             short_window: row.short_window,
             long_window: row.long_window,
             active: row.active,
+        })
+    }
+}
+
+/// An `executions` row as `/v1/savings` reads it.
+#[derive(sqlx::FromRow)]
+pub(super) struct SavingsRow {
+    resource_arn: String,
+    trigger: String,
+    outcome: Option<String>,
+    event_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+    instance_class: Option<String>,
+    engine: Option<String>,
+    multi_az: Option<bool>,
+    instance_count: Option<i32>,
+}
+
+impl TryFrom<SavingsRow> for SavingsRun {
+    type Error = StoreError;
+
+    fn try_from(row: SavingsRow) -> Result<Self, StoreError> {
+        const T: &str = "executions";
+        // Written together by one statement: an engine means the rest is there too.
+        let sizing = row.engine.map(|engine| Sizing {
+            instance_class: row.instance_class,
+            engine,
+            multi_az: row.multi_az.unwrap_or(false),
+            instance_count: row.instance_count.map(count).unwrap_or(1),
+        });
+        Ok(SavingsRun {
+            resource: decode(T, "resource_arn", row.resource_arn)?,
+            trigger: decode(T, "trigger", row.trigger)?,
+            outcome: decode_optional(T, "outcome", row.outcome)?,
+            event_at: row.event_at,
+            finished_at: row.finished_at,
+            sizing,
         })
     }
 }

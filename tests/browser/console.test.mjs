@@ -98,7 +98,8 @@ page.on('console', (message) => {
 
 // ---- helpers ------------------------------------------------------------------------------
 
-const rows = () => page.locator('table.list tbody tr');
+// The rows of a view's list (the summary's savings table is not one).
+const rows = () => page.locator('table.list:not(.savings) tbody tr');
 const heading = (name) => page.getByRole('heading', { level: 1, name });
 const nav = (name) => page.getByRole('navigation', { name: 'Views' }).getByRole('link', { name, exact: true });
 
@@ -180,6 +181,42 @@ await test('signing in shows the summary and the executions, newest first', asyn
   assert.match(await rows().first().textContent(), new RegExp(scenario.newest));
   await assertLabelled();
   await snap('executions');
+});
+
+await test('the summary shows what restop saved, in total and per database', async () => {
+  const savings = page.getByRole('region', { name: 'Savings, last 30 days' });
+  await savings.waitFor();
+  const table = savings.locator('table.savings');
+  // What saved something: the forced start restop stopped, the two runs an operator
+  // started that stopped their database, and the held one; not the runs that stopped nothing.
+  const databases = [scenario.forced_start, ...scenario.stopped, scenario.held];
+  await eventually(async () => assert.equal(await table.locator('tbody tr').count(), new Set(databases).size));
+  const row = (name) => table.locator('tbody tr').filter({ has: page.getByRole('link', { name, exact: true }) });
+  const cells = async (name) => (await row(name).locator('td').allTextContents()).map((t) => t.trim());
+  // Database, Size, Forced starts, Stopped, Held, Still ran, Kept stopped, Cost avoided.
+  const forced = await cells(scenario.forced_start);
+  assert.deepEqual(forced.slice(1, 6), ['db.t4g.micro', '1', '1', '0', '10 min 0 s'], 'a stopped forced start is billed 10 minutes');
+  assert.match(forced[6], /^\d+ s$|^\d+ min \d+ s$/);
+  assert.match(forced[7], /^\$\d+\.\d\d$/, 'priced from RESTOP_PRICES');
+  const cluster = await cells(scenario.cluster);
+  assert.deepEqual([cluster[1], cluster[7]], ['2 instances', 'no estimate']);
+  assert.match(await row(scenario.cluster).locator('td').last().locator('span').getAttribute('title'), /Aurora cluster of 2 instances/);
+  const held = await cells(scenario.held);
+  assert.deepEqual(held.slice(2, 5), ['0', '0', '1']);
+  // The totals, and what the estimate leaves out.
+  const text = (await savings.locator('.totals p').allTextContents()).join(' ');
+  assert.match(text, /Forced starts 1 all runs: 3 stopped · 1 held/);
+  assert.match(text, /Forced starts still ran 10 min 0 s/);
+  assert.match(text, /Cost avoided \$\d+\.\d\d/);
+  assert.match(await savings.locator('.basis').textContent(), /1 left out.*Reserved Instances, Savings Plans/);
+  // A database's row leads to its executions.
+  await row(scenario.forced_start).getByRole('link', { name: scenario.forced_start }).click();
+  await eventually(async () => assert.equal(await rows().count(), 1));
+  assert.match(page.url(), /resource=arn%3Aaws%3Ards%3Aus-east-1%3A123456789012%3Adb%3Aledger/);
+  await page.goto(`${base}/ui#/executions`);
+  await heading('Executions').waitFor();
+  await savings.locator('table.savings').waitFor();
+  await snap('savings');
 });
 
 await test('the console is keyboard reachable', async () => {

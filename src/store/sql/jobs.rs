@@ -75,6 +75,12 @@ const COMPLETE: &str = "
         lease_owner = NULL, lease_expires_at = NULL
     WHERE id = $1 AND lease_token = $2";
 
+/// What the step's Describe said of the database's size (the latest answer wins: an Aurora
+/// cluster's members at the time).
+const SIZING: &str = "
+    UPDATE executions SET instance_class = $2, engine = $3, multi_az = $4, instance_count = $5
+    WHERE id = $1";
+
 const RELEASE: &str = "
     UPDATE executions SET lease_owner = NULL, lease_expires_at = NULL,
         lease_token = lease_token + 1,
@@ -191,6 +197,16 @@ impl JobStore for SqlStore {
             == 1;
         if !fenced {
             return Ok(false);
+        }
+        if let Some(sizing) = &u.sizing {
+            sqlx::query(SIZING)
+                .bind(&job.id)
+                .bind(&sizing.instance_class)
+                .bind(&sizing.engine)
+                .bind(sizing.multi_az)
+                .bind(stored_count(sizing.instance_count))
+                .execute(&mut *tx)
+                .await?;
         }
         let repeated = sqlx::query(REPEAT_STEP)
             .bind(&job.id)

@@ -27,6 +27,7 @@ mod executions;
 mod jobs;
 mod messages;
 mod retention;
+mod savings;
 mod subscriptions;
 mod sweeps;
 

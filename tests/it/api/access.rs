@@ -31,6 +31,7 @@ async fn every_v1_route_needs_a_valid_bearer_token(db: TestDb) {
         (Method::GET, "/v1/messages"),
         (Method::GET, "/v1/messages/m-1"),
         (Method::GET, "/v1/subscriptions"),
+        (Method::GET, "/v1/savings"),
     ];
     for (method, path) in &routes {
         for token in [None, Some("wrong-token-0123456789"), Some(&TOKENS[0][1..])] {

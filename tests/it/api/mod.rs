@@ -7,6 +7,7 @@ mod executions;
 mod messages;
 mod metrics;
 mod openapi;
+mod savings;
 
 use std::sync::Arc;
 

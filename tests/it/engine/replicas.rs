@@ -156,6 +156,7 @@ async fn an_expired_lease_is_taken_over_and_the_old_owner_is_fenced_out() {
             notify_attempts: 0,
             notify_error: None,
             next_run_at: Some(later),
+            sizing: None,
         };
         assert!(
             !store

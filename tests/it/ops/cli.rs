@@ -24,6 +24,12 @@ fn an_invalid_setting_stops_start_up_and_is_named() {
         ("RESTOP_SNS_CONCURRENCY", "0"),
         ("RESTOP_NOTIFY_FORMAT", "discord"),
         ("RESTOP_LOG_FORMAT", "xml"),
+        // A price file that is missing, and one that is no price list (this crate's manifest).
+        ("RESTOP_PRICES", "/nonexistent/prices.csv"),
+        (
+            "RESTOP_PRICES",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"),
+        ),
         // A role in another account: restop would act there under this account's name.
         (
             "RESTOP_ACCOUNTS",

@@ -18,7 +18,7 @@ use crate::support::db::{Backend, TestDb};
 use crate::support::fake_aws::FakeAws;
 use crate::support::openapi::assert_conforms;
 use crate::support::sns::SnsStub;
-use crate::support::{TOKENS, TestApp, config, error_code};
+use crate::support::{TOKENS, TestApp, config, error_code, prices};
 
 on_both_backends!(
     the_outcome_filter_matches_finished_executions,
@@ -349,7 +349,11 @@ async fn console_in_a_real_browser() {
     aws.add(&arn("cluster", FAILED), "storage-full", PROTECTED);
     // Never becomes available: its run stays active, to be cancelled.
     aws.add(&arn("db", ACTIVE), "starting", PROTECTED);
-    let app = with_engine(&db, aws, Some(&stub)).await;
+    let mut cfg = config(&db.url, Some(&stub.host));
+    cfg.engine.engine_enabled = true;
+    // The fake's instances are db.t4g.micro PostgreSQL, single-AZ: the savings are priced.
+    cfg.prices = Some(prices("us-east-1,db.t4g.micro,postgres,single-az,0.016\n"));
+    let app = TestApp::spawn_with(cfg, Arc::new(SystemClock), Some(aws)).await;
 
     // What SNS delivers: a subscription confirmation, then a forced start.
     let confirmation = stub.confirmation("SubscriptionConfirmation", "console-token-4242");
@@ -399,6 +403,8 @@ async fn console_in_a_real_browser() {
         "active": ACTIVE,
         "dry_run_target": DRY_RUN_TARGET,
         "held": HELD,
+        "forced_start": "ledger",
+        "cluster": "billing",
     });
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let screenshots = root.join("target/console-screenshots");

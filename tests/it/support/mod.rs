@@ -228,6 +228,14 @@ async fn build(config: ServeConfig, clock: Arc<dyn Clock>, aws: Option<Arc<dyn A
         .expect("restop builds")
 }
 
+/// `RESTOP_PRICES` as restop reads it, from a CSV file of these `rows` (after the header).
+pub fn prices(rows: &str) -> restop::prices::Prices {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let csv = format!("region,instance_class,engine,deployment,usd_per_hour\n{rows}");
+    std::fs::write(file.path(), csv).unwrap();
+    restop::prices::Prices::load(file.path()).unwrap()
+}
+
 /// The `error.code` of a JSON error answer.
 pub fn error_code(body: &Value) -> &str {
     body["error"]["code"].as_str().unwrap_or("<no error code>")

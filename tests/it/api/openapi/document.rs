@@ -79,6 +79,7 @@ fn it_documents_exactly_the_routes_of_the_contract() {
         ("/v1/messages/{message_id}", "get"),
         ("/v1/subscriptions", "get"),
         ("/v1/summary", "get"),
+        ("/v1/savings", "get"),
         ("/", "get"),
         ("/ui", "get"),
         ("/ui/{asset}", "get"),
@@ -154,7 +155,7 @@ fn query_parameters_are_optional_and_empty_means_absent() {
             }
         }
     }
-    assert_eq!(seen, 16);
+    assert_eq!(seen, 20);
 }
 
 #[test]
