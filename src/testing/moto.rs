@@ -206,7 +206,7 @@ impl Moto {
     }
 
     /// The call log: every AWS request received, in order (see tests/moto/README.md).
-    async fn log(&self) -> Vec<Value> {
+    pub async fn call_log(&self) -> Vec<Value> {
         self.http
             .get(format!("{}/restop-test/calls", self.url))
             .send()
@@ -228,7 +228,7 @@ impl Moto {
 
     /// The same, with when each arrived (Unix seconds).
     pub async fn timed_calls(&self) -> Vec<(String, String, f64)> {
-        self.log()
+        self.call_log()
             .await
             .iter()
             .map(|c| {
@@ -254,7 +254,7 @@ impl Moto {
 
     /// The parameters of every request for `action`, in order.
     pub async fn call_params(&self, action: &str) -> Vec<Value> {
-        self.log()
+        self.call_log()
             .await
             .into_iter()
             .filter(|c| c["action"] == action)

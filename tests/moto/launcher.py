@@ -395,7 +395,7 @@ QUERY_NAMESPACES = {
     "sns": "http://sns.amazonaws.com/doc/2010-03-31/",
     "sts": "https://sts.amazonaws.com/doc/2011-06-15/",
 }
-CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/,\s]+/([^/,\s]+)/aws4_request")
+CREDENTIAL_SCOPE = re.compile(r"Credential=([^/,\s]+)/\d{8}/[^/,\s]+/([^/,\s]+)/aws4_request")
 # Form parameters that name the resource of an RDS (or other awsquery) call, in order.
 QUERY_RESOURCE_PARAMS = (
     "DBInstanceIdentifier",
@@ -427,6 +427,9 @@ class ControlState:
                 if fault.get("service") and fault["service"] != call["service"]:
                     continue
                 if fault.get("resource") and fault["resource"] not in call["resources"]:
+                    continue
+                prefix = fault.get("access_key_prefix")
+                if prefix and not (call["access_key"] or "").startswith(prefix):
                     continue
                 fault["remaining"] -= 1
                 if fault["remaining"] <= 0:
@@ -476,7 +479,8 @@ def _describe_call(environ: dict[str, Any]) -> dict[str, Any] | None:
         return None
     auth = environ.get("HTTP_AUTHORIZATION", "")
     scope = CREDENTIAL_SCOPE.search(auth)
-    service = scope.group(1) if scope else None
+    access_key = scope.group(1) if scope else None
+    service = scope.group(2) if scope else None
     content_type = (environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
     target = environ.get("HTTP_X_AMZ_TARGET")
     resources: list[str] = []
@@ -531,6 +535,7 @@ def _describe_call(environ: dict[str, Any]) -> dict[str, Any] | None:
     return {
         "action": action,
         "service": service,
+        "access_key": access_key,
         "resource": resources[0] if resources else None,
         "resources": resources,
         "protocol": protocol,
@@ -597,6 +602,7 @@ def _parse_fault(payload: Any) -> dict[str, Any]:
         "delay_seconds": float(delay),
         "service": payload.get("service"),
         "resource": payload.get("resource"),
+        "access_key_prefix": payload.get("access_key_prefix"),
     }
     if code is None and not delay:
         raise ValueError('"code": null (pass through) only makes sense with "delay_seconds"')
@@ -623,6 +629,7 @@ class RestopTestMiddleware:
         entry: dict[str, Any] = {
             "action": call["action"],
             "service": call["service"],
+            "access_key": call["access_key"],
             "resource": call["resource"],
             "resources": call["resources"],
             "params": call["params"],
