@@ -101,7 +101,15 @@ const BYSTANDERS: usize = 4;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = Args::parse();
+    if soak(Args::parse()).await? {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// Runs the soak; true when an invariant was violated. Everything it started (replicas,
+/// PostgreSQL, moto) is stopped by the time it returns.
+async fn soak(mut args: Args) -> anyhow::Result<bool> {
     if args.db == Backend::Sqlite {
         args.replicas = 1;
     }
@@ -149,7 +157,11 @@ async fn main() -> anyhow::Result<()> {
     world.create_databases(&plan).await?;
     eprintln!(
         "soak: {} databases created and stopped",
-        plan.scenarios.len() + BYSTANDERS
+        plan.scenarios
+            .iter()
+            .filter(|s| s.kind.own_database())
+            .count()
+            + BYSTANDERS
     );
 
     let replicas = Arc::new(Replicas::new(
@@ -213,9 +225,8 @@ async fn main() -> anyhow::Result<()> {
     replicas.stop_all().await;
     if failed {
         eprintln!("soak: replica logs kept in {}", work.keep().display());
-        std::process::exit(1);
     }
-    Ok(())
+    Ok(failed)
 }
 
 /// Builds the `restop` binary with the profile this example runs in, as `cargo run` gives
@@ -540,7 +551,7 @@ impl World {
             .iter()
             .filter(|s| s.kind.own_database())
             .cloned();
-        let gate = Arc::new(tokio::sync::Semaphore::new(8));
+        let gate = Arc::new(tokio::sync::Semaphore::new(4));
         for scenario in own.chain(bystanders) {
             let rds = self.rds.clone();
             let gate = gate.clone();
@@ -558,36 +569,41 @@ impl World {
             let bystander = scenario.id.starts_with("soak-bystander");
             creations.spawn(async move {
                 let _slot = gate.acquire().await;
+                let id = &scenario.id;
                 if scenario.kind.cluster() {
-                    rds.create_db_cluster()
-                        .db_cluster_identifier(&scenario.id)
-                        .engine("aurora-postgresql")
-                        .master_username("admin")
-                        .master_user_password("password123")
-                        .set_tags(Some(tags))
-                        .send()
-                        .await?;
-                    rds.stop_db_cluster()
-                        .db_cluster_identifier(&scenario.id)
-                        .send()
-                        .await?;
+                    send_once(id, "AlreadyExists", || {
+                        rds.create_db_cluster()
+                            .db_cluster_identifier(id)
+                            .engine("aurora-postgresql")
+                            .master_username("admin")
+                            .master_user_password("password123")
+                            .set_tags(Some(tags.clone()))
+                            .send()
+                    })
+                    .await?;
+                    send_once(id, "InvalidDBClusterState", || {
+                        rds.stop_db_cluster().db_cluster_identifier(id).send()
+                    })
+                    .await?;
                 } else {
-                    rds.create_db_instance()
-                        .db_instance_identifier(&scenario.id)
-                        .db_instance_class("db.t3.micro")
-                        .engine("postgres")
-                        .allocated_storage(20)
-                        .master_username("admin")
-                        .master_user_password("password123")
-                        .set_tags(Some(tags))
-                        .send()
-                        .await?;
+                    send_once(id, "AlreadyExists", || {
+                        rds.create_db_instance()
+                            .db_instance_identifier(id)
+                            .db_instance_class("db.t3.micro")
+                            .engine("postgres")
+                            .allocated_storage(20)
+                            .master_username("admin")
+                            .master_user_password("password123")
+                            .set_tags(Some(tags.clone()))
+                            .send()
+                    })
+                    .await?;
                     // Bystanders run all along.
                     if !bystander {
-                        rds.stop_db_instance()
-                            .db_instance_identifier(&scenario.id)
-                            .send()
-                            .await?;
+                        send_once(id, "InvalidDBInstanceState", || {
+                            rds.stop_db_instance().db_instance_identifier(id).send()
+                        })
+                        .await?;
                     }
                 }
                 anyhow::Ok(())
@@ -727,18 +743,21 @@ impl World {
     }
 
     async fn start(&self, scenario: &Scenario) -> anyhow::Result<()> {
+        let id = &scenario.id;
+        // Only the soak starts its databases: a state error means an attempt did.
         if scenario.kind.cluster() {
-            self.rds
-                .start_db_cluster()
-                .db_cluster_identifier(&scenario.id)
-                .send()
-                .await?;
+            send_once(id, "InvalidDBClusterState", || {
+                self.rds.start_db_cluster().db_cluster_identifier(id).send()
+            })
+            .await?;
         } else {
-            self.rds
-                .start_db_instance()
-                .db_instance_identifier(&scenario.id)
-                .send()
-                .await?;
+            send_once(id, "InvalidDBInstanceState", || {
+                self.rds
+                    .start_db_instance()
+                    .db_instance_identifier(id)
+                    .send()
+            })
+            .await?;
         }
         self.record
             .lock()
@@ -860,19 +879,18 @@ impl World {
         let forced_at = unix_now();
         let pass = self.begun_passes();
         self.wait_for(scenario, "available", pass).await;
-        self.rds
-            .stop_db_instance()
-            .db_instance_identifier(&scenario.id)
-            .send()
-            .await?;
+        let id = &scenario.id;
+        send_once(id, "InvalidDBInstanceState", || {
+            self.rds
+                .stop_db_instance()
+                .db_instance_identifier(id)
+                .send()
+        })
+        .await?;
         let stopped_at = unix_now();
         let pass = self.begun_passes();
         self.wait_for(scenario, "stopped", pass).await;
-        self.rds
-            .start_db_instance()
-            .db_instance_identifier(&scenario.id)
-            .send()
-            .await?;
+        self.start(scenario).await?;
         let started_at = unix_now();
         let now = unix_now();
         for (event, at) in [
@@ -1241,6 +1259,31 @@ impl World {
     }
 }
 
+/// Sends one of the soak's own RDS calls until it succeeds or fails with an error naming
+/// `done`, which means an earlier attempt whose answer was lost did it: under load moto
+/// now and then answers with an empty 500, and the SDK's retry then finds the work done.
+async fn send_once<T, E: std::fmt::Debug, F: Future<Output = Result<T, E>>>(
+    id: &str,
+    done: &str,
+    call: impl Fn() -> F,
+) -> anyhow::Result<()> {
+    let mut attempt = 0;
+    loop {
+        match call().await {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                let error = format!("{e:?}");
+                if error.contains(done) {
+                    return Ok(());
+                }
+                attempt += 1;
+                ensure!(attempt < 6, "setting up {id}: {error}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    }
+}
+
 fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -1310,8 +1353,13 @@ async fn inject_faults(
     let mut rng = StdRng::seed_from_u64(seed);
     for (at, fault) in faults {
         tokio::time::sleep_until((began + at).into()).await;
+        let replica = rng.random_range(0..world.bases.len());
+        let target = match fault {
+            Fault::Sigkill | Fault::Sigterm => format!(" of replica {replica}"),
+            _ => String::new(),
+        };
         eprintln!(
-            "soak: {:.0} s: {}",
+            "soak: {:.0} s: {}{target}",
             began.elapsed().as_secs_f64(),
             fault.name()
         );
@@ -1322,7 +1370,6 @@ async fn inject_faults(
             .faults
             .entry(fault.name())
             .or_default() += 1;
-        let replica = rng.random_range(0..world.bases.len());
         match fault {
             Fault::Sigkill => {
                 replicas.kill(replica).await;
