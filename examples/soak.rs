@@ -55,7 +55,7 @@ use clap::{Parser, ValueEnum};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use restop::aws::SdkAws;
-use restop::testing::moto::{ACCOUNT, Moto, REGION};
+use restop::testing::moto::{ACCOUNT, Moto, REGION, new_instance};
 use restop::testing::sns::{SnsStub, TOPIC, sns_timestamp};
 use serde_json::{Value, json};
 
@@ -587,15 +587,7 @@ impl World {
                     .await?;
                 } else {
                     send_once(id, "AlreadyExists", || {
-                        rds.create_db_instance()
-                            .db_instance_identifier(id)
-                            .db_instance_class("db.t3.micro")
-                            .engine("postgres")
-                            .allocated_storage(20)
-                            .master_username("admin")
-                            .master_user_password("password123")
-                            .set_tags(Some(tags.clone()))
-                            .send()
+                        new_instance(&rds, id).set_tags(Some(tags.clone())).send()
                     })
                     .await?;
                     // Bystanders run all along.
