@@ -111,6 +111,7 @@ impl App {
             sdk,
             config.accounts.rds_max_rps,
             budget_wait,
+            config.engine.aws_timeout,
             metrics.clone(),
         ));
         let own_account = OwnAccount::default();

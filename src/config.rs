@@ -323,8 +323,9 @@ pub struct AccountsConfig {
     #[arg(long, env = "RESTOP_EXTERNAL_ID", hide_env_values = true)]
     pub external_id: Option<String>,
 
-    /// RDS requests per second restop makes in one account and region (bursts of twice
-    /// that); RDS allows each account and region 12, shared with every other tool.
+    /// RDS requests per second restop makes in one account and region (never more than
+    /// twice that in any one second); RDS allows each account and region 12, shared with
+    /// every other tool.
     #[arg(long, env = "RESTOP_RDS_MAX_RPS", default_value_t = 4.0, value_parser = parse_rate)]
     pub rds_max_rps: f64,
 }

@@ -1,8 +1,10 @@
 //! The RDS request budget. RDS allows each account and region 12 requests per second
 //! (300 in a burst), shared with the console, the CLI and every other tool there; restop
-//! keeps to `RESTOP_RDS_MAX_RPS` per account and region (bursts of twice that), halves it
-//! for a while when RDS throttles anyway, and lets stop calls go before polls when the
-//! bucket runs short. The budget is this process's: replicas each keep their own.
+//! keeps to `RESTOP_RDS_MAX_RPS` per account and region, never more than twice that in any
+//! one second, halves it for a while when RDS throttles anyway, and lets stop calls go
+//! before polls when the bucket runs short. Each request takes a token, a retry's as
+//! much as the first's (the guard makes RDS retries, not the SDK). The budget is this
+//! process's: replicas each keep their own.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -41,7 +43,7 @@ struct Bucket {
 }
 
 impl Budget {
-    /// `rate` requests per second, bursts of twice that.
+    /// `rate` requests per second, at most twice that in any one second.
     pub fn new(rate: f64) -> Self {
         Self {
             rate,
@@ -49,8 +51,10 @@ impl Budget {
         }
     }
 
-    fn burst(&self) -> f64 {
-        2.0 * self.rate
+    /// A full bucket holds one second of calls: a second that starts with a full bucket
+    /// holds it and a second of refill, twice the rate, and no second holds more.
+    fn capacity(&self) -> f64 {
+        self.rate
     }
 
     /// Waits until a call in `account` and `region` fits the budget, but no longer than
@@ -74,7 +78,7 @@ impl Budget {
                 let mut buckets = self.buckets.lock().expect("budget lock");
                 let now = Instant::now();
                 let bucket = buckets.entry(key.clone()).or_insert_with(|| Bucket {
-                    tokens: self.burst(),
+                    tokens: self.capacity(),
                     refilled: now,
                     share: 1.0,
                     slowed_until: now,
@@ -85,7 +89,8 @@ impl Budget {
                 }
                 let rate = self.rate * bucket.share;
                 let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
-                bucket.tokens = (bucket.tokens + elapsed * rate).min(self.burst() * bucket.share);
+                bucket.tokens =
+                    (bucket.tokens + elapsed * rate).min(self.capacity() * bucket.share);
                 bucket.refilled = now;
                 let ahead = bucket.stops_waiting - usize::from(queued.is_some());
                 let may_take = priority == Priority::Stop || ahead == 0;
@@ -139,7 +144,7 @@ impl Budget {
         let mut buckets = self.buckets.lock().expect("budget lock");
         if let Some(bucket) = buckets.get_mut(&(account.to_owned(), region.to_owned())) {
             bucket.share = (bucket.share / 2.0).max(SLOWEST);
-            bucket.tokens = bucket.tokens.min(self.burst() * bucket.share);
+            bucket.tokens = bucket.tokens.min(self.capacity() * bucket.share);
             bucket.slowed_until = Instant::now() + SLOW_DOWN_FOR;
         }
     }
@@ -207,8 +212,8 @@ mod tests {
             calls.push(Instant::now());
         }
         let seconds = per_second(start, &calls);
-        // Eight at once (the burst), then four a second.
-        assert_eq!(seconds[0], 8 + 3, "{seconds:?}");
+        // Four at once (the full bucket) and three more as it refills, then four a second.
+        assert_eq!(seconds[0], 4 + 3, "{seconds:?}");
         assert!(seconds[1..10].iter().all(|&n| n == 4), "{seconds:?}");
         // Another account or region has a budget of its own.
         let before = Instant::now();
@@ -223,10 +228,55 @@ mod tests {
         assert_eq!(Instant::now(), before);
     }
 
+    /// What RDS would count: the most calls in any one second, wherever it starts.
+    fn busiest_second(calls: &[Instant]) -> usize {
+        calls
+            .iter()
+            .map(|&from| {
+                calls
+                    .iter()
+                    .filter(|&&at| at >= from && at < from + Duration::from_secs(1))
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_second_holds_more_than_twice_the_rate() {
+        // A quiet spell fills the bucket; then 200 calls arrive at once, as when a replica
+        // takes over the jobs of one that died, with stops among them.
+        let budget = std::sync::Arc::new(Budget::new(10.0));
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        let calls = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let (budget, calls) = (budget.clone(), calls.clone());
+            let priority = if i % 5 == 0 {
+                Priority::Stop
+            } else {
+                Priority::Other
+            };
+            tasks.push(tokio::spawn(async move {
+                budget.acquire("a", "r", priority, FOREVER).await.unwrap();
+                calls.lock().unwrap().push(Instant::now());
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let calls = calls.lock().unwrap();
+        assert_eq!(calls.len(), 200);
+        assert!(busiest_second(&calls) <= 20, "{}", busiest_second(&calls));
+        // And the budget is used: 200 calls at 10 a second, the first 10 at once.
+        let span = *calls.iter().max().unwrap() - *calls.iter().min().unwrap();
+        assert!(span <= Duration::from_millis(19_100), "{span:?}");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn throttling_halves_the_rate_for_a_while() {
         let budget = Budget::new(4.0);
-        for _ in 0..8 {
+        for _ in 0..4 {
             budget
                 .acquire("a", "r", Priority::Other, FOREVER)
                 .await
@@ -260,13 +310,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn stops_go_before_other_calls() {
         let budget = std::sync::Arc::new(Budget::new(1.0));
-        // Use up the burst.
-        for _ in 0..2 {
-            budget
-                .acquire("a", "r", Priority::Other, FOREVER)
-                .await
-                .unwrap();
-        }
+        // Empty the bucket.
+        budget
+            .acquire("a", "r", Priority::Other, FOREVER)
+            .await
+            .unwrap();
         let order = std::sync::Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
         for (i, priority) in [Priority::Other, Priority::Other, Priority::Stop]
@@ -290,12 +338,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_wait_longer_than_allowed_gives_up_at_once() {
         let budget = Budget::new(1.0);
-        for _ in 0..2 {
-            budget
-                .acquire("a", "r", Priority::Other, FOREVER)
-                .await
-                .unwrap();
-        }
+        budget
+            .acquire("a", "r", Priority::Other, FOREVER)
+            .await
+            .unwrap();
         // The next token comes in a second: not within half a second.
         let before = Instant::now();
         let limit = Duration::from_millis(500);
@@ -319,12 +365,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_dropped_stop_does_not_hold_back_other_calls() {
         let budget = std::sync::Arc::new(Budget::new(1.0));
-        for _ in 0..2 {
-            budget
-                .acquire("a", "r", Priority::Other, FOREVER)
-                .await
-                .unwrap();
-        }
+        budget
+            .acquire("a", "r", Priority::Other, FOREVER)
+            .await
+            .unwrap();
         // A stop starts waiting for its token, and its caller gives up on it.
         let waiting = {
             let budget = budget.clone();

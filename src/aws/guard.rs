@@ -7,11 +7,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use tokio::time::Instant;
 
 use super::arn::{Arn, ResourceArn, ResourceKind};
 use super::budget::{Budget, Exhausted, Priority};
 use super::{Aws, AwsFailure, AwsReply, AwsRequest};
 use crate::metrics::Metrics;
+
+/// Attempts per RDS call, its retries included.
+const RDS_ATTEMPTS: u32 = 3;
+/// A retry waits a random time up to this long, twice as long for each further one.
+const RETRY_BACKOFF: Duration = Duration::from_millis(500);
 
 pub struct Guarded {
     inner: Arc<dyn Aws>,
@@ -19,6 +25,9 @@ pub struct Guarded {
     /// The longest a call waits for the budget: a step must end (wait, call and commit)
     /// within its lease, or a peer takes the job over mid-step.
     max_wait: Duration,
+    /// RESTOP_AWS_TIMEOUT: an RDS call's attempts, their waits for the budget and their
+    /// backoffs included, end within `max_wait` and this.
+    call_timeout: Duration,
     metrics: Arc<Metrics>,
 }
 
@@ -29,18 +38,21 @@ impl Guarded {
         inner: Arc<dyn Aws>,
         rds_rate: f64,
         max_wait: Duration,
+        call_timeout: Duration,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             inner,
             budget: Budget::new(rds_rate),
             max_wait,
+            call_timeout,
             metrics,
         }
     }
 }
 
 /// What the guard counts a call by, and the budget it waits for (RDS calls only).
+#[derive(Clone, Copy)]
 struct Metered<'a> {
     operation: &'static str,
     account: &'a str,
@@ -135,47 +147,101 @@ fn describe(kind: ResourceKind) -> &'static str {
     }
 }
 
-#[async_trait]
-impl Aws for Guarded {
-    async fn call(&self, request: AwsRequest<'_>) -> Result<AwsReply, AwsFailure> {
-        let Some(Metered {
+impl Guarded {
+    /// An RDS call: each attempt waits for its token, and a transient or throttled failure
+    /// is tried again (the SDK's own retries are off for RDS, so none escapes the budget).
+    async fn paced(
+        &self,
+        request: AwsRequest<'_>,
+        metered: &Metered<'_>,
+        priority: Priority,
+    ) -> Result<AwsReply, AwsFailure> {
+        let Metered {
             operation,
             account,
             region,
-            paced,
-        }) = request.metered()
-        else {
-            return self.inner.call(request).await;
-        };
-        if let Some(priority) = paced {
-            match self
-                .budget
-                .acquire(account, region, priority, self.max_wait)
-                .await
-            {
+            ..
+        } = *metered;
+        // All attempts end when one attempt with its budget wait would have: within the
+        // step's lease.
+        let deadline = Instant::now() + self.max_wait + self.call_timeout;
+        let mut attempt = 1;
+        let mut last_failure = None;
+        loop {
+            let room = self
+                .max_wait
+                .min(deadline.saturating_duration_since(Instant::now()));
+            match self.budget.acquire(account, region, priority, room).await {
                 Ok(false) => {}
                 Ok(true) => self.metrics.budget_wait(account, region),
                 Err(Exhausted) => {
+                    self.metrics.budget_wait(account, region);
                     // Not sent, so neither RDS's throttling nor a failed call: the step
                     // ends with a retry and its job is not claimed again without progress.
-                    self.metrics.budget_wait(account, region);
-                    return Err(AwsFailure::Throttled(format!(
-                        "restop's RDS request budget in {account}/{region} (RESTOP_RDS_MAX_RPS) \
-                         has no room within {}s; {operation} is tried again later",
-                        self.max_wait.as_secs()
-                    )));
+                    return Err(last_failure.unwrap_or_else(|| {
+                        AwsFailure::Throttled(format!(
+                            "restop's RDS request budget in {account}/{region} \
+                             (RESTOP_RDS_MAX_RPS) has no room within {}s; {operation} is \
+                             tried again later",
+                            self.max_wait.as_secs()
+                        ))
+                    }));
                 }
             }
+            let result = tokio::time::timeout_at(deadline, self.inner.call(request.clone()))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(AwsFailure::Transient(format!(
+                        "{operation}: no answer within {}s",
+                        self.call_timeout.as_secs()
+                    )))
+                });
+            if matches!(result, Err(AwsFailure::Throttled(_))) {
+                // Slow down: RDS throttled the call although restop kept to its budget.
+                self.metrics.throttled(account, region);
+                self.budget.throttled(account, region);
+            }
+            self.count(metered, &result);
+            match result {
+                Err(failure @ (AwsFailure::Transient(_) | AwsFailure::Throttled(_)))
+                    if attempt < RDS_ATTEMPTS =>
+                {
+                    // Full jitter, doubling with each attempt.
+                    let backoff = RETRY_BACKOFF
+                        .mul_f64(f64::from(1u32 << (attempt - 1)) * rand::random::<f64>());
+                    if Instant::now() + backoff >= deadline {
+                        return Err(failure);
+                    }
+                    tokio::time::sleep(backoff).await;
+                    attempt += 1;
+                    last_failure = Some(failure);
+                }
+                result => return result,
+            }
         }
-        let result = self.inner.call(request).await;
-        if paced.is_some() && matches!(result, Err(AwsFailure::Throttled(_))) {
-            // Slow down: RDS throttled the call although restop kept to its budget.
-            self.metrics.throttled(account, region);
-            self.budget.throttled(account, region);
-        }
+    }
+
+    fn count(&self, metered: &Metered<'_>, result: &Result<AwsReply, AwsFailure>) {
         let failed = result.as_ref().err().map(AwsFailure::kind);
-        self.metrics.aws_call(operation, account, region, failed);
-        result
+        self.metrics
+            .aws_call(metered.operation, metered.account, metered.region, failed);
+    }
+}
+
+#[async_trait]
+impl Aws for Guarded {
+    async fn call(&self, request: AwsRequest<'_>) -> Result<AwsReply, AwsFailure> {
+        let Some(metered) = request.metered() else {
+            return self.inner.call(request).await;
+        };
+        match metered.paced {
+            Some(priority) => self.paced(request, &metered, priority).await,
+            None => {
+                let result = self.inner.call(request).await;
+                self.count(&metered, &result);
+                result
+            }
+        }
     }
 
     fn member_role(&self, account: &str, partition: &str) -> Option<String> {

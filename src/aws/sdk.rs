@@ -33,11 +33,14 @@ trait RegionalClient: Clone {
 }
 
 impl RegionalClient for aws_sdk_rds::Client {
+    /// One attempt per call: the guard retries RDS calls, each attempt within the request
+    /// budget, where the SDK's retries would go around it.
     fn in_region(config: &SdkConfig, region: &str) -> Self {
         let region = Region::new(region.to_owned());
         Self::from_conf(
             aws_sdk_rds::config::Builder::from(config)
                 .region(region)
+                .retry_config(RetryConfig::disabled())
                 .build(),
         )
     }
@@ -108,7 +111,8 @@ impl SdkAws {
     }
 
     /// The configuration restop uses: its own HTTP client (rustls with ring), three
-    /// attempts per call, and `call_timeout` for a call with its retries (a job's lease is
+    /// attempts per call (RDS clients make one: the guard retries them), and
+    /// `call_timeout` for a call with its retries (a job's lease is
     /// longer: a peer must not take a job over while its call is under way).
     pub fn loader(call_timeout: Duration) -> aws_config::ConfigLoader {
         let http = aws_smithy_http_client::Builder::new()

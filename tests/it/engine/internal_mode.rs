@@ -30,6 +30,7 @@ on_both_backends!(
     stops_refused_again_and_again_end_not_stoppable,
     aurora_global_database_members_are_not_stoppable,
     a_stop_retried_past_the_deadline_is_not_made,
+    every_rds_attempt_keeps_to_the_budget,
 );
 
 async fn unprotected_databases_are_left_alone(db: TestDb) {
@@ -240,7 +241,7 @@ async fn throttling_beyond_the_sdk_retries_is_backed_off(db: TestDb) {
         return;
     };
     w.create_instance("throttled", PROTECTED).await;
-    // The SDK makes three attempts per call: five failures reach restop's own backoff.
+    // Three attempts per call: five failures reach the engine's own backoff.
     w.moto
         .fault(json!({"action": "DescribeDBInstances", "count": 5, "code": "Throttling", "resource": "throttled"}))
         .await;
@@ -533,4 +534,58 @@ async fn a_stop_retried_past_the_deadline_is_not_made(db: TestDb) {
         "{steps:?}"
     );
     assert_eq!(w.instance_status("late").await, "available");
+}
+
+/// Found by the chaos soak: a replica made 27 RDS requests in one second against a budget
+/// of 10 a second (at most 20 in any second). The bucket held two seconds of tokens, so a
+/// second could hold three seconds' worth, and the SDK's retries went around the budget.
+/// Here every database is protected, and 5xx answers make restop retry while many calls
+/// wait for their tokens: no second, wherever it starts, holds more than twice the rate.
+async fn every_rds_attempt_keeps_to_the_budget(db: TestDb) {
+    const RATE: f64 = 2.0;
+    let Some(w) = world(db, |c| c.accounts.rds_max_rps = RATE).await else {
+        return;
+    };
+    let ids: Vec<String> = (0..4).map(|i| format!("paced-{i}")).collect();
+    for id in &ids {
+        w.create_instance(id, PROTECTED).await;
+    }
+    w.moto.clear_calls().await;
+    for action in ["ListTagsForResource", "DescribeDBInstances"] {
+        w.moto
+            .fault(json!({"action": action, "count": 6, "code": "InternalFailure", "status": 500}))
+            .await;
+    }
+    let mut executions = Vec::new();
+    for id in &ids {
+        executions.push(w.event("RDS-EVENT-0154", "db-instance", id).await);
+    }
+    for execution in &executions {
+        let (status, outcome, _) = w.finished(execution).await;
+        assert_eq!(
+            (status.as_str(), outcome.as_str()),
+            ("succeeded", "stopped")
+        );
+    }
+    let log = w.moto.call_log().await;
+    assert_eq!(
+        log.iter().filter(|c| c["fault"] == true).count(),
+        12,
+        "every armed 5xx was answered, and retried"
+    );
+    let arrivals: Vec<f64> = log.iter().filter_map(|c| c["at"].as_f64()).collect();
+    let busiest = arrivals
+        .iter()
+        .map(|&from| {
+            arrivals
+                .iter()
+                .filter(|&&at| at >= from && at < from + 1.0)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(
+        busiest <= (2.0 * RATE) as usize,
+        "{busiest} RDS requests in one second, budget {RATE}/s; arrivals {arrivals:?}"
+    );
 }
