@@ -33,8 +33,12 @@
 //! - I4 every SNS delivery answered 2xx is in `/v1/messages`;
 //! - I5 no execution is left active;
 //! - I6 no replica exits unless the soak stopped it (and one sent SIGTERM exits 0 in time);
-//! - I7 no replica makes more than RESTOP_RDS_MAX_RPS x 2 RDS requests in any second (the
-//!   budget is per process; the busiest second of all replicas together is printed).
+//! - I7 no replica process makes more than RESTOP_RDS_MAX_RPS x 2 RDS requests in any
+//!   second of one account and region (the budget is per process; the busiest second of
+//!   all replicas together is printed). The replicas reach moto through a proxy of the
+//!   soak's own that stamps each request as it arrives: moto's own log stamps a request
+//!   when its Python handler runs, and when moto stalls, requests sent over seconds are
+//!   handled, and stamped, in one burst.
 //!
 //! Figures printed: forced starts by kind, deliveries, faults by kind, violations by
 //! invariant, seconds from `available` to restop's stop call (p50 / p99 / max), RDS calls
@@ -164,11 +168,12 @@ async fn soak(mut args: Args) -> anyhow::Result<bool> {
             + BYSTANDERS
     );
 
+    let arrivals = Arrivals::start(&moto.url).await?;
     let replicas = Arc::new(Replicas::new(
         &args,
         &binary,
         &database_url,
-        &moto,
+        &arrivals.url,
         &world,
         work.path(),
     ));
@@ -220,7 +225,7 @@ async fn soak(mut args: Args) -> anyhow::Result<bool> {
     watch.abort();
     poll.abort();
 
-    world.check(&plan, &replicas, args.rds_max_rps).await?;
+    world.check(&plan, &arrivals, args.rds_max_rps).await?;
     let failed = world.report(&plan, &replicas, began.elapsed());
     replicas.stop_all().await;
     if failed {
@@ -1046,7 +1051,7 @@ impl World {
     }
 
     /// The invariants over the whole history, once everything has settled.
-    async fn check(&self, plan: &Plan, replicas: &Replicas, max_rps: u32) -> anyhow::Result<()> {
+    async fn check(&self, plan: &Plan, arrivals: &Arrivals, max_rps: u32) -> anyhow::Result<()> {
         let statuses = self.describe_all().await?;
         let log: Vec<Value> = self
             .http
@@ -1055,13 +1060,12 @@ impl World {
             .await?
             .json()
             .await?;
-        let restop_keys: HashSet<String> = replicas.keys().into_iter().collect();
         let by_restop: Vec<&Value> = log
             .iter()
             .filter(|c| {
                 c["access_key"]
                     .as_str()
-                    .is_some_and(|k| restop_keys.contains(k))
+                    .is_some_and(|k| k.starts_with(REPLICA_KEY_PREFIX))
             })
             .collect();
 
@@ -1165,22 +1169,24 @@ impl World {
             }
         }
 
-        // I7: RDS requests per second, per replica and all together.
-        let mut per_second: HashMap<(&str, i64), usize> = HashMap::new();
+        // I7: RDS requests per second as they left the replicas, per process and account-
+        // region, and all together.
+        let mut per_second: HashMap<(&str, &str, i64), usize> = HashMap::new();
         let mut all: HashMap<i64, usize> = HashMap::new();
-        let mut rds_calls = 0;
-        for call in by_restop.iter().filter(|c| c["service"] == "rds") {
-            rds_calls += 1;
-            let second = call["at"].as_f64().unwrap_or_default().floor() as i64;
-            let key = call["access_key"].as_str().unwrap_or_default();
-            *per_second.entry((key, second)).or_default() += 1;
+        let rds_calls = by_restop.iter().filter(|c| c["service"] == "rds").count();
+        let arrivals = arrivals.stamps.lock().unwrap();
+        for arrival in arrivals.iter().filter(|a| a.service == "rds") {
+            let second = arrival.at.floor() as i64;
+            *per_second
+                .entry((&arrival.access_key, &arrival.region, second))
+                .or_default() += 1;
             *all.entry(second).or_default() += 1;
         }
-        for ((key, second), count) in &per_second {
+        for ((key, region, second), count) in &per_second {
             if *count > (max_rps * 2) as usize {
                 self.violation(
                     "I7",
-                    format!("replica {key}: {count} RDS requests in second {second}"),
+                    format!("replica {key}: {count} RDS requests in {region} in second {second}"),
                 );
             }
         }
@@ -1458,7 +1464,7 @@ impl Replicas {
         args: &Args,
         binary: &Path,
         database_url: &str,
-        moto: &Moto,
+        aws_endpoint: &str,
         world: &World,
         dir: &Path,
     ) -> Self {
@@ -1473,7 +1479,7 @@ impl Replicas {
             ("RESTOP_AWS_TIMEOUT", format!("{AWS_TIMEOUT_SECONDS}s")),
             ("RESTOP_CATCHUP_INTERVAL", "5s".into()),
             ("RESTOP_RDS_MAX_RPS", args.rds_max_rps.to_string()),
-            ("AWS_ENDPOINT_URL", moto.url.clone()),
+            ("AWS_ENDPOINT_URL", aws_endpoint.to_owned()),
             ("AWS_SECRET_ACCESS_KEY", "test".into()),
             ("AWS_REGION", REGION.into()),
             ("AWS_EC2_METADATA_DISABLED", "true".into()),
@@ -1492,13 +1498,10 @@ impl Replicas {
         }
     }
 
-    /// The access key replica `index` signs with.
-    fn key(index: usize) -> String {
-        format!("restop{index}")
-    }
-
-    fn keys(&self) -> Vec<String> {
-        (0..self.slots.len()).map(Self::key).collect()
+    /// The access key incarnation `incarnation` of replica `index` signs with: the
+    /// budget is a process's, so each process is told apart.
+    fn key(index: usize, incarnation: usize) -> String {
+        format!("{REPLICA_KEY_PREFIX}{index}.{incarnation}")
     }
 
     fn peaks(&self) -> Vec<u64> {
@@ -1525,7 +1528,7 @@ impl Replicas {
         command
             .arg("serve")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .env("AWS_ACCESS_KEY_ID", Self::key(index))
+            .env("AWS_ACCESS_KEY_ID", Self::key(index, slot.incarnation))
             .env("RESTOP_LISTEN", base.trim_start_matches("http://"))
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -1803,4 +1806,101 @@ fn pg_bindir() -> Option<PathBuf> {
             .unwrap_or(0)
     });
     dirs.pop()
+}
+
+// ---------------------------------------------------------------------------------------
+// The replicas' way to moto: a proxy that stamps each request as it arrives
+// ---------------------------------------------------------------------------------------
+
+/// Access keys of replicas start with this; the soak's own is `soak`.
+const REPLICA_KEY_PREFIX: &str = "restop";
+
+/// One AWS request as it reached the proxy.
+struct Arrival {
+    access_key: String,
+    region: String,
+    service: String,
+    /// Unix seconds.
+    at: f64,
+}
+
+/// A reverse proxy in front of moto: the replicas' AWS endpoint.
+struct Arrivals {
+    url: String,
+    stamps: Arc<Mutex<Vec<Arrival>>>,
+}
+
+impl Arrivals {
+    async fn start(moto_url: &str) -> anyhow::Result<Self> {
+        let stamps: Arc<Mutex<Vec<Arrival>>> = Arc::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let upstream = moto_url.to_owned();
+        let client = reqwest::Client::new();
+        let recorded = stamps.clone();
+        let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+            let (upstream, client, recorded) = (upstream.clone(), client.clone(), recorded.clone());
+            async move {
+                if let Some(arrival) = Arrival::of(request.headers()) {
+                    recorded.lock().unwrap().push(arrival);
+                }
+                forward(&client, &upstream, request).await
+            }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(Self { url, stamps })
+    }
+}
+
+impl Arrival {
+    /// From the SigV4 credential scope: `Credential=KEY/DATE/REGION/SERVICE/aws4_request`.
+    fn of(headers: &axum::http::HeaderMap) -> Option<Self> {
+        let authorization = headers.get("authorization")?.to_str().ok()?;
+        let scope = authorization
+            .split("Credential=")
+            .nth(1)?
+            .split(',')
+            .next()?;
+        let mut parts = scope.split('/');
+        let access_key = parts.next()?.to_owned();
+        let region = parts.nth(1)?.to_owned();
+        let service = parts.next()?.to_owned();
+        Some(Self {
+            access_key,
+            region,
+            service,
+            at: unix_now(),
+        })
+    }
+}
+
+async fn forward(
+    client: &reqwest::Client,
+    upstream: &str,
+    request: axum::extract::Request,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, 16 << 20).await else {
+        return axum::http::StatusCode::BAD_REQUEST.into_response();
+    };
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut headers = parts.headers;
+    headers.remove(axum::http::header::HOST);
+    let answer = client
+        .request(parts.method, format!("{upstream}{path}"))
+        .headers(headers)
+        .body(body)
+        .send()
+        .await;
+    let Ok(answer) = answer else {
+        return axum::http::StatusCode::BAD_GATEWAY.into_response();
+    };
+    let status = answer.status();
+    let mut headers = answer.headers().clone();
+    for hop in ["transfer-encoding", "connection", "content-length"] {
+        headers.remove(hop);
+    }
+    let body = answer.bytes().await.unwrap_or_default();
+    (status, headers, body).into_response()
 }
