@@ -1,7 +1,8 @@
-//! The one decorator around every AWS call: it counts each call and failure in the metrics,
-//! by operation, account and region, and keeps RDS calls within the request budget of
-//! their account and region. Step Functions and SNS have budgets of their own, far from
-//! restop's use, so their calls are counted but not paced.
+//! The one decorator around every AWS call: it counts each attempt and failure in the
+//! metrics, by operation, account and region, and keeps RDS calls within the request
+//! budget of their account and region, retrying a failed RDS call with a token for each
+//! attempt. Step Functions and SNS have budgets of their own, far from restop's use, so
+//! their calls are counted but not paced (and the SDK retries them).
 
 use std::sync::Arc;
 use std::time::Duration;
