@@ -1173,9 +1173,10 @@ impl World {
         // region, and all together.
         let mut per_second: HashMap<(&str, &str, i64), usize> = HashMap::new();
         let mut all: HashMap<i64, usize> = HashMap::new();
-        let rds_calls = by_restop.iter().filter(|c| c["service"] == "rds").count();
         let arrivals = arrivals.stamps.lock().unwrap();
+        let mut rds_calls = 0;
         for arrival in arrivals.iter().filter(|a| a.service == "rds") {
+            rds_calls += 1;
             let second = arrival.at.floor() as i64;
             *per_second
                 .entry((&arrival.access_key, &arrival.region, second))
