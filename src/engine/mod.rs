@@ -45,9 +45,6 @@ const STEP_BATCH: u32 = 64;
 /// Polls claimed per round: they are described together, up to a hundred per call, so
 /// many at once make few calls.
 const POLL_BATCH: u32 = 1000;
-/// Polls fall due on a grid of this step (at most), so that databases waiting at the same
-/// time are described together.
-const POLL_GRID: Duration = Duration::from_secs(5);
 /// A job that was due "now" again after a step is run straight away, this many times, so a
 /// short chain (tags -> describe -> stop) does not wait for the next round.
 const IMMEDIATE_STEPS: usize = 4;
@@ -767,10 +764,7 @@ impl Engine {
                 let poll = self.settings.policy.poll_interval;
                 let waiting = matches!(phase, Phase::WaitAvailable | Phase::WaitStopped);
                 update.next_run_at = Some(if waiting && !retry && after >= poll {
-                    on_the_grid(
-                        now + after,
-                        self.settings.policy.poll_interval.min(POLL_GRID),
-                    )
+                    next_poll(now + after, poll, &Scope::of(&job.resource))
                 } else {
                     now + after
                 });
@@ -856,18 +850,38 @@ fn protection_tags<'a>(key: &'a str, value: &str) -> Vec<Tag<'a>> {
     tags
 }
 
-/// The first point of the grid of step `grid` at or after `at`: polls that fall due
-/// within one step of each other fall due together, and are described in one call.
-fn on_the_grid(at: DateTime<Utc>, grid: Duration) -> DateTime<Utc> {
-    let step = i64::try_from(grid.as_millis()).unwrap_or(i64::MAX).max(1);
-    let millis = at.timestamp_millis();
-    let up = millis.div_euclid(step) * step
-        + if millis.rem_euclid(step) == 0 {
-            0
-        } else {
-            step
-        };
-    DateTime::from_timestamp_millis(up).unwrap_or(at)
+/// When a waiting database is polled next, at the latest `due`: see [`on_own_grid`]. All
+/// the databases of one account, region and kind then fall due at the same moment and are
+/// described in one call (databases that started waiting at different times would
+/// otherwise each make their own), while the scopes' moments spread over the interval
+/// instead of all falling together. A poll comes early once, when a database joins its
+/// scope's grid, and never later than `due`.
+fn next_poll(due: DateTime<Utc>, poll: Duration, scope: &Scope) -> DateTime<Utc> {
+    on_own_grid(
+        due,
+        poll,
+        &[&scope.account, &scope.region, scope.kind.arn_segment()],
+    )
+}
+
+/// The last point at or before `due` of a grid of points `step` apart, at an offset that is
+/// `key`'s own (the same in every replica and after a restart): what shares a key falls due
+/// together, and different keys spread over the step.
+fn on_own_grid(due: DateTime<Utc>, step: Duration, key: &[&str]) -> DateTime<Utc> {
+    let step = i64::try_from(step.as_millis()).unwrap_or(i64::MAX).max(1);
+    let offset = (stable_hash(key) % step.unsigned_abs()) as i64;
+    let millis = due.timestamp_millis();
+    let point = (millis - offset).div_euclid(step) * step + offset;
+    DateTime::from_timestamp_millis(point).unwrap_or(due)
+}
+
+/// FNV-1a over the names joined by `/`: stable across processes and builds, unlike `Hash`.
+fn stable_hash(names: &[&str]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in names.join("/").bytes() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
 }
 
 /// The name of a job's state machine run: from the SNS MessageId, so that a redelivery is
@@ -953,25 +967,41 @@ mod tests {
         );
     }
 
+    fn scope(account: &str, region: &str) -> Scope {
+        Scope {
+            account: account.into(),
+            region: region.into(),
+            kind: ResourceKind::DbInstance,
+        }
+    }
+
     #[test]
-    fn polls_fall_due_on_a_grid() {
-        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
-        let grid = Duration::from_secs(5);
+    fn a_scope_s_polls_fall_due_together_never_late() {
+        let poll = Duration::from_secs(300);
+        let orders = scope("123456789012", "us-east-1");
+        let start = DateTime::parse_from_rfc3339("2026-11-29T10:00:00Z")
+            .unwrap()
+            .to_utc();
+        let point = next_poll(start, poll, &orders);
+        assert!(point <= start && point > start - poll, "{point}");
+        // Polls due anywhere within an interval after one of the scope's points are all
+        // made at that point: never later than due, and together.
+        for later_ms in [0, 1_200, 150_000, 299_999] {
+            let due = point + chrono::Duration::milliseconds(later_ms);
+            assert_eq!(next_poll(due, poll, &orders), point, "due {due}");
+        }
+        // Once on the grid, a database stays there: polled at its point (the round a
+        // little late), due again one interval later.
+        let polled = point + chrono::Duration::milliseconds(800);
+        assert_eq!(next_poll(polled + poll, poll, &orders), point + poll);
+        // Another scope has its moment of its own, the same in every process.
+        let elsewhere = scope("123456789012", "eu-west-1");
+        assert_ne!(next_poll(start, poll, &elsewhere), point);
+        assert_eq!(next_poll(start, poll, &orders), point, "stable");
         assert_eq!(
-            on_the_grid(at("2026-11-29T10:00:01.2Z"), grid),
-            at("2026-11-29T10:00:05Z")
-        );
-        assert_eq!(
-            on_the_grid(at("2026-11-29T10:00:04.9Z"), grid),
-            at("2026-11-29T10:00:05Z")
-        );
-        assert_eq!(
-            on_the_grid(at("2026-11-29T10:00:05Z"), grid),
-            at("2026-11-29T10:00:05Z")
-        );
-        assert_eq!(
-            on_the_grid(at("2026-11-29T10:00:05.001Z"), grid),
-            at("2026-11-29T10:00:10Z")
+            stable_hash(&["123456789012", "us-east-1", "db"]),
+            0x0dc8_0f9b_ddfd_3083,
+            "FNV-1a of 123456789012/us-east-1/db"
         );
     }
 
