@@ -154,7 +154,14 @@ impl Catchup {
         let (result, next) = match self.read_and_record(&sweep, start, now).await {
             Ok(()) => {
                 self.metrics.catchup_sweep("ok");
-                (Ok(now), now + self.settings.interval)
+                // Places swept together (all of them, after a start) part: each keeps to
+                // its own moment of the interval, so the sweeps run evenly, not in waves.
+                let next = super::on_own_grid(
+                    now + self.settings.interval,
+                    self.settings.interval,
+                    &[&sweep.account, &sweep.region],
+                );
+                (Ok(now), next)
             }
             Err(failure) => {
                 self.metrics.catchup_sweep("failed");

@@ -22,6 +22,7 @@ on_both_backends!(
     a_failing_sweep_is_retried_and_reported,
     one_sweep_records_every_forced_start_it_finds,
     a_restarted_restop_sweeps_at_once,
+    sweeps_made_together_spread_over_the_interval,
     a_region_removed_from_the_topics_is_no_longer_swept,
     a_forced_start_stopped_since_is_superseded,
     a_forced_start_followed_only_by_its_own_started_event_is_stopped,
@@ -257,6 +258,64 @@ async fn a_restarted_restop_sweeps_at_once(db: TestDb) {
     }
 }
 
+/// After a start every place is swept at once; from then on each keeps to its own moment
+/// of the interval, so 8,500 account-regions make an even trickle of sweeps (and of RDS
+/// calls and writes), not a wave of 8,500 every interval. None waits longer than the
+/// interval.
+async fn sweeps_made_together_spread_over_the_interval(db: TestDb) {
+    let aws = Arc::new(FakeAws::default());
+    let members: Vec<String> = (1..=20)
+        .map(|i| format!("{:012}", 200_000_000_000u64 + i))
+        .collect();
+    for member in &members {
+        aws.add_member(member);
+    }
+    let mut cfg = config(&db.url, None);
+    cfg.engine.engine_enabled = true;
+    cfg.engine.catchup_interval = Schedule::Every(Duration::from_secs(3600));
+    cfg.accounts.accounts = CommaList(members.iter().map(|m| m.parse().unwrap()).collect());
+    let app =
+        TestApp::spawn_with(cfg, Arc::new(restop::clock::SystemClock), Some(aws.clone())).await;
+    let places = 1 + members.len() as i64;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while db
+        .count("SELECT COUNT(*) FROM catchup_sweeps WHERE last_success_at IS NOT NULL")
+        .await
+        < places
+    {
+        assert!(
+            Instant::now() < deadline,
+            "not every place was swept at the start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.stop().await;
+    let (spread, late) = match db.backend {
+        Backend::Postgres => (
+            "SELECT CAST(EXTRACT(EPOCH FROM MAX(next_run_at) - MIN(next_run_at)) AS BIGINT) \
+             FROM catchup_sweeps",
+            "SELECT COUNT(*) FROM catchup_sweeps \
+             WHERE next_run_at > last_success_at + INTERVAL '3600 seconds'",
+        ),
+        Backend::Sqlite => (
+            "SELECT CAST((julianday(MAX(next_run_at)) - julianday(MIN(next_run_at))) * 86400 \
+             AS INTEGER) FROM catchup_sweeps",
+            "SELECT COUNT(*) FROM catchup_sweeps \
+             WHERE julianday(next_run_at) > julianday(last_success_at) + 3600.0 / 86400",
+        ),
+    };
+    let spread = db.count(spread).await;
+    assert!(
+        spread >= 1800,
+        "the next sweeps of {places} places fall within {spread} s of each other"
+    );
+    assert_eq!(
+        db.count(late).await,
+        0,
+        "a next sweep more than an interval away"
+    );
+}
+
 /// Two replicas on one Postgres read each account and region's log once per interval
 /// between them, not once each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,15 +337,16 @@ async fn replicas_share_the_sweeps() {
     }
     let started = Instant::now();
     let swept = aws.requests();
-    // Then one account-region swept every second between the two: three more sweeps
-    // take three seconds. Each replica on its own would make them in one and a half.
-    while aws.requests() < swept + 3 {
+    // Then one account-region swept every second between the two: four more sweeps take
+    // over three seconds (the first may come early, to keep to the place's moment of the
+    // second). Each replica on its own would make them in two.
+    while aws.requests() < swept + 4 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed();
     assert!(
         elapsed >= Duration::from_millis(2500),
-        "four sweeps in {elapsed:?}: the replicas did not share them"
+        "five sweeps in {elapsed:?}: the replicas did not share them"
     );
     a.stop().await;
     b.stop().await;
