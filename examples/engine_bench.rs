@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use futures::StreamExt;
 use restop::config::ServeConfig;
 use restop::testing::{events, fake_aws};
 use restop::{App, Deps};
@@ -124,13 +125,19 @@ async fn main() -> anyhow::Result<()> {
     let store = app.store().clone();
 
     let started = Instant::now();
-    for i in 0..args.executions {
-        let account = &accounts[i % accounts.len()];
-        let region = regions[(i / accounts.len()) % regions.len()];
-        let arn = format!("arn:aws:rds:{region}:{account}:db:bench-{i}");
-        aws.add(&arn, "starting", &[("auto-restart-protection", "yes")]);
-        events::accept_event(&store, &arn).await;
-    }
+    // Many at once, as SNS delivers them: the store commits them in groups.
+    futures::stream::iter(0..args.executions)
+        .map(|i| {
+            let account = &accounts[i % accounts.len()];
+            let region = regions[(i / accounts.len()) % regions.len()];
+            let arn = format!("arn:aws:rds:{region}:{account}:db:bench-{i}");
+            aws.add(&arn, "starting", &[("auto-restart-protection", "yes")]);
+            let store = store.clone();
+            async move { events::accept_event(&store, &arn).await }
+        })
+        .buffer_unordered(32)
+        .for_each(|_| async {})
+        .await;
     println!(
         "created {} executions in {:.1} s",
         args.executions,
