@@ -59,7 +59,7 @@ use clap::{Parser, ValueEnum};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use restop::aws::SdkAws;
-use restop::testing::moto::{ACCOUNT, Moto, REGION, new_instance};
+use restop::testing::moto::{self, ACCOUNT, Moto, REGION, new_instance};
 use restop::testing::sns::{SnsStub, TOPIC, sns_timestamp};
 use serde_json::{Value, json};
 
@@ -1834,21 +1834,13 @@ struct Arrivals {
 impl Arrivals {
     async fn start(moto_url: &str) -> anyhow::Result<Self> {
         let stamps: Arc<Mutex<Vec<Arrival>>> = Arc::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let upstream = moto_url.to_owned();
-        let client = reqwest::Client::new();
         let recorded = stamps.clone();
-        let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
-            let (upstream, client, recorded) = (upstream.clone(), client.clone(), recorded.clone());
-            async move {
-                if let Some(arrival) = Arrival::of(request.headers()) {
-                    recorded.lock().unwrap().push(arrival);
-                }
-                forward(&client, &upstream, request).await
+        let url = moto::tap(moto_url, move |request, _body| {
+            if let Some(arrival) = Arrival::of(&request.headers) {
+                recorded.lock().unwrap().push(arrival);
             }
-        });
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        })
+        .await?;
         Ok(Self { url, stamps })
     }
 }
@@ -1873,35 +1865,4 @@ impl Arrival {
             at: unix_now(),
         })
     }
-}
-
-async fn forward(
-    client: &reqwest::Client,
-    upstream: &str,
-    request: axum::extract::Request,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let (parts, body) = request.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, 16 << 20).await else {
-        return axum::http::StatusCode::BAD_REQUEST.into_response();
-    };
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut headers = parts.headers;
-    headers.remove(axum::http::header::HOST);
-    let answer = client
-        .request(parts.method, format!("{upstream}{path}"))
-        .headers(headers)
-        .body(body)
-        .send()
-        .await;
-    let Ok(answer) = answer else {
-        return axum::http::StatusCode::BAD_GATEWAY.into_response();
-    };
-    let status = answer.status();
-    let mut headers = answer.headers().clone();
-    for hop in ["transfer-encoding", "connection", "content-length"] {
-        headers.remove(hop);
-    }
-    let body = answer.bytes().await.unwrap_or_default();
-    (status, headers, body).into_response()
 }

@@ -301,3 +301,55 @@ pub fn instance_arn(id: &str) -> String {
 pub fn cluster_arn(id: &str) -> String {
     format!("arn:aws:rds:{REGION}:{ACCOUNT}:cluster:{id}")
 }
+
+/// A reverse proxy in front of `upstream` (a moto server) that shows `observe` each request
+/// before passing it on, for counting what restop sends where. Returns the proxy's URL, to
+/// be the AWS endpoint of whatever is watched.
+pub async fn tap<F>(upstream: &str, observe: F) -> std::io::Result<String>
+where
+    F: Fn(&axum::http::request::Parts, &[u8]) + Clone + Send + Sync + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let upstream = upstream.to_owned();
+    let client = reqwest::Client::new();
+    let app = axum::Router::new().fallback(move |request: axum::extract::Request| {
+        let (upstream, client, observe) = (upstream.clone(), client.clone(), observe.clone());
+        async move { forward(&client, &upstream, request, observe).await }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
+}
+
+async fn forward(
+    client: &reqwest::Client,
+    upstream: &str,
+    request: axum::extract::Request,
+    observe: impl Fn(&axum::http::request::Parts, &[u8]),
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, 16 << 20).await else {
+        return axum::http::StatusCode::BAD_REQUEST.into_response();
+    };
+    observe(&parts, &body);
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut headers = parts.headers;
+    headers.remove(axum::http::header::HOST);
+    let answer = client
+        .request(parts.method, format!("{upstream}{path}"))
+        .headers(headers)
+        .body(body)
+        .send()
+        .await;
+    let Ok(answer) = answer else {
+        return axum::http::StatusCode::BAD_GATEWAY.into_response();
+    };
+    let status = answer.status();
+    let mut headers = answer.headers().clone();
+    for hop in ["transfer-encoding", "connection", "content-length"] {
+        headers.remove(hop);
+    }
+    let body = answer.bytes().await.unwrap_or_default();
+    (status, headers, body).into_response()
+}

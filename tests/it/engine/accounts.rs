@@ -312,61 +312,6 @@ async fn a_role_that_cannot_be_assumed_fails_the_execution_not_restop(db: TestDb
     restop.kill().await;
 }
 
-/// Forwards every AWS request to moto and counts them by action: what restop asks STS for.
-struct CountingProxy {
-    url: String,
-    actions: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
-}
-
-impl CountingProxy {
-    async fn start(upstream: &str) -> Self {
-        let actions = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
-        let (upstream, counted) = (upstream.to_owned(), actions.clone());
-        let http = reqwest::Client::new();
-        let forward = move |request: axum::extract::Request| {
-            let (upstream, counted, http) = (upstream.clone(), counted.clone(), http.clone());
-            async move {
-                let (parts, body) = request.into_parts();
-                let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
-                // The query protocol (RDS, STS) names the action in the form body.
-                let action = url::form_urlencoded::parse(&body)
-                    .find(|(key, _)| key == "Action")
-                    .map(|(_, action)| action.into_owned())
-                    .unwrap_or_default();
-                *counted.lock().unwrap().entry(action).or_insert(0) += 1;
-                let mut headers = parts.headers;
-                headers.remove(axum::http::header::HOST);
-                let answer = http
-                    .request(parts.method, format!("{upstream}{}", parts.uri))
-                    .headers(headers)
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
-                let status = answer.status();
-                let headers = answer.headers().clone();
-                (status, headers, answer.bytes().await.unwrap())
-            }
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            let app = axum::Router::new().fallback(forward);
-            axum::serve(listener, app).await.unwrap();
-        });
-        Self { url, actions }
-    }
-
-    fn count(&self, action: &str) -> usize {
-        self.actions
-            .lock()
-            .unwrap()
-            .get(action)
-            .copied()
-            .unwrap_or(0)
-    }
-}
-
 /// Credentials belong to an account, not to an account-region: a member's role is assumed
 /// once and its credentials serve every region (until they expire, an hour by default), so
 /// 500 accounts in 17 regions cost 500 AssumeRole calls an hour, not 8,500.
@@ -375,9 +320,22 @@ async fn a_member_role_is_assumed_once_for_all_its_regions() {
     let Some(moto) = Moto::start().await else {
         return;
     };
-    let proxy = CountingProxy::start(&moto.url).await;
+    // Every request restop makes, counted by action on its way to moto.
+    let actions = Arc::new(std::sync::Mutex::new(std::collections::HashMap::new()));
+    let counted = actions.clone();
+    let proxy = restop::testing::moto::tap(&moto.url, move |_, body| {
+        // The query protocol (RDS, STS) names the action in the form body.
+        let action = url::form_urlencoded::parse(body)
+            .find(|(key, _)| key == "Action")
+            .map(|(_, action)| action.into_owned())
+            .unwrap_or_default();
+        *counted.lock().unwrap().entry(action).or_insert(0) += 1;
+    })
+    .await
+    .unwrap();
+    let count = |action: &str| actions.lock().unwrap().get(action).copied().unwrap_or(0);
     let base = SdkAws::loader(Duration::from_secs(5))
-        .endpoint_url(&proxy.url)
+        .endpoint_url(&proxy)
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_credential_types::Credentials::new(
             "test", "test", None, None, "moto",
@@ -405,7 +363,7 @@ async fn a_member_role_is_assumed_once_for_all_its_regions() {
             }
         }
     }
-    assert_eq!(proxy.count("DescribeDBInstances"), 3 * 2 * 3);
-    assert_eq!(proxy.count("AssumeRole"), members.len());
-    assert_eq!(proxy.count("GetCallerIdentity"), 1);
+    assert_eq!(count("DescribeDBInstances"), 3 * 2 * 3);
+    assert_eq!(count("AssumeRole"), members.len());
+    assert_eq!(count("GetCallerIdentity"), 1);
 }
